@@ -1,0 +1,3 @@
+//! HTTP semantics as pure functions over typed inputs, each table-tested.
+
+pub mod range;

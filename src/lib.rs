@@ -1,0 +1,9 @@
+//! dropcache: a caching HTTP reverse proxy in front of Dropbox, and the faithful Dropbox API v2
+//! emulator every test and the demo run against.
+#![forbid(unsafe_code)]
+
+pub mod emulator;
+pub mod http;
+pub mod server;
+pub mod telemetry;
+pub mod upstream;

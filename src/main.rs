@@ -1,0 +1,161 @@
+//! The `dropcache` command line: parse, set up logging, bind, run until a shutdown signal.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use dropcache::emulator::faults::{FaultRule, Faults};
+use dropcache::emulator::{AccountSpec, Emulator, EmulatorConfig};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "dropcache",
+    version,
+    about = "A caching HTTP reverse proxy in front of Dropbox"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a local Dropbox API v2 emulator (api, content and notify routes on one listener).
+    Emulator(EmulatorArgs),
+}
+
+#[derive(Args)]
+struct EmulatorArgs {
+    /// Address to listen on; port 0 picks a free port. The first line of stdout says
+    /// `listening on http://IP:PORT` (or https).
+    #[arg(long, default_value = "127.0.0.1:8900")]
+    listen: String,
+    /// The default account's files are this directory; API changes are written there.
+    #[arg(long, conflicts_with = "memory")]
+    root: Option<PathBuf>,
+    /// Keep the default account's files in memory (the default when no --root is given).
+    #[arg(long)]
+    memory: bool,
+    /// A fixed, never-expiring access token for the default account.
+    #[arg(long, env = "DROPCACHE_EMULATOR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Display name of the default account.
+    #[arg(long, default_value = "Emulator User")]
+    name: String,
+    /// More accounts: NAME[:TOKEN[:DIR]] (repeatable; in memory unless DIR is given).
+    #[arg(long = "account", value_name = "SPEC")]
+    accounts: Vec<AccountSpec>,
+    /// App key, for app auth (Basic), OAuth and webhooks.
+    #[arg(long, default_value = "dropcache-emulator")]
+    app_key: String,
+    /// App secret (signs webhooks).
+    #[arg(
+        long,
+        env = "DROPCACHE_EMULATOR_APP_SECRET",
+        hide_env_values = true,
+        default_value = "dropcache-emulator-secret",
+        hide_default_value = true
+    )]
+    app_secret: String,
+    /// PEM certificate chain: serve HTTPS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Send signed webhook notifications to this URL (after a verification GET).
+    #[arg(long)]
+    webhook: Option<String>,
+    /// Lifetime of access tokens minted by /oauth2/token, e.g. 4h or 30s.
+    #[arg(long, default_value = "4h", value_parser = humantime::parse_duration)]
+    token_lifetime: Duration,
+    /// Serve /_emulator/* (request log, faults, forced token expiry and cursor reset).
+    #[arg(long)]
+    admin: bool,
+    /// Fault rule ROUTE=KIND[,share=F][,times=N]; KIND is 429[:SECS], a 5xx code,
+    /// slow:BYTES_PER_SEC, stall:BYTES or cut:BYTES (repeatable).
+    #[arg(long = "fault", value_name = "RULE")]
+    faults: Vec<FaultRule>,
+    /// Latency added before every API answer, e.g. 50ms.
+    #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+    latency: Duration,
+    /// `backoff` seconds to put in every longpoll answer.
+    #[arg(long)]
+    longpoll_backoff: Option<u64>,
+    /// Up to this much random extra wait on longpolls (Dropbox adds up to 90s).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    longpoll_jitter: Duration,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    dropcache::telemetry::init();
+    match Cli::parse().command {
+        Command::Emulator(args) => run_emulator(args).await,
+    }
+}
+
+async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<()> {
+    let default = AccountSpec {
+        name: args.name,
+        token: args.token,
+        root: args.root,
+    };
+    if default.root.is_none() && !args.memory {
+        tracing::info!("no --root given: the default account's files are kept in memory");
+    }
+    let config = EmulatorConfig {
+        accounts: std::iter::once(default).chain(args.accounts).collect(),
+        app_key: args.app_key,
+        app_secret: args.app_secret,
+        token_lifetime: args.token_lifetime,
+        webhook: args.webhook,
+        admin: args.admin,
+        faults: Faults {
+            latency_ms: args.latency.as_millis() as u64,
+            rules: args.faults,
+            longpoll_backoff: args.longpoll_backoff,
+        },
+        longpoll_jitter: args.longpoll_jitter,
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(dropcache::server::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let emulator = Emulator::new(config)?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on {scheme}://{addr}")?;
+    out.flush()?;
+    drop(out);
+    emulator.serve(listener, tls, shutdown_signal()).await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
