@@ -1,0 +1,206 @@
+//! The shared test harness: an in-process emulator on `127.0.0.1:0` and a small HTTP client
+//! with a timeout on every await. Handles shut down on drop.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use dropcache::emulator::{AccountSpec, Emulator, EmulatorConfig, RunningEmulator};
+use dropcache::upstream::json::to_header_safe;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use std::future::Future;
+use std::time::Duration;
+
+/// The default account's fixed token in every harness.
+pub const TOKEN: &str = "test-token-default";
+pub const APP_KEY: &str = "test-app-key";
+pub const APP_SECRET: &str = "test-app-secret";
+
+/// Fails the test instead of hanging.
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// An emulator config with the default account (token `TOKEN`), the test app, admin on.
+pub fn config() -> EmulatorConfig {
+    EmulatorConfig {
+        accounts: vec![AccountSpec {
+            name: "Test User".into(),
+            token: Some(TOKEN.into()),
+            root: None,
+        }],
+        app_key: APP_KEY.into(),
+        app_secret: APP_SECRET.into(),
+        admin: true,
+        ..EmulatorConfig::default()
+    }
+}
+
+pub struct Harness {
+    pub running: RunningEmulator,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// A whole answer, body read.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().expect("ASCII header"))
+    }
+
+    /// Asserts a 200 and returns the JSON body.
+    pub fn ok(&self) -> Value {
+        assert_eq!(self.status, StatusCode::OK, "body: {}", self.text());
+        self.json()
+    }
+
+    /// Asserts a 409 and returns the `error` union.
+    pub fn route_error(&self) -> Value {
+        assert_eq!(self.status, StatusCode::CONFLICT, "body: {}", self.text());
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        let v = self.json();
+        assert!(v["error_summary"].is_string(), "{v}");
+        v["error"].clone()
+    }
+
+    /// The `Dropbox-API-Result` header as JSON.
+    pub fn result(&self) -> Value {
+        let raw = self.header("dropbox-api-result").expect("Dropbox-API-Result header");
+        assert!(raw.is_ascii());
+        serde_json::from_str(raw).expect("Dropbox-API-Result is JSON")
+    }
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::with(config()).await
+    }
+
+    pub async fn with(config: EmulatorConfig) -> Harness {
+        let emulator = Emulator::new(config).expect("emulator config is valid");
+        let running = emulator
+            .spawn("127.0.0.1:0", None)
+            .await
+            .expect("bind 127.0.0.1:0");
+        Harness {
+            running,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub fn emu(&self) -> &Emulator {
+        &self.running.emulator
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.running.base_url)
+    }
+
+    /// Sends a request and returns the raw response (for streaming tests).
+    pub async fn send_raw(&self, req: Request<Full<Bytes>>) -> Response<Incoming> {
+        within("response head", self.client.request(req))
+            .await
+            .expect("request reaches the emulator")
+    }
+
+    pub async fn send(&self, req: Request<Full<Bytes>>) -> Answer {
+        let resp = self.send_raw(req).await;
+        let (parts, body) = resp.into_parts();
+        let body = within("response body", body.collect())
+            .await
+            .expect("whole body")
+            .to_bytes();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// A request builder for `path` with extra headers.
+    pub fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Request<Full<Bytes>> {
+        let mut req = Request::builder().method(method).uri(self.url(path));
+        for (k, v) in headers {
+            req = req.header(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+            );
+        }
+        req.body(Full::new(body.into())).unwrap()
+    }
+
+    /// An RPC call with a Bearer token (or none) and a JSON argument.
+    pub async fn rpc(&self, route: &str, token: Option<&str>, arg: &Value) -> Answer {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a));
+        }
+        let body = if arg.is_null() { Bytes::from_static(b"null") } else { Bytes::from(arg.to_string()) };
+        self.send(self.request(Method::POST, &format!("/2/{route}"), &headers, body))
+            .await
+    }
+
+    /// An RPC call as the default user.
+    pub async fn call(&self, route: &str, arg: Value) -> Answer {
+        self.rpc(route, Some(TOKEN), &arg).await
+    }
+
+    /// A content-download call (POST, argument in `Dropbox-API-Arg`) as the default user.
+    pub async fn download(&self, route: &str, arg: Value, extra: &[(&str, &str)]) -> Answer {
+        let auth = format!("Bearer {TOKEN}");
+        let arg = to_header_safe(&arg);
+        let mut headers = vec![("Authorization", auth.as_str()), ("Dropbox-API-Arg", arg.as_str())];
+        headers.extend_from_slice(extra);
+        self.send(self.request(Method::POST, &format!("/2/{route}"), &headers, Bytes::new()))
+            .await
+    }
+
+    /// Uploads through `files/upload` with a JSON argument; returns the answer.
+    pub async fn upload_with(&self, arg: Value, data: impl Into<Bytes>) -> Answer {
+        let auth = format!("Bearer {TOKEN}");
+        let arg = to_header_safe(&arg);
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("Dropbox-API-Arg", arg.as_str()),
+            ("Content-Type", "application/octet-stream"),
+        ];
+        self.send(self.request(Method::POST, "/2/files/upload", &headers, data))
+            .await
+    }
+
+    /// Uploads (overwrite) and returns the FileMetadata.
+    pub async fn put(&self, path: &str, data: impl Into<Bytes>) -> Value {
+        self.upload_with(serde_json::json!({"path": path, "mode": "overwrite"}), data)
+            .await
+            .ok()
+    }
+}
