@@ -67,7 +67,9 @@ impl Answer {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().expect("ASCII header"))
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ASCII header"))
     }
 
     /// Asserts a 200 and returns the JSON body.
@@ -87,7 +89,9 @@ impl Answer {
 
     /// The `Dropbox-API-Result` header as JSON.
     pub fn result(&self) -> Value {
-        let raw = self.header("dropbox-api-result").expect("Dropbox-API-Result header");
+        let raw = self
+            .header("dropbox-api-result")
+            .expect("Dropbox-API-Result header");
         assert!(raw.is_ascii());
         serde_json::from_str(raw).expect("Dropbox-API-Result is JSON")
     }
@@ -164,7 +168,11 @@ impl Harness {
         if let Some(a) = &auth {
             headers.push(("Authorization", a));
         }
-        let body = if arg.is_null() { Bytes::from_static(b"null") } else { Bytes::from(arg.to_string()) };
+        let body = if arg.is_null() {
+            Bytes::from_static(b"null")
+        } else {
+            Bytes::from(arg.to_string())
+        };
         self.send(self.request(Method::POST, &format!("/2/{route}"), &headers, body))
             .await
     }
@@ -178,7 +186,10 @@ impl Harness {
     pub async fn download(&self, route: &str, arg: Value, extra: &[(&str, &str)]) -> Answer {
         let auth = format!("Bearer {TOKEN}");
         let arg = to_header_safe(&arg);
-        let mut headers = vec![("Authorization", auth.as_str()), ("Dropbox-API-Arg", arg.as_str())];
+        let mut headers = vec![
+            ("Authorization", auth.as_str()),
+            ("Dropbox-API-Arg", arg.as_str()),
+        ];
         headers.extend_from_slice(extra);
         self.send(self.request(Method::POST, &format!("/2/{route}"), &headers, Bytes::new()))
             .await
@@ -202,5 +213,95 @@ impl Harness {
         self.upload_with(serde_json::json!({"path": path, "mode": "overwrite"}), data)
             .await
             .ok()
+    }
+}
+
+/// PEM files for a test CA and a `localhost` / `127.0.0.1` server certificate it signed.
+pub struct TestCerts {
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// Makes a CA and a server certificate with the `openssl` command line.
+pub fn test_certs(dir: &std::path::Path) -> TestCerts {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl command is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=dropcache test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    TestCerts {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
     }
 }
