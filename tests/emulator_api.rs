@@ -248,9 +248,10 @@ async fn longpoll_rules() {
     }
     // Pending changes answer at once; backoff when asked to.
     h.put("/y", "2").await;
-    let mut faults = dropcache::emulator::faults::Faults::default();
-    faults.longpoll_backoff = Some(7);
-    h.emu().set_faults(faults);
+    h.emu().set_faults(dropcache::emulator::faults::Faults {
+        longpoll_backoff: Some(7),
+        ..Default::default()
+    });
     let a = h
         .rpc(
             "files/list_folder/longpoll",
