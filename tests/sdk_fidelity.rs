@@ -35,7 +35,13 @@ async fn official_python_sdk_drives_every_route_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let certs = test_certs(dir.path());
     let tls = dropcache::server::tls::acceptor(&certs.cert, &certs.key).expect("test certs load");
-    let emu = Emulator::new(config()).unwrap();
+    // The default account is a directory on disk, seeded with a file for the SDK to read.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("Seed")).unwrap();
+    std::fs::write(root.path().join("Seed/Read Me.txt"), "seeded on disk").unwrap();
+    let mut config = config();
+    config.accounts[0].root = Some(root.path().to_owned());
+    let emu = Emulator::new(config).unwrap();
     let running = emu.spawn("127.0.0.1:0", Some(tls)).await.unwrap();
     let host = format!("localhost:{}", running.addr.port());
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/drive_emulator.py");
@@ -97,6 +103,15 @@ async fn official_python_sdk_drives_every_route_over_tls() {
     ] {
         assert!(log.count(route) > 0, "the SDK never called {route}");
     }
+    // The SDK's writes landed in the directory.
+    assert_eq!(
+        std::fs::read(root.path().join("SDK/hello.txt")).unwrap(),
+        b"hello world"
+    );
+    assert!(
+        !root.path().join("SDK/Moved.txt").exists(),
+        "deleted through the SDK"
+    );
     // App-auth calls are logged as the app.
     assert!(log.count_for("sharing/get_shared_link_file", "app") > 0);
 }

@@ -475,18 +475,32 @@ pub(super) fn temporary_link_get(emu: &Emulator, req: &Request<Incoming>) -> Res
     body::respond(dl, req.headers(), fault)
 }
 
-fn write_error(tag: &str, e: WriteError) -> ApiError {
+/// The `WriteError` union value of a refused write; storage failures are our 500.
+fn write_error_value(e: WriteError) -> Result<Value, ApiError> {
     match e {
-        WriteError::Conflict(what) => ApiError::route(
-            json!({".tag": tag, tag: {".tag": "conflict", "conflict": {".tag": what}}}),
-        ),
-        WriteError::NotFound => ApiError::lookup(tag, "not_found"),
-        WriteError::IntoItself => ApiError::route(json!({".tag": "cant_move_folder_into_itself"})),
+        WriteError::Conflict(what) => Ok(json!({".tag": "conflict", "conflict": {".tag": what}})),
+        WriteError::NotFound => Ok(json!({".tag": "not_found"})),
+        WriteError::IntoItself => Err(ApiError::route(
+            json!({".tag": "cant_move_folder_into_itself"}),
+        )),
         WriteError::Io(why) => {
             tracing::error!(error = %why, "emulator storage failed");
-            ApiError::Server(StatusCode::INTERNAL_SERVER_ERROR)
+            Err(ApiError::Server(StatusCode::INTERNAL_SERVER_ERROR))
         }
     }
+}
+
+/// A refused write as a route error, the union value nested under `tag`.
+fn write_error(tag: &str, e: WriteError) -> ApiError {
+    match write_error_value(e) {
+        Ok(v) => ApiError::route(json!({".tag": tag, tag: v})),
+        Err(e) => e,
+    }
+}
+
+/// `UploadError.path` is a flattened `UploadWriteFailed {reason: WriteError, upload_session_id}`.
+fn upload_error(reason: Value) -> ApiError {
+    ApiError::route(json!({".tag": "path", "reason": reason, "upload_session_id": ""}))
 }
 
 /// Applies a write to an account's namespace and tells watchers if anything changed.
@@ -508,9 +522,7 @@ pub(super) fn upload(emu: &Emulator, call: &Call) -> Result<Reply, ApiError> {
     let account = user(call)?;
     let arg = &call.arg;
     let path = write_path(arg, "path", "path").map_err(|e| match e {
-        // UploadError.path is a flattened UploadWriteFailed: {reason: WriteError, ...}.
-        ApiError::Route(_) => ApiError::route(json!({".tag": "path",
-            "reason": {".tag": "malformed_path"}, "upload_session_id": ""})),
+        ApiError::Route(_) => upload_error(json!({".tag": "malformed_path"})),
         other => other,
     })?;
     let mode = match arg.get("mode") {
@@ -555,10 +567,9 @@ pub(super) fn upload(emu: &Emulator, call: &Call) -> Result<Reply, ApiError> {
     }
     let node = write(emu, account, |ns| {
         ns.put_file(path, call.body.clone(), &mode, autorename, client_modified)
-            .map_err(|e| match write_error("x", e) {
-                ApiError::Route(v) => ApiError::route(json!({".tag": "path",
-                    "reason": v["x"], "upload_session_id": ""})),
-                other => other,
+            .map_err(|e| match write_error_value(e) {
+                Ok(reason) => upload_error(reason),
+                Err(e) => e,
             })
     })?;
     Ok(Reply::Json(json!(

@@ -253,8 +253,7 @@ impl Emulator {
         if config.accounts.is_empty() {
             return Err(EmulatorError::NoAccounts);
         }
-        let world = World::new(&[]).expect("an empty world");
-        let mut world = world;
+        let mut world = World::default();
         for spec in &config.accounts {
             world
                 .add_account(spec)
@@ -435,7 +434,7 @@ impl Emulator {
             .get(AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or("\u{fffd}"));
         let creds = parse_authorization(header_auth.or(param("authorization")));
-        let caller = self.authenticate(route, auth, creds);
+        let caller = self.authenticate(auth, creds);
         // 4. the request log counts every call that names a route, failed or not.
         {
             let account = match &caller {
@@ -466,8 +465,7 @@ impl Emulator {
         }
         // 6. the argument, by endpoint style
         let (parts, incoming) = req.into_parts();
-        let call = match read_call(route, style, void, &parts.headers, param("arg"), incoming).await
-        {
+        let call = match read_call(style, void, &parts.headers, param("arg"), incoming).await {
             Ok((arg, body)) => Call {
                 route,
                 caller,
@@ -512,12 +510,7 @@ impl Emulator {
         }
     }
 
-    fn authenticate(
-        &self,
-        route: &str,
-        auth: AuthKind,
-        creds: Credentials,
-    ) -> Result<Caller, ApiError> {
+    fn authenticate(&self, auth: AuthKind, creds: Credentials) -> Result<Caller, ApiError> {
         let expecting = |want: &str, got: &str| {
             ApiError::BadInput(format!(
                 "Invalid authorization value in HTTP header \"Authorization\": \"{}\". Expecting \"{want}\".",
@@ -544,7 +537,6 @@ impl Emulator {
                 if key == c.app_key && secret == c.app_secret {
                     Ok(Caller::App)
                 } else {
-                    let _ = route;
                     Err(ApiError::Auth("invalid_access_token"))
                 }
             }
@@ -560,7 +552,6 @@ impl Emulator {
 
 /// Reads the argument (and an upload's bytes) the way the endpoint style says.
 async fn read_call(
-    route: &str,
     style: Style,
     void: bool,
     headers: &HeaderMap,
@@ -673,7 +664,6 @@ async fn read_call(
             if !value.is_object() {
                 return Err(ApiError::BadInput(format!("{source}: expected object")));
             }
-            let _ = route;
             Ok((Arg::new(value, source), body))
         }
     }

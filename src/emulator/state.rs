@@ -122,6 +122,7 @@ pub struct TempLink {
 }
 
 /// The emulator's whole state, behind one mutex.
+#[derive(Default)]
 pub struct World {
     pub accounts: Vec<Account>,
     pub tokens: HashMap<String, AccessToken>,
@@ -139,14 +140,7 @@ pub fn secret(bytes: usize) -> String {
 
 impl World {
     pub fn new(specs: &[AccountSpec]) -> std::io::Result<Self> {
-        let mut world = World {
-            accounts: Vec::new(),
-            tokens: HashMap::new(),
-            refresh: HashMap::new(),
-            codes: HashMap::new(),
-            links: Vec::new(),
-            temp_links: HashMap::new(),
-        };
+        let mut world = World::default();
         for spec in specs {
             world.add_account(spec)?;
         }

@@ -90,6 +90,13 @@ def users_get_current_account():
 
 
 @check
+def serves_the_seeded_directory():
+    meta, resp = dbx.files_download("/seed/read me.txt")
+    expect(resp.content == b"seeded on disk", resp.content)
+    expect(meta.path_display == "/Seed/Read Me.txt", meta.path_display)
+
+
+@check
 def check_user_and_app():
     expect(dbx.check_user("ping").result == "ping", "check/user echoes")
     expect(app.check_app("pong").result == "pong", "check/app echoes")
