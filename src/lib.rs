@@ -4,6 +4,7 @@
 
 pub mod emulator;
 pub mod http;
+pub mod proxy;
 pub mod server;
 pub mod telemetry;
 pub mod upstream;

@@ -1,0 +1,159 @@
+//! Entity tags (RFC 9110 §8.8.3): parsing `If-Match` / `If-None-Match` lists and the strong and
+//! weak comparison functions.
+
+/// One entity tag: `"opaque"` or `W/"opaque"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityTag {
+    pub weak: bool,
+    /// The opaque part, without quotes.
+    pub tag: String,
+}
+
+impl EntityTag {
+    pub fn strong(tag: impl Into<String>) -> Self {
+        EntityTag {
+            weak: false,
+            tag: tag.into(),
+        }
+    }
+
+    /// Strong comparison: both strong and identical (§8.8.3.2).
+    pub fn strong_eq(&self, other: &EntityTag) -> bool {
+        !self.weak && !other.weak && self.tag == other.tag
+    }
+
+    /// Weak comparison: identical opaque parts, weakness ignored.
+    pub fn weak_eq(&self, other: &EntityTag) -> bool {
+        self.tag == other.tag
+    }
+
+    /// Parses one entity tag; `None` when malformed.
+    pub fn parse(s: &str) -> Option<EntityTag> {
+        let s = s.trim();
+        let (weak, rest) = match s.strip_prefix("W/") {
+            Some(r) => (true, r),
+            None => (false, s),
+        };
+        let tag = rest.strip_prefix('"')?.strip_suffix('"')?;
+        // etagc = %x21 / %x23-7E / obs-text: no quotes, no spaces, no controls.
+        if tag.bytes().any(|b| b == b'"' || b <= 0x20 || b == 0x7f) {
+            return None;
+        }
+        Some(EntityTag {
+            weak,
+            tag: tag.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for EntityTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.weak {
+            f.write_str("W/")?;
+        }
+        write!(f, "\"{}\"", self.tag)
+    }
+}
+
+/// A parsed `If-Match` / `If-None-Match` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagList {
+    Any,
+    Tags(Vec<EntityTag>),
+}
+
+impl TagList {
+    /// Parses `*` or a comma-separated list; a list with any malformed member is `None`
+    /// (the header is then ignored, as an invalid field).
+    pub fn parse(s: &str) -> Option<TagList> {
+        if s.trim() == "*" {
+            return Some(TagList::Any);
+        }
+        let tags: Option<Vec<EntityTag>> = split_list(s).map(EntityTag::parse).collect();
+        tags.filter(|t| !t.is_empty()).map(TagList::Tags)
+    }
+
+    /// Does the list match the current tag under `cmp`? `*` matches any existing representation.
+    pub fn matches(
+        &self,
+        current: Option<&EntityTag>,
+        cmp: fn(&EntityTag, &EntityTag) -> bool,
+    ) -> bool {
+        match (self, current) {
+            (TagList::Any, Some(_)) => true,
+            (TagList::Tags(tags), Some(cur)) => tags.iter().any(|t| cmp(t, cur)),
+            (_, None) => false,
+        }
+    }
+}
+
+/// Splits a list on commas outside quoted strings.
+fn split_list(s: &str) -> impl Iterator<Item = &str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut quoted = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts.into_iter().map(str::trim).filter(|p| !p.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_compare() {
+        let cases = [
+            (r#""abc""#, Some((false, "abc"))),
+            (r#"W/"abc""#, Some((true, "abc"))),
+            (r#" "a,b" "#, Some((false, "a,b"))),
+            ("abc", None),
+            (r#""a"b""#, None),
+            (r#""a b""#, None),
+            (r#"w/"abc""#, None),
+        ];
+        for (s, want) in cases {
+            let got = EntityTag::parse(s);
+            assert_eq!(got.as_ref().map(|t| (t.weak, t.tag.as_str())), want, "{s}");
+        }
+        // RFC 9110 §8.8.3.2's comparison table.
+        let (w1, w2, s1) = (
+            EntityTag::parse(r#"W/"1""#).unwrap(),
+            EntityTag::parse(r#"W/"2""#).unwrap(),
+            EntityTag::parse(r#""1""#).unwrap(),
+        );
+        assert!(!w1.strong_eq(&w1) && w1.weak_eq(&w1));
+        assert!(!w1.strong_eq(&w2) && !w1.weak_eq(&w2));
+        assert!(!w1.strong_eq(&s1) && w1.weak_eq(&s1));
+        assert!(s1.strong_eq(&s1) && s1.weak_eq(&s1));
+        assert_eq!(s1.to_string(), r#""1""#);
+        assert_eq!(w1.to_string(), r#"W/"1""#);
+    }
+
+    #[test]
+    fn lists() {
+        let cur = EntityTag::strong("x");
+        let cases: [(&str, Option<bool>); 6] = [
+            ("*", Some(true)),
+            (r#""a", "x""#, Some(true)),
+            (r#""a",W/"x""#, Some(true)),
+            (r#""a", "b""#, Some(false)),
+            (r#""a", bad"#, None),
+            ("", None),
+        ];
+        for (s, want) in cases {
+            let got = TagList::parse(s).map(|l| l.matches(Some(&cur), EntityTag::weak_eq));
+            assert_eq!(got, want, "{s}");
+        }
+        assert!(!TagList::Any.matches(None, EntityTag::weak_eq));
+    }
+}

@@ -1,0 +1,3 @@
+//! The proxy's request path: target (normalize), then respond.
+
+pub mod normalize;

@@ -1,0 +1,152 @@
+//! Turning a request path into an account alias and a Dropbox path (the security boundary).
+//!
+//! SECURITY: the path is percent-decoded exactly once; anything that could climb out of the
+//! published root or confuse Dropbox is refused before any lookup: NUL and other control
+//! characters, backslashes, `.` / `..` / empty segments, invalid UTF-8, overlong paths.
+//! Dropbox paths are case-insensitive, so the cache key is the lowercased path, while the
+//! display form keeps the request's case.
+
+use percent_encoding::percent_decode_str;
+
+/// Longest decoded path accepted (Dropbox's own limit is lower per component).
+pub const MAX_PATH_BYTES: usize = 1024;
+
+/// A request for `/<alias>/<path>`, decoded and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub alias: String,
+    /// `""` for the account's root, else `/a/b` in the request's case.
+    pub display: String,
+    /// `display` lowercased: the cache key.
+    pub lower: String,
+    /// The request ended in `/` (a folder was asked for).
+    pub trailing_slash: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NormalizeError {
+    #[error("the path is not valid percent-encoded UTF-8")]
+    Encoding,
+    #[error("the path contains a control character")]
+    Control,
+    #[error("the path contains a backslash")]
+    Backslash,
+    #[error("the path contains an empty, '.' or '..' segment")]
+    Segment,
+    #[error("the path is longer than {MAX_PATH_BYTES} bytes")]
+    TooLong,
+    #[error("the account name is missing or invalid")]
+    Alias,
+}
+
+/// Aliases: 1–64 of `[a-z0-9_-]` (lowercase; they appear in URLs).
+pub fn valid_alias(alias: &str) -> bool {
+    (1..=64).contains(&alias.len())
+        && alias
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Splits and checks a raw request path (`uri.path()`, still percent-encoded).
+pub fn normalize(raw: &str) -> Result<Target, NormalizeError> {
+    if raw.len() > MAX_PATH_BYTES * 3 {
+        return Err(NormalizeError::TooLong);
+    }
+    let decoded = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| NormalizeError::Encoding)?;
+    if decoded.len() > MAX_PATH_BYTES {
+        return Err(NormalizeError::TooLong);
+    }
+    if decoded.chars().any(|c| c.is_control()) {
+        return Err(NormalizeError::Control);
+    }
+    if decoded.contains('\\') {
+        return Err(NormalizeError::Backslash);
+    }
+    let rest = decoded.strip_prefix('/').ok_or(NormalizeError::Alias)?;
+    let (alias, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if !valid_alias(alias) {
+        return Err(NormalizeError::Alias);
+    }
+    let trailing_slash = path.len() > 1 && path.ends_with('/') || path == "/";
+    let path = path.strip_suffix('/').unwrap_or(path);
+    if path
+        .split('/')
+        .skip(1)
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(NormalizeError::Segment);
+    }
+    Ok(Target {
+        alias: alias.to_owned(),
+        display: path.to_owned(),
+        lower: path.to_lowercase(),
+        trailing_slash,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use NormalizeError::*;
+
+    #[test]
+    fn accepted_paths() {
+        let cases = [
+            ("/alice", "", false),
+            ("/alice/", "", true),
+            ("/alice/Photos/Venice/a.jpg", "/Photos/Venice/a.jpg", false),
+            ("/alice/Photos/", "/Photos", true),
+            ("/alice/Caf%C3%A9%20%F0%9F%98%80.txt", "/Café 😀.txt", false),
+            // Decoded once only: %252e stays the literal "%2e".
+            ("/alice/%252e%252e/x", "/%2e%2e/x", false),
+            ("/alice/a..b/.hidden", "/a..b/.hidden", false),
+        ];
+        for (raw, display, slash) in cases {
+            let t = normalize(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert_eq!(
+                (t.alias.as_str(), t.display.as_str(), t.trailing_slash),
+                ("alice", display, slash),
+                "{raw}"
+            );
+            assert_eq!(t.lower, display.to_lowercase());
+        }
+    }
+
+    /// The traversal corpus: every one is refused.
+    #[test]
+    fn traversal_corpus() {
+        let long = format!("/alice/{}", "a".repeat(MAX_PATH_BYTES + 1));
+        let cases: Vec<(&str, NormalizeError)> = vec![
+            ("/alice/../bob/x", Segment),
+            ("/alice/a/../../etc/passwd", Segment),
+            ("/alice/%2e%2e/x", Segment),
+            ("/alice/%2E%2E%2Fx", Segment),
+            ("/alice/./x", Segment),
+            ("/alice/%2e/x", Segment),
+            ("/alice//x", Segment),
+            ("/alice/a%2f%2fb", Segment),
+            ("/alice/..", Segment),
+            ("/alice/%00x", Control),
+            ("/alice/a%0d%0aSet-Cookie:x", Control),
+            ("/alice/a%7f", Control),
+            ("/alice/a%5c..%5cb", Backslash),
+            ("/alice/a\\b", Backslash),
+            ("/alice/%ff%fe", Encoding),
+            ("/alice/%c0%ae%c0%ae/x", Encoding),
+            ("/ALICE/x", Alias),
+            ("/../x", Alias),
+            ("/%2e%2e/x", Alias),
+            ("//x", Alias),
+            ("", Alias),
+            (&long, TooLong),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize(raw), Err(want.clone()), "{raw}");
+        }
+    }
+}
