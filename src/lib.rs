@@ -5,6 +5,7 @@
 pub mod emulator;
 pub mod http;
 pub mod proxy;
+pub mod secret;
 pub mod server;
 pub mod telemetry;
 pub mod upstream;

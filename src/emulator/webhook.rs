@@ -3,18 +3,14 @@
 //! `X-Dropbox-Signature` = hex HMAC-SHA256 of the exact body, keyed by the app secret.
 
 use crate::server::BoxError;
+use crate::upstream::transport::HttpClient;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use sha2::Sha256;
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Hands changed accounts to the sender task.
 pub struct Notifier {
@@ -35,22 +31,8 @@ impl Notifier {
 }
 
 fn client() -> HttpClient {
-    let builder = hyper_rustls::HttpsConnectorBuilder::new();
-    let builder = match builder.with_native_roots() {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(error = %e, "no system CA roots; https webhooks will fail");
-            let provider =
-                std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-            let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default versions")
-                .with_root_certificates(tokio_rustls::rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-        }
-    };
-    Client::builder(TokioExecutor::new()).build(builder.https_or_http().enable_http1().build())
+    crate::upstream::transport::http_client(Duration::from_secs(5), None)
+        .expect("no extra CA file to read")
 }
 
 /// Hex HMAC-SHA256 of `body` keyed by the app secret.

@@ -1,0 +1,413 @@
+//! The typed Dropbox client: RPC and content-download calls with `Dropbox-API-Arg` escaping,
+//! errors mapped from Dropbox's shapes, retries (backoff for 5xx / transport, Retry-After for
+//! 429 within a budget), and one token refresh on `expired_access_token`.
+
+use super::error::UpstreamError;
+use super::json::to_header_safe;
+use super::retry::RetryPolicy;
+use super::transport::{HttpClient, TimeoutBody};
+use super::types::{ApiErrorBody, FileMetadata, ListFolderResult, Metadata, TokenResponse};
+use crate::secret::Secret;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RANGE, RETRY_AFTER, USER_AGENT};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::future::Future;
+use std::sync::RwLock;
+use std::time::Duration;
+
+const UA: &str = concat!("dropcache/", env!("CARGO_PKG_VERSION"));
+/// Largest RPC answer we read (listings of 2,000 entries fit easily).
+const MAX_RPC_ANSWER: usize = 32 * 1024 * 1024;
+
+/// Base URLs of Dropbox's hosts (no trailing slash).
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub api: String,
+    pub content: String,
+    pub notify: String,
+    /// Where `/oauth2/token` lives.
+    pub oauth: String,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Endpoints {
+            api: "https://api.dropboxapi.com".into(),
+            content: "https://content.dropboxapi.com".into(),
+            notify: "https://notify.dropboxapi.com".into(),
+            oauth: "https://api.dropboxapi.com".into(),
+        }
+    }
+}
+
+impl Endpoints {
+    /// All four on one base URL (the emulator).
+    pub fn single(base: &str) -> Self {
+        let base = base.trim_end_matches('/').to_owned();
+        Endpoints {
+            api: base.clone(),
+            content: base.clone(),
+            notify: base.clone(),
+            oauth: base,
+        }
+    }
+}
+
+/// What lets an account's tokens be refreshed.
+#[derive(Debug, Clone)]
+pub struct RefreshGrant {
+    pub refresh_token: Secret<String>,
+    pub app_key: String,
+    /// None for refresh tokens from a PKCE flow.
+    pub app_secret: Option<Secret<String>>,
+}
+
+/// An account's current access token, and how to get a new one.
+#[derive(Debug)]
+pub struct TokenSet {
+    access: RwLock<Option<Secret<String>>>,
+    refresh: Option<RefreshGrant>,
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl TokenSet {
+    pub fn new(access: Option<Secret<String>>, refresh: Option<RefreshGrant>) -> Self {
+        TokenSet {
+            access: RwLock::new(access),
+            refresh,
+            refreshing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn current(&self) -> Option<Secret<String>> {
+        self.access
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// A started download: metadata from `Dropbox-API-Result`, and the streaming body.
+pub struct Download {
+    pub metadata: FileMetadata,
+    pub status: StatusCode,
+    pub content_range: Option<String>,
+    pub content_length: Option<u64>,
+    pub body: TimeoutBody,
+}
+
+/// One client for every account; cheap to share behind an `Arc`.
+pub struct Dropbox {
+    http: HttpClient,
+    endpoints: Endpoints,
+    policy: RetryPolicy,
+    read_timeout: Duration,
+}
+
+impl Dropbox {
+    pub fn new(
+        http: HttpClient,
+        endpoints: Endpoints,
+        policy: RetryPolicy,
+        read_timeout: Duration,
+    ) -> Self {
+        Dropbox {
+            http,
+            endpoints,
+            policy,
+            read_timeout,
+        }
+    }
+
+    pub async fn get_metadata(
+        &self,
+        auth: &TokenSet,
+        path: &str,
+    ) -> Result<Metadata, UpstreamError> {
+        self.rpc(auth, "files/get_metadata", &json!({ "path": path }))
+            .await
+    }
+
+    pub async fn list_folder(
+        &self,
+        auth: &TokenSet,
+        path: &str,
+        recursive: bool,
+    ) -> Result<ListFolderResult, UpstreamError> {
+        self.rpc(
+            auth,
+            "files/list_folder",
+            &json!({"path": path, "recursive": recursive}),
+        )
+        .await
+    }
+
+    pub async fn list_folder_continue(
+        &self,
+        auth: &TokenSet,
+        cursor: &str,
+    ) -> Result<ListFolderResult, UpstreamError> {
+        self.rpc(
+            auth,
+            "files/list_folder/continue",
+            &json!({ "cursor": cursor }),
+        )
+        .await
+    }
+
+    /// An RPC call on the api host.
+    pub async fn rpc<T: DeserializeOwned>(
+        &self,
+        auth: &TokenSet,
+        route: &str,
+        arg: &Value,
+    ) -> Result<T, UpstreamError> {
+        let url = format!("{}/2/{route}", self.endpoints.api);
+        let body = Bytes::from(to_header_safe(arg));
+        self.with_retries(auth, |token| {
+            let req = Request::builder()
+                .method(Method::POST)
+                .uri(&url)
+                .header(AUTHORIZATION, bearer(&token))
+                .header(CONTENT_TYPE, "application/json")
+                .header(USER_AGENT, UA)
+                .body(Full::new(body.clone()));
+            async move {
+                let resp = self.send(req.map_err(UpstreamError::Request)?).await?;
+                let bytes = self.read_all(resp).await?;
+                serde_json::from_slice(&bytes).map_err(UpstreamError::Decode)
+            }
+        })
+        .await
+    }
+
+    /// `files/download`, optionally with a Range header passed through.
+    pub async fn download(
+        &self,
+        auth: &TokenSet,
+        path: &str,
+        range: Option<&str>,
+    ) -> Result<Download, UpstreamError> {
+        let url = format!("{}/2/files/download", self.endpoints.content);
+        let arg = to_header_safe(&json!({ "path": path }));
+        self.with_retries(auth, |token| {
+            let mut req = Request::builder()
+                .method(Method::POST)
+                .uri(&url)
+                .header(AUTHORIZATION, bearer(&token))
+                .header("Dropbox-API-Arg", arg.as_str())
+                .header(USER_AGENT, UA);
+            if let Some(r) = range {
+                req = req.header(RANGE, r);
+            }
+            let req = req.body(Full::default());
+            async move {
+                let resp = self.send(req.map_err(UpstreamError::Request)?).await?;
+                let result = resp
+                    .headers()
+                    .get("dropbox-api-result")
+                    .map(|v| v.as_bytes().to_vec())
+                    .unwrap_or_default();
+                let metadata: FileMetadata =
+                    serde_json::from_slice(&result).map_err(UpstreamError::Decode)?;
+                let header = |name| {
+                    resp.headers()
+                        .get(name)
+                        .and_then(|v: &HeaderValue| v.to_str().ok())
+                };
+                let content_range = header(hyper::header::CONTENT_RANGE).map(str::to_owned);
+                let content_length =
+                    header(hyper::header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
+                let status = resp.status();
+                Ok(Download {
+                    metadata,
+                    status,
+                    content_range,
+                    content_length,
+                    body: TimeoutBody::new(resp.into_body(), self.read_timeout),
+                })
+            }
+        })
+        .await
+    }
+
+    /// Sends; answers 2xx (and 206) as they are, maps everything else to an error.
+    async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, UpstreamError> {
+        let resp = tokio::time::timeout(self.read_timeout, self.http.request(req))
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.read_timeout))?
+            .map_err(UpstreamError::Transport)?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        Err(self.error_from(resp).await)
+    }
+
+    async fn read_all(&self, resp: Response<Incoming>) -> Result<Bytes, UpstreamError> {
+        let body = Limited::new(
+            TimeoutBody::new(resp.into_body(), self.read_timeout),
+            MAX_RPC_ANSWER,
+        );
+        body.collect().await.map(|c| c.to_bytes()).map_err(|e| {
+            match e.downcast::<UpstreamError>() {
+                Ok(up) => *up,
+                Err(other) => UpstreamError::BadRequest(format!("answer too large: {other}")),
+            }
+        })
+    }
+
+    /// Maps a non-2xx answer from Dropbox's error shapes (reference §1.6).
+    async fn error_from(&self, resp: Response<Incoming>) -> UpstreamError {
+        let status = resp.status();
+        let retry_header = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let body = self.read_all(resp).await.unwrap_or_default();
+        let parsed: Option<ApiErrorBody> = serde_json::from_slice(&body).ok();
+        match status.as_u16() {
+            400 => UpstreamError::BadRequest(
+                String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+            ),
+            401 => UpstreamError::Auth {
+                tag: parsed
+                    .and_then(|p| p.tags().into_iter().next())
+                    .unwrap_or_else(|| "other".into()),
+            },
+            409 => {
+                let Some(p) = parsed else {
+                    return UpstreamError::Route {
+                        summary: "unparseable 409".into(),
+                    };
+                };
+                let tags = p.tags();
+                let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+                match tags.as_slice() {
+                    ["reset", ..] => UpstreamError::Reset,
+                    [_, "not_found", ..] => UpstreamError::NotFound,
+                    [_, "not_file", ..] => UpstreamError::NotFile,
+                    [_, "not_folder", ..] => UpstreamError::NotFolder,
+                    _ => UpstreamError::Route {
+                        summary: p.error_summary,
+                    },
+                }
+            }
+            429 => {
+                let json_wait =
+                    parsed.and_then(|p| p.error.get("retry_after").and_then(Value::as_u64));
+                let secs = retry_header.or(json_wait).unwrap_or(1);
+                UpstreamError::RateLimited {
+                    retry_after: Duration::from_secs(secs),
+                }
+            }
+            500..=599 => UpstreamError::Server {
+                status: status.as_u16(),
+            },
+            other => UpstreamError::Unexpected { status: other },
+        }
+    }
+
+    /// Runs `op` with the current token, retrying as the error says, refreshing once.
+    async fn with_retries<T, F, Fut>(&self, auth: &TokenSet, mut op: F) -> Result<T, UpstreamError>
+    where
+        F: FnMut(Secret<String>) -> Fut,
+        Fut: Future<Output = Result<T, UpstreamError>>,
+    {
+        let mut attempt = 0;
+        let mut waited = Duration::ZERO;
+        let mut refreshed = false;
+        loop {
+            let token = match auth.current() {
+                Some(t) => t,
+                None => {
+                    refreshed = true;
+                    self.refresh(auth, None).await?
+                }
+            };
+            match op(token.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(UpstreamError::Auth { tag })
+                    if tag == "expired_access_token" && !refreshed && auth.refresh.is_some() =>
+                {
+                    refreshed = true;
+                    self.refresh(auth, Some(&token)).await?;
+                }
+                Err(e) => {
+                    let wait = match e.retry_after() {
+                        Some(after) if waited + after <= self.policy.rate_limit_budget => after,
+                        Some(_) => return Err(e),
+                        None if e.is_retryable() && attempt < self.policy.max_retries => {
+                            attempt += 1;
+                            self.policy.backoff(attempt - 1)
+                        }
+                        None => return Err(e),
+                    };
+                    tracing::debug!(error = %e, ?wait, "retrying a Dropbox call");
+                    waited += wait;
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Gets a new access token with the refresh grant, once for concurrent callers: whoever
+    /// finds the token already changed since `failed` uses the new one.
+    async fn refresh(
+        &self,
+        auth: &TokenSet,
+        failed: Option<&Secret<String>>,
+    ) -> Result<Secret<String>, UpstreamError> {
+        let grant = auth
+            .refresh
+            .as_ref()
+            .ok_or_else(|| UpstreamError::Refresh("no access token and no refresh token".into()))?;
+        let _guard = auth.refreshing.lock().await;
+        if let Some(current) = auth.current()
+            && failed.is_none_or(|f| f != &current)
+        {
+            return Ok(current);
+        }
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "refresh_token")
+            .append_pair("refresh_token", grant.refresh_token.expose())
+            .append_pair("client_id", &grant.app_key);
+        if let Some(secret) = &grant.app_secret {
+            form.append_pair("client_secret", secret.expose());
+        }
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}/oauth2/token", self.endpoints.oauth))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(USER_AGENT, UA)
+            .body(Full::new(Bytes::from(form.finish())))
+            .map_err(UpstreamError::Request)?;
+        let resp = tokio::time::timeout(self.read_timeout, self.http.request(req))
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.read_timeout))?
+            .map_err(UpstreamError::Transport)?;
+        let status = resp.status();
+        let body = self.read_all(resp).await?;
+        if !status.is_success() {
+            // SECURITY: the OAuth error code only; never the request, which holds the secret.
+            let code = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| status.to_string());
+            return Err(UpstreamError::Refresh(code));
+        }
+        let token: TokenResponse = serde_json::from_slice(&body).map_err(UpstreamError::Decode)?;
+        let new = Secret::new(token.access_token);
+        *auth.access.write().unwrap_or_else(|p| p.into_inner()) = Some(new.clone());
+        tracing::info!("refreshed a Dropbox access token");
+        Ok(new)
+    }
+}
+
+fn bearer(token: &Secret<String>) -> String {
+    format!("Bearer {}", token.expose())
+}

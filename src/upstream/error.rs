@@ -1,0 +1,76 @@
+//! What can go wrong talking to Dropbox, with retryability on the error itself.
+
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// 409 `…/not_found` (path, path_lookup).
+    #[error("not found in Dropbox")]
+    NotFound,
+    /// 409 `path/not_file`: a folder where a file was asked for.
+    #[error("not a file")]
+    NotFile,
+    /// 409 `path/not_folder`.
+    #[error("not a folder")]
+    NotFolder,
+    /// 409 `reset`: the cursor is no longer valid.
+    #[error("cursor reset")]
+    Reset,
+    /// Any other 409 route error; the summary is for logs only.
+    #[error("Dropbox route error {summary}")]
+    Route { summary: String },
+    /// 401 with its `AuthError` tag.
+    #[error("Dropbox rejected the credentials ({tag})")]
+    Auth { tag: String },
+    /// 429, after the retry budget was spent.
+    #[error("rate limited by Dropbox (retry after {retry_after:?})")]
+    RateLimited { retry_after: Duration },
+    /// 5xx.
+    #[error("Dropbox answered {status}")]
+    Server { status: u16 },
+    /// 400: a request we built wrongly. The text is Dropbox's, for logs only.
+    #[error("Dropbox refused the request as malformed: {0}")]
+    BadRequest(String),
+    /// Any other unexpected status.
+    #[error("unexpected answer {status} from Dropbox")]
+    Unexpected { status: u16 },
+    #[error("cannot reach Dropbox: {0}")]
+    Transport(#[source] hyper_util::client::legacy::Error),
+    #[error("Dropbox's body broke off: {0}")]
+    Body(#[source] hyper::Error),
+    #[error("Dropbox did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot decode Dropbox's answer: {0}")]
+    Decode(#[source] serde_json::Error),
+    #[error("token refresh failed: {0}")]
+    Refresh(String),
+    #[error("cannot build the request: {0}")]
+    Request(#[source] hyper::http::Error),
+}
+
+impl UpstreamError {
+    /// Worth trying again with backoff: 5xx, transport failures and timeouts, 429.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Server { .. }
+                | UpstreamError::Transport(_)
+                | UpstreamError::Timeout(_)
+                | UpstreamError::RateLimited { .. }
+        )
+    }
+
+    /// How long Dropbox asked us to wait (429).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            UpstreamError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// Dropbox could not be reached or did not answer in time (→ 504 rather than 502).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, UpstreamError::Timeout(_))
+            || matches!(self, UpstreamError::Transport(e) if e.is_connect())
+    }
+}
