@@ -2,6 +2,7 @@
 //! emulator every test and the demo run against.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod emulator;
 pub mod http;
 pub mod proxy;

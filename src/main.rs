@@ -22,7 +22,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a local Dropbox API v2 emulator (api, content and notify routes on one listener).
-    Emulator(EmulatorArgs),
+    Emulator(Box<EmulatorArgs>),
+    /// Validate a config file and exit non-zero naming the offending key (like `nginx -t`).
+    CheckConfig {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -92,7 +97,27 @@ struct EmulatorArgs {
 async fn main() -> anyhow::Result<()> {
     dropcache::telemetry::init();
     match Cli::parse().command {
-        Command::Emulator(args) => run_emulator(args).await,
+        Command::Emulator(args) => run_emulator(*args).await,
+        Command::CheckConfig { config } => check_config(&config),
+    }
+}
+
+fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
+    let env = |k: &str| std::env::var(k).ok();
+    match dropcache::config::Config::load(path, &env) {
+        Ok(c) => {
+            println!(
+                "{}: ok ({} account(s), listen {})",
+                path.display(),
+                c.accounts.len(),
+                c.listen
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            std::process::exit(1);
+        }
     }
 }
 

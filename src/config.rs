@@ -1,0 +1,448 @@
+//! Configuration: a raw serde mirror of the TOML (`deny_unknown_fields`) turned by `TryFrom` into
+//! a validated `Config` with typed units. Every error names the key. Secrets may come from the
+//! environment: `DROPCACHE_APP_SECRET`, `DROPCACHE_ACCOUNT_<ALIAS>_ACCESS_TOKEN` and
+//! `DROPCACHE_ACCOUNT_<ALIAS>_REFRESH_TOKEN` (alias upper-cased, `-` as `_`).
+
+use crate::proxy::normalize::valid_alias;
+use crate::secret::Secret;
+use crate::upstream::client::Endpoints;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(#[source] toml::de::Error),
+    #[error("{key}: {why}")]
+    Invalid { key: String, why: String },
+}
+
+fn invalid(key: impl Into<String>, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        why: why.into(),
+    }
+}
+
+// ---- raw mirror of the file ----
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    dropbox: RawDropbox,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    cache: RawCache,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default, rename = "account")]
+    accounts: Vec<RawAccount>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDropbox {
+    api_url: Option<String>,
+    content_url: Option<String>,
+    notify_url: Option<String>,
+    oauth_url: Option<String>,
+    app_key: Option<String>,
+    app_secret: Option<String>,
+    ca_file: Option<PathBuf>,
+    connect_timeout: Option<String>,
+    read_timeout: Option<String>,
+    max_retries: Option<u32>,
+    rate_limit_budget: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    redis_url: Option<String>,
+    path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    metadata_ttl: Option<String>,
+    negative_ttl: Option<String>,
+    l1_entries: Option<usize>,
+    cache_control: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    max_ranges: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    alias: String,
+    #[serde(default)]
+    root: String,
+    access_token: Option<String>,
+    refresh_token: Option<String>,
+}
+
+// ---- validated ----
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub dropbox: DropboxConfig,
+    pub store: StoreConfig,
+    pub cache: CacheConfig,
+    pub max_ranges: usize,
+    pub accounts: Vec<AccountConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DropboxConfig {
+    pub endpoints: Endpoints,
+    pub app_key: Option<String>,
+    pub app_secret: Option<Secret<String>>,
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub max_retries: u32,
+    pub rate_limit_budget: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    Redis { url: Secret<String> },
+    Embedded { path: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub metadata_ttl: Duration,
+    pub negative_ttl: Duration,
+    pub l1_entries: usize,
+    pub cache_control: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    pub alias: String,
+    /// The published folder: `""` (the whole Dropbox) or `/Folder`.
+    pub root: String,
+    pub access_token: Option<Secret<String>>,
+    pub refresh_token: Option<Secret<String>>,
+}
+
+fn duration(key: &str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
+    let text = value.as_deref().unwrap_or(default);
+    humantime::parse_duration(text).map_err(|e| {
+        invalid(
+            key,
+            format!("{text:?} is not a duration like \"30s\" ({e})"),
+        )
+    })
+}
+
+fn url(key: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
+    let text = value.unwrap_or_else(|| default.to_owned());
+    let ok = (text.starts_with("https://") || text.starts_with("http://"))
+        && text.parse::<hyper::Uri>().is_ok_and(|u| u.host().is_some());
+    if !ok {
+        return Err(invalid(key, format!("{text:?} is not an http(s) URL")));
+    }
+    Ok(text.trim_end_matches('/').to_owned())
+}
+
+/// The environment variable name for an account secret.
+pub fn account_env(alias: &str, what: &str) -> String {
+    format!(
+        "DROPCACHE_ACCOUNT_{}_{what}",
+        alias.to_uppercase().replace('-', "_")
+    )
+}
+
+impl Config {
+    /// Reads and validates a file; `env` looks up secrets (`std::env::var` in production).
+    pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, env)
+    }
+
+    pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(ConfigError::Parse)?;
+        Config::validate(raw, env)
+    }
+
+    fn validate(
+        raw: RawConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let listen_text = raw.server.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_text.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!("{listen_text:?} is not an IP:PORT address"),
+            )
+        })?;
+        let d = raw.dropbox;
+        let defaults = Endpoints::default();
+        let endpoints = Endpoints {
+            api: url("dropbox.api_url", d.api_url, &defaults.api)?,
+            content: url("dropbox.content_url", d.content_url, &defaults.content)?,
+            notify: url("dropbox.notify_url", d.notify_url, &defaults.notify)?,
+            oauth: url("dropbox.oauth_url", d.oauth_url, &defaults.oauth)?,
+        };
+        let app_secret = d
+            .app_secret
+            .or_else(|| env("DROPCACHE_APP_SECRET"))
+            .map(Secret::new);
+        let max_retries = d.max_retries.unwrap_or(3);
+        if max_retries > 10 {
+            return Err(invalid("dropbox.max_retries", "must be at most 10"));
+        }
+        if let Some(ca) = &d.ca_file
+            && !ca.is_file()
+        {
+            return Err(invalid(
+                "dropbox.ca_file",
+                format!("{} is not a readable file", ca.display()),
+            ));
+        }
+        let dropbox = DropboxConfig {
+            endpoints,
+            app_key: d.app_key.filter(|k| !k.is_empty()),
+            app_secret,
+            ca_file: d.ca_file,
+            connect_timeout: duration("dropbox.connect_timeout", d.connect_timeout, "5s")?,
+            read_timeout: duration("dropbox.read_timeout", d.read_timeout, "30s")?,
+            max_retries,
+            rate_limit_budget: duration("dropbox.rate_limit_budget", d.rate_limit_budget, "5s")?,
+        };
+        if dropbox.read_timeout.is_zero() || dropbox.connect_timeout.is_zero() {
+            return Err(invalid(
+                "dropbox.read_timeout",
+                "timeouts must be above zero",
+            ));
+        }
+        let store = match raw.store.redis_url.filter(|u| !u.is_empty()) {
+            Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
+                StoreConfig::Redis {
+                    url: Secret::new(u),
+                }
+            }
+            // SECURITY: the URL may hold a password; name the key, not the value.
+            Some(_) => {
+                return Err(invalid(
+                    "store.redis_url",
+                    "must start with redis:// or rediss://",
+                ));
+            }
+            None => StoreConfig::Embedded {
+                path: raw
+                    .store
+                    .path
+                    .unwrap_or_else(|| PathBuf::from("dropcache-store")),
+            },
+        };
+        let c = raw.cache;
+        let cache = CacheConfig {
+            metadata_ttl: duration("cache.metadata_ttl", c.metadata_ttl, "30s")?,
+            negative_ttl: duration("cache.negative_ttl", c.negative_ttl, "5s")?,
+            l1_entries: c.l1_entries.unwrap_or(10_000),
+            cache_control: c
+                .cache_control
+                .unwrap_or_else(|| "public, max-age=0, must-revalidate".into()),
+        };
+        if cache.l1_entries == 0 {
+            return Err(invalid("cache.l1_entries", "must be at least 1"));
+        }
+        if hyper::header::HeaderValue::from_str(&cache.cache_control).is_err() {
+            return Err(invalid(
+                "cache.cache_control",
+                "is not a valid header value",
+            ));
+        }
+        let max_ranges = raw.http.max_ranges.unwrap_or(8);
+        if max_ranges == 0 {
+            return Err(invalid("http.max_ranges", "must be at least 1"));
+        }
+        let mut seen = HashSet::new();
+        let mut accounts = Vec::new();
+        for (i, a) in raw.accounts.into_iter().enumerate() {
+            let key = |k: &str| format!("account[{i}].{k}");
+            if !valid_alias(&a.alias) {
+                return Err(invalid(
+                    key("alias"),
+                    format!("{:?} must be 1-64 of a-z, 0-9, '-', '_'", a.alias),
+                ));
+            }
+            if !seen.insert(a.alias.clone()) {
+                return Err(invalid(
+                    key("alias"),
+                    format!("{:?} is used twice", a.alias),
+                ));
+            }
+            let root = a.root.trim_end_matches('/').to_owned();
+            if !(root.is_empty() || root.starts_with('/'))
+                || root
+                    .split('/')
+                    .skip(1)
+                    .any(|s| s.is_empty() || s == "." || s == "..")
+            {
+                return Err(invalid(
+                    key("root"),
+                    format!(
+                        "{:?} must be \"\" or an absolute Dropbox path like \"/Public\"",
+                        a.root
+                    ),
+                ));
+            }
+            let access_token = a
+                .access_token
+                .or_else(|| env(&account_env(&a.alias, "ACCESS_TOKEN")))
+                .filter(|t| !t.is_empty())
+                .map(Secret::new);
+            let refresh_token = a
+                .refresh_token
+                .or_else(|| env(&account_env(&a.alias, "REFRESH_TOKEN")))
+                .filter(|t| !t.is_empty())
+                .map(Secret::new);
+            if access_token.is_none() && refresh_token.is_none() {
+                return Err(invalid(
+                    key("access_token"),
+                    format!(
+                        "account {:?} needs access_token or refresh_token (or {})",
+                        a.alias,
+                        account_env(&a.alias, "ACCESS_TOKEN")
+                    ),
+                ));
+            }
+            if refresh_token.is_some() && dropbox.app_key.is_none() {
+                return Err(invalid(
+                    "dropbox.app_key",
+                    format!(
+                        "account {:?} has a refresh_token, which needs the app key",
+                        a.alias
+                    ),
+                ));
+            }
+            accounts.push(AccountConfig {
+                alias: a.alias,
+                root,
+                access_token,
+                refresh_token,
+            });
+        }
+        Ok(Config {
+            listen,
+            dropbox,
+            store,
+            cache,
+            max_ranges,
+            accounts,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn the_example_file_parses_with_every_default() {
+        let text = include_str!("../config/dropcache.example.toml");
+        let env =
+            |k: &str| (k == "DROPCACHE_ACCOUNT_ALICE_ACCESS_TOKEN").then(|| "from-env".to_owned());
+        let c = Config::parse(text, &env).expect("the example is valid");
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.dropbox.endpoints.api, "https://api.dropboxapi.com");
+        assert_eq!(c.dropbox.read_timeout, Duration::from_secs(30));
+        assert_eq!(c.cache.metadata_ttl, Duration::from_secs(30));
+        assert_eq!(c.max_ranges, 8);
+        assert!(matches!(c.store, StoreConfig::Embedded { .. }));
+        assert_eq!(c.accounts[0].alias, "alice");
+        assert_eq!(
+            c.accounts[0].access_token.as_ref().unwrap().expose(),
+            "from-env"
+        );
+        // The whole example at its defaults equals an empty file's defaults (but accounts).
+        let empty = Config::parse("", &no_env).unwrap();
+        assert_eq!(format!("{:?}", empty.cache), format!("{:?}", c.cache));
+        assert_eq!(format!("{:?}", empty.dropbox), format!("{:?}", c.dropbox));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[server]\nlisten = \"nowhere\"", "server.listen"),
+            ("[cache]\nmetadata_ttl = \"soon\"", "cache.metadata_ttl"),
+            ("[cache]\nl1_entries = 0", "cache.l1_entries"),
+            ("[dropbox]\napi_url = \"ftp://x\"", "dropbox.api_url"),
+            ("[store]\nredis_url = \"http://x\"", "store.redis_url"),
+            (
+                "[[account]]\nalias = \"Bad Alias\"\naccess_token = \"t\"",
+                "account[0].alias",
+            ),
+            (
+                "[[account]]\nalias = \"a\"\nroot = \"Public\"\naccess_token = \"t\"",
+                "account[0].root",
+            ),
+            ("[[account]]\nalias = \"a\"", "account[0].access_token"),
+            (
+                "[[account]]\nalias = \"a\"\nrefresh_token = \"r\"",
+                "dropbox.app_key",
+            ),
+            (
+                "[[account]]\nalias = \"a\"\naccess_token = \"t\"\n[[account]]\nalias = \"a\"\naccess_token = \"t\"",
+                "account[1].alias",
+            ),
+            ("[cache]\nbogus = 1", "bogus"),
+            ("[nonsense]", "nonsense"),
+        ];
+        for (text, key) in cases {
+            let err = Config::parse(text, &no_env).expect_err(text).to_string();
+            assert!(err.contains(key), "{text:?} → {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = Config::parse(
+            "[store]\nredis_url = \"redis://:hunter2@localhost/0\"\n[[account]]\nalias = \"a\"\naccess_token = \"sl.secret\"",
+            &no_env,
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("sl.secret"),
+            "{shown}"
+        );
+    }
+}
