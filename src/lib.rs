@@ -8,5 +8,6 @@ pub mod http;
 pub mod proxy;
 pub mod secret;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod upstream;

@@ -1,0 +1,100 @@
+//! The embedded backend: one redb file, so linked accounts, cursors and metadata survive a
+//! restart with no server to run. Values are stored as 8 bytes of expiry (Unix ms, 0 = never)
+//! followed by the value; expired values read as absent. redb is blocking, so every call runs
+//! on the blocking pool.
+
+use super::StoreError;
+use redb::{Database, ReadableDatabase, TableDefinition};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, redb::Error> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(StoreError::Task)?
+        .map_err(StoreError::Embedded)
+}
+
+impl EmbeddedStore {
+    /// Opens or creates the file (and its directory).
+    pub async fn open(path: &Path) -> Result<EmbeddedStore, StoreError> {
+        let path = path.to_owned();
+        let db = blocking(move || {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(redb::Error::Io)?;
+            }
+            let db = Database::create(&path)?;
+            let txn = db.begin_write()?;
+            txn.open_table(TABLE)?;
+            txn.commit()?;
+            Ok(db)
+        })
+        .await?;
+        Ok(EmbeddedStore { db: Arc::new(db) })
+    }
+
+    pub async fn get(&self, key: String) -> Result<Option<Vec<u8>>, StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(TABLE)?;
+            let Some(raw) = table.get(key.as_str())? else {
+                return Ok(None);
+            };
+            let raw = raw.value();
+            let (expiry, value) = raw.split_at(8.min(raw.len()));
+            let expiry = u64::from_be_bytes(expiry.try_into().unwrap_or([0; 8]));
+            Ok((expiry == 0 || expiry > now_ms()).then(|| value.to_vec()))
+        })
+        .await
+    }
+
+    pub async fn set(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        let expiry = ttl.map_or(0, |t| now_ms() + (t.as_millis() as u64).max(1));
+        blocking(move || {
+            let mut raw = Vec::with_capacity(8 + value.len());
+            raw.extend_from_slice(&expiry.to_be_bytes());
+            raw.extend_from_slice(&value);
+            let txn = db.begin_write()?;
+            txn.open_table(TABLE)?
+                .insert(key.as_str(), raw.as_slice())?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn delete(&self, key: String) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            txn.open_table(TABLE)?.remove(key.as_str())?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,108 @@
+//! The store contract, the same over a real Redis server and the embedded file store:
+//! get / set / delete, expiry, versioned keys, and (embedded) surviving a restart.
+
+#[path = "common/redis.rs"]
+mod redis_server;
+
+use dropcache::config::StoreConfig;
+use dropcache::secret::Secret;
+use dropcache::store::Store;
+use redis_server::RedisServer;
+use std::time::Duration;
+
+async fn contract(store: &Store) {
+    assert_eq!(store.get("meta:a").await.unwrap(), None);
+    store.set("meta:a", b"one", None).await.unwrap();
+    assert_eq!(
+        store.get("meta:a").await.unwrap().as_deref(),
+        Some(&b"one"[..])
+    );
+    store.set("meta:a", b"two", None).await.unwrap();
+    assert_eq!(
+        store.get("meta:a").await.unwrap().as_deref(),
+        Some(&b"two"[..])
+    );
+    store.delete("meta:a").await.unwrap();
+    assert_eq!(store.get("meta:a").await.unwrap(), None);
+    // A TTL long enough to read back, and one that has run out.
+    store
+        .set("meta:ttl", b"x", Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(store.get("meta:ttl").await.unwrap().is_some());
+    store
+        .set("meta:gone", b"x", Some(Duration::from_millis(1)))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while store.get("meta:gone").await.unwrap().is_some() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("an expired value reads as absent");
+    // Binary values round-trip.
+    let bin: Vec<u8> = (0..=255).collect();
+    store.set("bin", &bin, None).await.unwrap();
+    assert_eq!(store.get("bin").await.unwrap(), Some(bin));
+}
+
+#[tokio::test]
+async fn redis_backend_keeps_the_contract_under_versioned_keys() {
+    let server = RedisServer::start();
+    let config = StoreConfig::Redis {
+        url: Secret::new(server.url.clone()),
+    };
+    let store = Store::open(&config).await.unwrap();
+    assert_eq!(store.kind(), "redis");
+    contract(&store).await;
+    // What Redis holds is under dropcache:v1:.
+    store.set("probe", b"p", None).await.unwrap();
+    let client = redis::Client::open(server.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let raw: Option<Vec<u8>> = redis::cmd("GET")
+        .arg("dropcache:v1:probe")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(raw.as_deref(), Some(&b"p"[..]));
+}
+
+#[tokio::test]
+async fn embedded_backend_keeps_the_contract_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::Embedded {
+        path: dir.path().join("state/store.redb"),
+    };
+    {
+        let store = Store::open(&config).await.unwrap();
+        assert_eq!(store.kind(), "embedded");
+        contract(&store).await;
+        store
+            .set("cursor:alice", b"AAE-cursor", None)
+            .await
+            .unwrap();
+    }
+    let reopened = Store::open(&config).await.unwrap();
+    assert_eq!(
+        reopened.get("cursor:alice").await.unwrap().as_deref(),
+        Some(&b"AAE-cursor"[..])
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = StoreConfig::Redis {
+        url: Secret::new(format!("redis://127.0.0.1:{port}/0")),
+    };
+    let err = Store::open(&config)
+        .await
+        .err()
+        .expect("nothing listens there");
+    assert!(err.to_string().starts_with("redis:"), "{err}");
+}
