@@ -4,8 +4,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{APP_SECRET, Harness, TOKEN, test_certs, within};
-use dropcache::emulator::faults::Faults;
+use common::{APP_SECRET, Harness, TOKEN, faults, test_certs, within};
 use dropcache::server::{self, full};
 use http_body_util::BodyExt;
 use hyper::{Method, Response, StatusCode};
@@ -13,13 +12,6 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
-
-fn faults(rules: &[&str]) -> Faults {
-    Faults {
-        rules: rules.iter().map(|r| r.parse().unwrap()).collect(),
-        ..Faults::default()
-    }
-}
 
 #[tokio::test]
 async fn rate_limits_and_server_errors_by_route_and_count() {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{APP_KEY, APP_SECRET, Harness, TOKEN, within};
+use common::{APP_KEY, APP_SECRET, Harness, TOKEN, faults, within};
 use dropcache::emulator::faults::Faults;
 use dropcache::secret::Secret;
 use dropcache::upstream::client::{Dropbox, Endpoints, RefreshGrant, TokenSet};
@@ -33,13 +33,6 @@ fn client(h: &Harness, read_timeout: Duration) -> Dropbox {
 
 fn fixed() -> TokenSet {
     TokenSet::new(Some(Secret::new(TOKEN.to_owned())), None)
-}
-
-fn faults(rules: &[&str]) -> Faults {
-    Faults {
-        rules: rules.iter().map(|r| r.parse().unwrap()).collect(),
-        ..Faults::default()
-    }
 }
 
 #[tokio::test]

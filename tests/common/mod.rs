@@ -28,6 +28,17 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
+/// Fault settings from `ROUTE=KIND[,share=F][,times=N]` rules.
+pub fn faults(rules: &[&str]) -> dropcache::emulator::faults::Faults {
+    dropcache::emulator::faults::Faults {
+        rules: rules
+            .iter()
+            .map(|r| r.parse().expect("a valid rule"))
+            .collect(),
+        ..Default::default()
+    }
+}
+
 /// An emulator config with the default account (token `TOKEN`), the test app, admin on.
 pub fn config() -> EmulatorConfig {
     EmulatorConfig {
