@@ -47,9 +47,72 @@ pub fn resolve(header: &str, len: u64) -> Ranges {
     }
 }
 
+/// How to answer a Range request, after the server's own limits (RFC 9110 §14.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// 200 with the whole representation.
+    Whole,
+    /// 206 with one `Content-Range`.
+    Single(RangeInclusive<u64>),
+    /// 206 `multipart/byteranges`, parts in ascending order.
+    Multi(Vec<RangeInclusive<u64>>),
+    /// 416 with `Content-Range: bytes */len`.
+    Unsatisfiable,
+}
+
+/// Resolves `header` and applies the limits: more than `max_ranges` ranges → the whole
+/// representation (a server may ignore such a Range); overlapping or adjacent ranges are
+/// coalesced, so no byte is sent twice and a request that covers one span gets one part.
+pub fn decide(header: &str, len: u64, max_ranges: usize) -> Decision {
+    let mut ranges = match resolve(header, len) {
+        Ranges::Ignore => return Decision::Whole,
+        Ranges::Unsatisfiable => return Decision::Unsatisfiable,
+        Ranges::Satisfiable(r) if r.len() > max_ranges => return Decision::Whole,
+        Ranges::Satisfiable(r) => r,
+    };
+    ranges.sort_by_key(|r| *r.start());
+    let mut merged: Vec<RangeInclusive<u64>> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match merged.last_mut() {
+            Some(last) if *r.start() <= last.end().saturating_add(1) => {
+                *last = *last.start()..=(*last.end()).max(*r.end());
+            }
+            _ => merged.push(r),
+        }
+    }
+    match merged.len() {
+        1 => Decision::Single(merged.remove(0)),
+        _ => Decision::Multi(merged),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decisions_cap_and_coalesce() {
+        use Decision::*;
+        let cases: &[(&str, u64, Decision)] = &[
+            ("bytes=0-4", 10, Single(0..=4)),
+            ("bytes=0-1,4-5", 10, Multi(vec![0..=1, 4..=5])),
+            // Out of order: sent ascending.
+            ("bytes=6-7,0-1", 10, Multi(vec![0..=1, 6..=7])),
+            // Overlapping and adjacent ranges merge.
+            ("bytes=0-4,2-6", 10, Single(0..=6)),
+            ("bytes=0-4,5-9", 10, Single(0..=9)),
+            ("bytes=0-1,3-4,1-3", 10, Single(0..=4)),
+            ("bytes=-2,0-1", 10, Multi(vec![0..=1, 8..=9])),
+            // More than the cap (3 here): the whole file.
+            ("bytes=0-0,2-2,4-4,6-6", 10, Whole),
+            ("bytes=0-0,2-2,4-4", 10, Multi(vec![0..=0, 2..=2, 4..=4])),
+            ("bytes=20-30", 10, Unsatisfiable),
+            ("bytes=9-5", 10, Whole),
+        ];
+        for (h, len, want) in cases {
+            assert_eq!(&decide(h, *len, 3), want, "{h} of {len}");
+        }
+    }
 
     #[test]
     fn rfc9110_cases() {
