@@ -3,6 +3,7 @@
 
 use super::faults::FaultKind;
 use super::tree::Content;
+use crate::http::etag::{EntityTag, TagList};
 use crate::http::range::{Ranges, resolve};
 use crate::server::{Body, BoxError, empty};
 use bytes::Bytes;
@@ -147,8 +148,12 @@ pub fn respond(dl: Download, req: &HeaderMap, fault: Option<FaultKind>) -> Respo
         .header(header::CACHE_CONTROL, "no-cache")
         .header(header::PRAGMA, "no-cache")
         .header("Original-Content-Length", dl.size);
-    let inm = req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
-    if inm.is_some_and(|v| v.split(',').any(|t| t.trim() == dl.etag || t.trim() == "*")) {
+    let current = EntityTag::parse(&dl.etag);
+    let inm = req
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TagList::parse);
+    if inm.is_some_and(|list| list.matches(current.as_ref(), EntityTag::weak_eq)) {
         return builder
             .status(StatusCode::NOT_MODIFIED)
             .body(empty())

@@ -10,7 +10,7 @@ use super::{Call, Caller, Emulator, Reply, lock};
 use crate::server::Body;
 use crate::upstream::content_hash::is_content_hash;
 use crate::upstream::json::to_header_safe;
-use crate::upstream::types::{FileMetadata, Metadata};
+use crate::upstream::types::Metadata;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hyper::body::Incoming;
@@ -382,13 +382,18 @@ pub(super) fn get_metadata(emu: &Emulator, call: &Call) -> Result<Reply, ApiErro
     }
 }
 
-/// A file node's download, given its plain metadata.
-fn file_download(content: Content, meta: &FileMetadata, result: String) -> Download {
+/// A file revision's download: strong ETag from the rev, bytes as octet-stream.
+pub(super) fn file_download(
+    content: Content,
+    size: u64,
+    rev: &str,
+    result: Option<String>,
+) -> Download {
     Download {
         content,
-        size: meta.size,
-        result: Some(result),
-        etag: format!("\"{}\"", meta.rev),
+        size,
+        result,
+        etag: format!("\"{rev}\""),
         content_type: "application/octet-stream",
     }
 }
@@ -411,7 +416,12 @@ pub(super) fn download(emu: &Emulator, call: &Call) -> Result<Reply, ApiError> {
     }
     let content = a.ns.content(node).expect("a file has content");
     let result = to_header_safe(&meta);
-    Ok(Reply::Download(file_download(content, &meta, result)))
+    Ok(Reply::Download(file_download(
+        content,
+        meta.size,
+        &meta.rev,
+        Some(result),
+    )))
 }
 
 pub(super) fn get_temporary_link(emu: &Emulator, call: &Call) -> Result<Reply, ApiError> {
@@ -464,8 +474,12 @@ pub(super) fn temporary_link_get(emu: &Emulator, req: &Request<Incoming>) -> Res
         let meta = node
             .file_metadata()
             .expect("temporary links point at files");
-        let mut dl = file_download(ns.content(node).expect("a file"), &meta, String::new());
-        dl.result = None;
+        let mut dl = file_download(
+            ns.content(node).expect("a file"),
+            meta.size,
+            &meta.rev,
+            None,
+        );
         dl.content_type = mime_guess::from_path(&meta.name)
             .first_raw()
             .unwrap_or("application/octet-stream");

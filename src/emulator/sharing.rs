@@ -1,8 +1,7 @@
 //! `sharing/*` routes (reference §4): creating links, their metadata, their files; app auth
 //! (Basic `app_key:app_secret`) works wherever Dropbox accepts it.
 
-use super::body::Download;
-use super::files::{resolve, user};
+use super::files::{file_download, resolve, user};
 use super::state::{Link, World};
 use super::tree::{Node, lower};
 use super::wire::{ApiError, union_tag};
@@ -210,13 +209,13 @@ pub(super) fn file(emu: &Emulator, call: &Call) -> Result<Reply, ApiError> {
         .ns
         .content(node)
         .expect("a file has content");
-    Ok(Reply::Download(Download {
+    let result = to_header_safe(&link_metadata(link, node, owner));
+    Ok(Reply::Download(file_download(
         content,
-        size: f.size,
-        result: Some(to_header_safe(&link_metadata(link, node, owner))),
-        etag: format!("\"{}\"", f.rev),
-        content_type: "application/octet-stream",
-    }))
+        f.size,
+        &f.rev,
+        Some(result),
+    )))
 }
 
 pub(super) fn list(emu: &Emulator, call: &Call) -> Result<Reply, ApiError> {

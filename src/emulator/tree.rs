@@ -369,22 +369,20 @@ impl Namespace {
 
     /// The paths under scope changed since `seq`, each in its current state, in change order.
     pub fn changes_since(&self, seq: u64, scope: &str, recursive: bool) -> Vec<Metadata> {
-        let mut seen = HashMap::new();
-        let mut order = Vec::new();
+        // Each path once, at the position of its last change.
+        let mut last: HashMap<&str, u64> = HashMap::new();
         for (s, path) in self.journal.iter().filter(|(s, _)| *s > seq) {
-            if !in_scope(path, scope, recursive) {
-                continue;
+            if in_scope(path, scope, recursive) {
+                last.insert(path, *s);
             }
-            if let Some(prev) = seen.insert(path.clone(), *s) {
-                order.retain(|p: &(u64, String)| p.0 != prev);
-            }
-            order.push((*s, path.clone()));
         }
+        let mut order: Vec<(u64, &str)> = last.into_iter().map(|(p, s)| (s, p)).collect();
+        order.sort_unstable();
         order
             .into_iter()
-            .map(|(_, p)| match self.nodes.get(&p) {
+            .map(|(_, p)| match self.nodes.get(p) {
                 Some(n) => n.metadata(),
-                None => self.tombstone(&p).unwrap_or_else(|| deleted(&p)),
+                None => self.tombstone(p).unwrap_or_else(|| deleted(p)),
             })
             .collect()
     }
