@@ -3,7 +3,7 @@
 //! environment: `DROPCACHE_APP_SECRET`, `DROPCACHE_ACCOUNT_<ALIAS>_ACCESS_TOKEN` and
 //! `DROPCACHE_ACCOUNT_<ALIAS>_REFRESH_TOKEN` (alias upper-cased, `-` as `_`).
 
-use crate::proxy::normalize::valid_alias;
+use crate::proxy::normalize::{RESERVED_ALIASES, valid_alias};
 use crate::secret::Secret;
 use crate::upstream::client::Endpoints;
 use serde::Deserialize;
@@ -299,6 +299,12 @@ impl Config {
                     format!("{:?} must be 1-64 of a-z, 0-9, '-', '_'", a.alias),
                 ));
             }
+            if RESERVED_ALIASES.contains(&a.alias.as_str()) {
+                return Err(invalid(
+                    key("alias"),
+                    format!("{:?} is reserved for the proxy's own endpoints", a.alias),
+                ));
+            }
             if !seen.insert(a.alias.clone()) {
                 return Err(invalid(
                     key("alias"),
@@ -422,6 +428,10 @@ mod tests {
             (
                 "[[account]]\nalias = \"a\"\naccess_token = \"t\"\n[[account]]\nalias = \"a\"\naccess_token = \"t\"",
                 "account[1].alias",
+            ),
+            (
+                "[[account]]\nalias = \"healthz\"\naccess_token = \"t\"",
+                "account[0].alias",
             ),
             ("[cache]\nbogus = 1", "bogus"),
             ("[nonsense]", "nonsense"),

@@ -2,9 +2,14 @@
 //! emulator every test and the demo run against.
 #![forbid(unsafe_code)]
 
+pub mod account;
+pub mod app;
+pub mod body;
 pub mod config;
+pub mod demo;
 pub mod emulator;
 pub mod http;
+pub mod meta;
 pub mod proxy;
 pub mod secret;
 pub mod server;

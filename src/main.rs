@@ -2,9 +2,12 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use dropcache::app::App;
+use dropcache::config::Config;
 use dropcache::emulator::faults::{FaultRule, Faults};
 use dropcache::emulator::{AccountSpec, Emulator, EmulatorConfig};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,6 +24,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the proxy with a config file (see config/dropcache.example.toml).
+    Serve {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Try it with nothing to set up: a bundled sample site in a local Dropbox emulator, the
+    /// proxy in front with the embedded store. Prints the URLs to open.
+    Demo {
+        /// Address the proxy listens on; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Where the sample and the embedded store are written [default: <tmp>/dropcache-demo].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Run a local Dropbox API v2 emulator (api, content and notify routes on one listener).
     Emulator(Box<EmulatorArgs>),
     /// Validate a config file and exit non-zero naming the offending key (like `nginx -t`).
@@ -97,6 +115,8 @@ struct EmulatorArgs {
 async fn main() -> anyhow::Result<()> {
     dropcache::telemetry::init();
     match Cli::parse().command {
+        Command::Serve { config } => run_serve(&config).await,
+        Command::Demo { listen, dir } => run_demo(&listen, dir).await,
         Command::Emulator(args) => run_emulator(*args).await,
         Command::CheckConfig { config } => check_config(&config),
     }
@@ -119,6 +139,71 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
             std::process::exit(1);
         }
     }
+}
+
+fn load_config(path: &std::path::Path) -> Config {
+    let env = |k: &str| std::env::var(k).ok();
+    Config::load(path, &env).unwrap_or_else(|e| {
+        eprintln!("{}: {e}", path.display());
+        std::process::exit(1);
+    })
+}
+
+async fn run_serve(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = load_config(path);
+    serve_proxy(config, |_| Ok(())).await
+}
+
+/// Builds the app, binds, prints `listening on http://IP:PORT` (then `banner`), serves until
+/// a shutdown signal.
+async fn serve_proxy(
+    config: Config,
+    banner: impl FnOnce(SocketAddr) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let app = App::build(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{addr}")?;
+    out.flush()?;
+    drop(out);
+    banner(addr)?;
+    tracing::info!(%addr, accounts = app.accounts.len(), store = app.store.kind(), "proxy started");
+    dropcache::app::serve(listener, app, shutdown_signal()).await;
+    Ok(())
+}
+
+async fn run_demo(listen: &str, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("dropcache-demo"));
+    let (emulator, config) = dropcache::demo::start(&dir, listen).await?;
+    let sample = dir.join("dropbox");
+    serve_proxy(config, |addr| {
+        let a = dropcache::demo::ALIAS;
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "dropcache demo: the sample in {} is a local Dropbox (emulator at {}),",
+            sample.display(),
+            emulator.base_url
+        )?;
+        writeln!(out, "published as /{a}/ (its /site folder). Open:")?;
+        for (path, what) in [
+            ("index.html", "the sample site"),
+            ("photos/", "a folder (HTML in a browser, JSON for curl)"),
+            (
+                "photos/sunset.jpg",
+                "an image (try curl -I, Range, If-None-Match)",
+            ),
+        ] {
+            writeln!(out, "  http://{addr}/{a}/{path:<20} {what}")?;
+        }
+        writeln!(out, "Ctrl-C stops it.")?;
+        out.flush()
+    })
+    .await
 }
 
 async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<()> {

@@ -315,6 +315,10 @@ pub(super) fn list_folder_continue(emu: &Emulator, call: &Call) -> Result<Reply,
     }
     let scope = cursor_scope(&world, &c)?;
     let ns = &mut world.accounts[c.a].ns;
+    // ListFolderContinueError `path`: the listed folder itself is gone (or is now a file).
+    if !scope.is_empty() && !ns.get(&scope).is_some_and(|n| n.is_folder()) {
+        return Err(ApiError::lookup("path", "not_found"));
+    }
     let mut entries = ns.changes_since(c.s, &scope, c.r);
     if !c.o {
         entries = entries.into_iter().map(without_paths).collect();

@@ -1,3 +1,57 @@
-//! The proxy's request path: target (normalize), then respond.
+//! The read path for `GET` / `HEAD /<alias>/<path>`, top to bottom: method → normalize →
+//! account → metadata → (conditionals, ranges, body, respond in `respond`).
 
+pub mod error;
+pub mod listing;
 pub mod normalize;
+pub mod respond;
+
+use crate::app::App;
+use crate::meta::State;
+use crate::server::Body;
+pub use error::ProxyError;
+use hyper::http::request::Parts;
+use hyper::{Method, Response};
+use respond::Served;
+
+/// Serves one request for a published path.
+pub async fn serve(app: &App, req: &Parts) -> Result<Response<Body>, ProxyError> {
+    // 1. method
+    if req.method != Method::GET && req.method != Method::HEAD {
+        return Err(ProxyError::Method);
+    }
+    // 2. normalize (SECURITY: the only way from a URL to a Dropbox path)
+    let target = normalize::normalize(req.uri.path())?;
+    // 3. account: unknown → 404 before anything reaches Dropbox
+    let account = app
+        .accounts
+        .lookup(&target.alias)
+        .ok_or(ProxyError::UnknownAccount)?;
+    let path = account.dropbox_path(&target.display);
+    // 4. metadata; a download that meets another version starts once more from it
+    let mut retried = false;
+    loop {
+        let looked = app
+            .meta
+            .lookup(&account, &target.display, &target.lower)
+            .await?;
+        let f = match &looked.entry.state {
+            State::Missing => return Err(ProxyError::NotFound),
+            State::Folder(listing) => {
+                return Ok(respond::folder(app, req, &account, listing, looked.source));
+            }
+            State::File(_) if target.trailing_slash => return Err(ProxyError::NotFound),
+            State::File(f) => f,
+        };
+        // 5–7. conditionals, ranges, body
+        match respond::file(app, req, &account, &path, f, looked.source).await? {
+            Served::Done(resp) => return Ok(resp),
+            Served::Changed(_) if retried => return Err(ProxyError::Changing),
+            Served::Changed(Some(newer)) => {
+                app.meta.record_file(&account, &target.lower, newer).await;
+            }
+            Served::Changed(None) => app.meta.forget(&account, &target.lower).await,
+        }
+        retried = true;
+    }
+}

@@ -39,6 +39,11 @@ pub enum NormalizeError {
     Alias,
 }
 
+/// First path segments the proxy keeps for its own endpoints (DESIGN.md's routes).
+pub const RESERVED_ALIASES: &[&str] = &[
+    "healthz", "readyz", "metrics", "oauth", "webhook", "admin", "s",
+];
+
 /// Aliases: 1–64 of `[a-z0-9_-]` (lowercase; they appear in URLs).
 pub fn valid_alias(alias: &str) -> bool {
     (1..=64).contains(&alias.len())

@@ -83,6 +83,11 @@ impl TokenSet {
         }
     }
 
+    /// Whether a refresh grant is configured.
+    pub fn has_refresh(&self) -> bool {
+        self.refresh.is_some()
+    }
+
     fn current(&self) -> Option<Secret<String>> {
         self.access
             .read()
@@ -372,19 +377,23 @@ impl Dropbox {
         {
             return Ok(current);
         }
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "refresh_token")
-            .append_pair("refresh_token", grant.refresh_token.expose())
-            .append_pair("client_id", &grant.app_key);
-        if let Some(secret) = &grant.app_secret {
-            form.append_pair("client_secret", secret.expose());
-        }
+        // The serializer is not Send: finish it before any await.
+        let form = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "refresh_token")
+                .append_pair("refresh_token", grant.refresh_token.expose())
+                .append_pair("client_id", &grant.app_key);
+            if let Some(secret) = &grant.app_secret {
+                form.append_pair("client_secret", secret.expose());
+            }
+            form.finish()
+        };
         let req = Request::builder()
             .method(Method::POST)
             .uri(format!("{}/oauth2/token", self.endpoints.oauth))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(USER_AGENT, UA)
-            .body(Full::new(Bytes::from(form.finish())))
+            .body(Full::new(Bytes::from(form)))
             .map_err(UpstreamError::Request)?;
         let resp = tokio::time::timeout(self.read_timeout, self.http.request(req))
             .await

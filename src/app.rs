@@ -1,0 +1,90 @@
+//! The application: every component built once from a validated `Config`, and `serve`, which
+//! runs the proxy on an already-bound listener.
+
+use crate::account::Accounts;
+use crate::body::Bodies;
+use crate::config::Config;
+use crate::meta::MetaCache;
+use crate::server;
+use crate::store::{Store, StoreError};
+use crate::upstream::client::Dropbox;
+use crate::upstream::retry::RetryPolicy;
+use crate::upstream::transport::{CaError, http_client};
+use hyper::header::HeaderValue;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use tokio::net::TcpListener;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Ca(#[from] CaError),
+}
+
+pub struct App {
+    pub config: Config,
+    pub accounts: Accounts,
+    pub meta: MetaCache,
+    pub bodies: Bodies,
+    pub store: Store,
+    /// `cache.cache_control`, ready to send.
+    pub cache_control: HeaderValue,
+    /// Numbers requests for the logs.
+    pub requests: AtomicU64,
+}
+
+impl App {
+    /// Opens the store, builds the Dropbox client and caches, records the accounts.
+    pub async fn build(config: Config) -> Result<Arc<App>, AppError> {
+        let d = &config.dropbox;
+        let http = http_client(d.connect_timeout, d.ca_file.as_deref())?;
+        let policy = RetryPolicy {
+            max_retries: d.max_retries,
+            rate_limit_budget: d.rate_limit_budget,
+            ..RetryPolicy::default()
+        };
+        let dropbox = Arc::new(Dropbox::new(
+            http,
+            d.endpoints.clone(),
+            policy,
+            d.read_timeout,
+        ));
+        let store = Store::open(&config.store).await?;
+        let accounts = Accounts::from_config(&config.accounts, &config.dropbox);
+        accounts.record(&store).await?;
+        let c = &config.cache;
+        let meta = MetaCache::new(
+            store.clone(),
+            dropbox.clone(),
+            NonZeroUsize::new(c.l1_entries).unwrap_or(NonZeroUsize::MIN),
+            c.metadata_ttl,
+            c.negative_ttl,
+        );
+        let cache_control = HeaderValue::from_str(&c.cache_control)
+            .expect("config validation checked cache.cache_control");
+        Ok(Arc::new(App {
+            accounts,
+            meta,
+            bodies: Bodies::new(dropbox),
+            store,
+            cache_control,
+            requests: AtomicU64::new(0),
+            config,
+        }))
+    }
+}
+
+/// Serves the proxy on `listener` until `shutdown` resolves (then drains connections).
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    server::serve(
+        listener,
+        None,
+        move |req, peer| server::router::handle(app.clone(), req, peer),
+        shutdown,
+    )
+    .await
+}

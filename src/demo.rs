@@ -1,0 +1,166 @@
+//! `dropcache demo`: a small bundled site (an `index.html`, a stylesheet, a few generated
+//! images, a nested folder, and a private file outside the published root) in a Dropbox
+//! emulator, and the proxy in front of it with the embedded store. Nothing to configure.
+
+use crate::config::{Config, ConfigError};
+use crate::emulator::{AccountSpec, Emulator, EmulatorConfig, EmulatorError, RunningEmulator};
+use image::{ImageFormat, Rgb, RgbImage};
+use std::io::Cursor;
+use std::path::Path;
+
+/// The demo account's alias and token.
+pub const ALIAS: &str = "demo";
+const TOKEN: &str = "demo-token";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot write the sample under {path}: {source}")]
+    Sample {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot encode a sample image: {0}")]
+    Image(#[from] image::ImageError),
+    #[error(transparent)]
+    Emulator(#[from] EmulatorError),
+    #[error("cannot start the emulator: {0}")]
+    Listen(#[source] std::io::Error),
+    #[error("the demo's own config is invalid: {0}")]
+    Config(#[from] ConfigError),
+}
+
+const INDEX: &str = r#"<!DOCTYPE html>
+<html>
+<head>
+<meta charset="utf-8">
+<title>dropcache demo</title>
+<link rel="stylesheet" href="style.css">
+</head>
+<body>
+<h1>A site served from a Dropbox folder</h1>
+<p>Every file here lives in <code>/site</code> of a (local, emulated) Dropbox. dropcache serves
+it with ETags, Last-Modified, ranges and 304s, asking Dropbox only when it must.</p>
+<figure><img src="photos/sunset.jpg" alt="sunset" width="320"><figcaption>photos/sunset.jpg</figcaption></figure>
+<figure><img src="photos/tiles.png" alt="tiles" width="320"><figcaption>photos/tiles.png</figcaption></figure>
+<figure><img src="photos/2026/venice.jpg" alt="venice" width="320"><figcaption>photos/2026/venice.jpg</figcaption></figure>
+<p><a href="photos/">Browse the photos folder</a></p>
+</body>
+</html>
+"#;
+
+const STYLE: &str = "body { font-family: sans-serif; max-width: 46rem; margin: 2rem auto; }\n\
+figure { display: inline-block; margin: 0.5rem; }\nimg { border-radius: 6px; }\n";
+
+fn gradient(w: u32, h: u32, from: [u8; 3], to: [u8; 3]) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        let t = (x + y) as f32 / (w + h) as f32;
+        let mix = |a: u8, b: u8| (a as f32 + (b as f32 - a as f32) * t) as u8;
+        Rgb([
+            mix(from[0], to[0]),
+            mix(from[1], to[1]),
+            mix(from[2], to[2]),
+        ])
+    })
+}
+
+fn tiles(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        if (x / 40 + y / 40) % 2 == 0 {
+            Rgb([30, 110, 200])
+        } else {
+            Rgb([240, 240, 230])
+        }
+    })
+}
+
+fn encode(img: &RgbImage, format: ImageFormat) -> Result<Vec<u8>, image::ImageError> {
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, format)?;
+    Ok(out.into_inner())
+}
+
+/// Writes the sample Dropbox under `dir` (replacing earlier copies of the same files).
+pub fn write_sample(dir: &Path) -> Result<(), DemoError> {
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("site/index.html", INDEX.as_bytes().to_vec()),
+        ("site/style.css", STYLE.as_bytes().to_vec()),
+        (
+            "site/photos/sunset.jpg",
+            encode(
+                &gradient(640, 400, [250, 140, 40], [90, 30, 120]),
+                ImageFormat::Jpeg,
+            )?,
+        ),
+        (
+            "site/photos/tiles.png",
+            encode(&tiles(400, 400), ImageFormat::Png)?,
+        ),
+        (
+            "site/photos/2026/venice.jpg",
+            encode(
+                &gradient(640, 480, [20, 90, 160], [220, 200, 150]),
+                ImageFormat::Jpeg,
+            )?,
+        ),
+        (
+            "private/notes.txt",
+            b"Outside the published root: the proxy never asks for this.\n".to_vec(),
+        ),
+    ];
+    for (rel, bytes) in files {
+        let path = dir.join(rel);
+        let write = || {
+            std::fs::create_dir_all(path.parent().expect("sample paths have a parent"))?;
+            std::fs::write(&path, &bytes)
+        };
+        write().map_err(|source| DemoError::Sample {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes the sample under `dir/dropbox`, starts an emulator over it on a free port, and
+/// returns it with the proxy's config: account `demo` publishing `/site`, the embedded store
+/// in `dir/store`, listening on `listen`.
+pub async fn start(dir: &Path, listen: &str) -> Result<(RunningEmulator, Config), DemoError> {
+    let dropbox = dir.join("dropbox");
+    write_sample(&dropbox)?;
+    let emulator = Emulator::new(EmulatorConfig {
+        accounts: vec![AccountSpec {
+            name: "Demo User".into(),
+            token: Some(TOKEN.into()),
+            root: Some(dropbox),
+        }],
+        ..EmulatorConfig::default()
+    })?
+    .spawn("127.0.0.1:0", None)
+    .await
+    .map_err(DemoError::Listen)?;
+    let base = &emulator.base_url;
+    let text = format!(
+        "[server]\nlisten = {listen:?}\n\
+         [dropbox]\napi_url = {base:?}\ncontent_url = {base:?}\nnotify_url = {base:?}\noauth_url = {base:?}\n\
+         [store]\npath = {store:?}\n\
+         [[account]]\nalias = {ALIAS:?}\nroot = \"/site\"\naccess_token = {TOKEN:?}\n",
+        store = dir.join("store").display().to_string(),
+    );
+    let config = Config::parse(&text, &|_| None)?;
+    Ok((emulator, config))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_sample_has_real_images() {
+        let dir = tempfile::tempdir().unwrap();
+        super::write_sample(dir.path()).unwrap();
+        let jpg = std::fs::read(dir.path().join("site/photos/sunset.jpg")).unwrap();
+        assert_eq!(&jpg[..3], &[0xFF, 0xD8, 0xFF]);
+        let png = std::fs::read(dir.path().join("site/photos/tiles.png")).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert!(dir.path().join("private/notes.txt").is_file());
+    }
+}

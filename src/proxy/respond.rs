@@ -1,0 +1,259 @@
+//! Answers for a file or a folder listing once its metadata is known: validators, the
+//! conditional verdict, ranges, and the body (streamed from `Bodies`, never buffered whole).
+
+use super::error::ProxyError;
+use super::listing::{self, Format};
+use crate::account::Account;
+use crate::app::App;
+use crate::body::slice::{Part, Slices, multipart};
+use crate::http::conditional::{self, Outcome, Validators};
+use crate::http::etag::EntityTag;
+use crate::http::range::{self, Decision};
+use crate::meta::{Listing, Source};
+use crate::server::{Body, empty, full};
+use crate::upstream::error::UpstreamError;
+use crate::upstream::types::FileMetadata;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::header::{
+    ACCEPT, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
+    HeaderName, HeaderValue, LAST_MODIFIED, RANGE, VARY,
+};
+use hyper::http::request::Parts;
+use hyper::{Method, Response, StatusCode};
+
+pub const X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
+
+/// The Content-Type for a file name (`charset=utf-8` on text).
+pub fn content_type(name: &str) -> String {
+    let mime = mime_guess::from_path(name).first_or_octet_stream();
+    let textual = mime.type_() == mime_guess::mime::TEXT
+        || matches!(
+            mime.essence_str(),
+            "application/javascript" | "application/json"
+        );
+    if textual && mime.get_param("charset").is_none() {
+        format!("{}; charset=utf-8", mime.essence_str())
+    } else {
+        mime.essence_str().to_owned()
+    }
+}
+
+/// `X-Cache-Status` for an answer made from metadata alone.
+fn cache_status(source: Source) -> &'static str {
+    match source {
+        Source::Cache => "HIT",
+        Source::Revalidated => "REVALIDATED",
+        Source::Dropbox => "MISS",
+    }
+}
+
+/// A response with the headers every 200 / 206 / 304 / 416 shares.
+fn answer(app: &App, status: StatusCode, etag: &EntityTag, cache: &'static str) -> Response<Body> {
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        ETAG,
+        HeaderValue::from_str(&etag.to_string()).expect("hex ETags are valid headers"),
+    );
+    h.insert(CACHE_CONTROL, app.cache_control.clone());
+    h.insert(X_CACHE_STATUS, HeaderValue::from_static(cache));
+    resp
+}
+
+fn header_value(text: impl AsRef<str>) -> HeaderValue {
+    HeaderValue::from_str(text.as_ref()).expect("generated header values are ASCII")
+}
+
+fn precondition_failed() -> Response<Body> {
+    let mut resp = Response::new(full("precondition failed\n"));
+    *resp.status_mut() = StatusCode::PRECONDITION_FAILED;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// A folder listing, JSON or HTML by `Accept`, with its strong ETag and `Vary: Accept`.
+pub fn folder(
+    app: &App,
+    req: &Parts,
+    account: &Account,
+    listing: &Listing,
+    source: Source,
+) -> Response<Body> {
+    let format = Format::from_accept(req.headers.get(ACCEPT).and_then(|v| v.to_str().ok()));
+    let etag = EntityTag::strong(format.etag(listing));
+    let validators = Validators {
+        etag: Some(etag.clone()),
+        last_modified: None,
+    };
+    let cache = cache_status(source);
+    let mut resp = match conditional::evaluate(&req.method, &req.headers, &validators) {
+        Outcome::PreconditionFailed => return precondition_failed(),
+        Outcome::NotModified => answer(app, StatusCode::NOT_MODIFIED, &etag, cache),
+        Outcome::Proceed { .. } => {
+            let depth = listing::depth(&account.root);
+            let (bytes, ct) = match format {
+                Format::Json => (listing::json(listing, depth), "application/json"),
+                Format::Html => (
+                    listing::html(listing, &account.alias, depth),
+                    "text/html; charset=utf-8",
+                ),
+            };
+            let mut resp = answer(app, StatusCode::OK, &etag, cache);
+            let h = resp.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+            h.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            if req.method != Method::HEAD {
+                *resp.body_mut() = full(bytes);
+            }
+            resp
+        }
+    };
+    resp.headers_mut()
+        .insert(VARY, HeaderValue::from_static("Accept"));
+    resp
+}
+
+/// What serving a file came to.
+pub enum Served {
+    Done(Response<Body>),
+    /// Dropbox has a different version than the metadata said (the newer one, or None if
+    /// the file is gone): refresh the metadata and start again.
+    Changed(Option<FileMetadata>),
+}
+
+/// A file: validators, conditionals, ranges, then the body from `Bodies`.
+pub async fn file(
+    app: &App,
+    req: &Parts,
+    account: &Account,
+    path: &str,
+    f: &FileMetadata,
+    source: Source,
+) -> Result<Served, ProxyError> {
+    // 5. validators and conditionals
+    let etag = EntityTag::strong(f.content_hash.clone().unwrap_or_else(|| f.rev.clone()));
+    let last_modified = humantime::parse_rfc3339(&f.server_modified).ok();
+    let validators = Validators {
+        etag: Some(etag.clone()),
+        last_modified,
+    };
+    let honor_range = match conditional::evaluate(&req.method, &req.headers, &validators) {
+        Outcome::PreconditionFailed => return Ok(Served::Done(precondition_failed())),
+        Outcome::NotModified => {
+            let cache = cache_status(source);
+            return Ok(Served::Done(answer(
+                app,
+                StatusCode::NOT_MODIFIED,
+                &etag,
+                cache,
+            )));
+        }
+        Outcome::Proceed { honor_range } => honor_range,
+    };
+    if !f.is_downloadable {
+        return Err(ProxyError::NotFound);
+    }
+    let ct = content_type(&f.name);
+    let len = f.size;
+    // Range applies to GET only (RFC 9110 §14.2); HEAD answers as a plain GET would.
+    let decision = match req.headers.get(RANGE).and_then(|v| v.to_str().ok()) {
+        Some(r) if honor_range && req.method == Method::GET => {
+            range::decide(r, len, app.config.max_ranges)
+        }
+        _ => Decision::Whole,
+    };
+    let with_file_headers = |mut resp: Response<Body>| {
+        let h = resp.headers_mut();
+        h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if let Some(lm) = last_modified {
+            h.insert(LAST_MODIFIED, header_value(httpdate::fmt_http_date(lm)));
+        }
+        resp
+    };
+    if decision == Decision::Unsatisfiable {
+        let mut resp = with_file_headers(answer(
+            app,
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            &etag,
+            cache_status(source),
+        ));
+        resp.headers_mut()
+            .insert(CONTENT_RANGE, header_value(format!("bytes */{len}")));
+        return Ok(Served::Done(resp));
+    }
+    if req.method == Method::HEAD {
+        let mut resp = with_file_headers(answer(app, StatusCode::OK, &etag, cache_status(source)));
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, header_value(&ct));
+        h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        return Ok(Served::Done(resp));
+    }
+    // 6. body
+    let span = match &decision {
+        Decision::Single(r) => Some(r.clone()),
+        Decision::Multi(rs) => Some(*rs[0].start()..=*rs[rs.len() - 1].end()),
+        _ => None,
+    };
+    let opened = match app.bodies.open(account, path, span).await {
+        Ok(o) => o,
+        Err(UpstreamError::NotFound | UpstreamError::NotFile) => {
+            return Ok(Served::Changed(None));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if opened.metadata.rev != f.rev {
+        return Ok(Served::Changed(Some(opened.metadata)));
+    }
+    // 7. respond
+    let (status, body, body_len, content_type, content_range) = match decision {
+        Decision::Single(r) => {
+            let n = r.end() - r.start() + 1;
+            let cr = format!("bytes {}-{}/{len}", r.start(), r.end());
+            let part = Part {
+                head: Bytes::new(),
+                range: r,
+            };
+            let body = Slices::new(opened.stream, opened.offset, vec![part], Bytes::new());
+            (StatusCode::PARTIAL_CONTENT, body.boxed(), n, ct, Some(cr))
+        }
+        Decision::Multi(rs) => {
+            let boundary = hex::encode(rand::random::<[u8; 12]>());
+            let (parts, tail, n) = multipart(&rs, len, &ct, &boundary);
+            let body = Slices::new(opened.stream, opened.offset, parts, tail);
+            let ct = format!("multipart/byteranges; boundary={boundary}");
+            (StatusCode::PARTIAL_CONTENT, body.boxed(), n, ct, None)
+        }
+        _ => {
+            let body = opened.stream.map_err(Into::into).boxed();
+            (StatusCode::OK, body, len, ct, None)
+        }
+    };
+    // The bytes came from Dropbox, so this is a miss whatever the metadata was.
+    let mut resp = with_file_headers(answer(app, status, &etag, "MISS"));
+    *resp.body_mut() = body;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, header_value(content_type));
+    h.insert(CONTENT_LENGTH, HeaderValue::from(body_len));
+    if let Some(cr) = content_range {
+        h.insert(CONTENT_RANGE, header_value(cr));
+    }
+    Ok(Served::Done(resp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_by_name() {
+        assert_eq!(content_type("a.JPG"), "image/jpeg");
+        assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
+        assert_eq!(content_type("app.js"), "text/javascript; charset=utf-8");
+        assert_eq!(content_type("noext"), "application/octet-stream");
+    }
+}

@@ -1,0 +1,64 @@
+//! The proxy's front door: the shell around every request. `handle` never fails: it opens the
+//! request's span, routes, turns an error into its response exactly once, and logs once.
+
+use crate::app::App;
+use crate::proxy::{self, ProxyError};
+use crate::server::{Body, full};
+use hyper::body::Incoming;
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::{Request, Response};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// Routes one request; every outcome is a response.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let started = Instant::now();
+    let id = app.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let (parts, _body) = req.into_parts();
+    let route = match parts.uri.path() {
+        "/healthz" => "/healthz",
+        _ => "/{alias}/{path}",
+    };
+    let span = tracing::info_span!("request", id, method = %parts.method, route);
+    async move {
+        let result = match route {
+            "/healthz" => Ok(health()),
+            _ => proxy::serve(&app, &parts).await,
+        };
+        let resp = result.unwrap_or_else(|e: ProxyError| {
+            if e.status().is_server_error() {
+                tracing::warn!(error = %e, "request failed");
+            }
+            e.into_response()
+        });
+        tracing::info!(
+            %peer,
+            path = parts.uri.path(),
+            status = resp.status().as_u16(),
+            cache = resp
+                .headers()
+                .get(proxy::respond::X_CACHE_STATUS)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-"),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "served"
+        );
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+fn health() -> Response<Body> {
+    let mut resp = Response::new(full("ok\n"));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
