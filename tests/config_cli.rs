@@ -1,6 +1,9 @@
-//! `dropcache check-config`: the example file validates; a bad file fails naming the key.
+//! The command line: `check-config` (the example validates; a bad file fails naming the key),
+//! `serve --config` in front of the `emulator` binary, and `demo` serving its sample, all
+//! run as real processes and fetched with curl.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 fn check(path: &std::path::Path, env: &[(&str, &str)]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_dropcache"))
@@ -57,4 +60,190 @@ fn bad_files_fail_naming_the_key() {
     }
     let (ok, _, err) = check(&dir.path().join("missing.toml"), &[]);
     assert!(!ok && err.contains("cannot read"), "{err}");
+}
+
+/// A child process killed on drop, with its stdout lines.
+struct Running {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> (Running, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dropcache"))
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut running = Running { child, stdout };
+        let first = running.line();
+        let url = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line {first:?}"))
+            .to_owned();
+        (running, url)
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("stdout");
+        line.trim_end().to_owned()
+    }
+
+    /// Stops the process and returns what it wrote to stderr.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let mut err = String::new();
+        use std::io::Read;
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        err
+    }
+}
+
+/// curl's status code, headers and body for `url`.
+fn curl(url: &str, extra: &[&str]) -> (u16, String, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let headers = dir.path().join("h");
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "20", "-D"])
+        .arg(&headers)
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("curl is installed");
+    assert!(out.status.success(), "curl {url}: {:?}", out.status);
+    let head = std::fs::read_to_string(headers).unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_lowercase(), out.stdout)
+}
+
+#[test]
+fn serve_proxies_the_emulator_binary_with_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("dropbox");
+    std::fs::create_dir_all(root.join("www/css")).unwrap();
+    std::fs::write(root.join("www/css/site.css"), "body{}\n").unwrap();
+    std::fs::write(root.join("secret.txt"), "no").unwrap();
+    let (_emulator, emu_url) = Running::start(
+        &[
+            "emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--root",
+            root.to_str().unwrap(),
+        ],
+        &[("DROPCACHE_EMULATOR_TOKEN", "cli-token")],
+    );
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[dropbox]\napi_url = {emu_url:?}\ncontent_url = {emu_url:?}\n\
+             [store]\npath = {:?}\n[[account]]\nalias = \"site\"\nroot = \"/www\"\n",
+            dir.path().join("store").display().to_string()
+        ),
+    )
+    .unwrap();
+    let (proxy, url) = Running::start(
+        &["serve", "--config", config.to_str().unwrap()],
+        &[("DROPCACHE_ACCOUNT_SITE_ACCESS_TOKEN", "cli-token")],
+    );
+    let (status, head, body) = curl(&format!("{url}/site/css/site.css"), &[]);
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body, b"body{}\n");
+    assert!(
+        head.contains("content-type: text/css; charset=utf-8"),
+        "{head}"
+    );
+    let etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .unwrap()
+        .to_owned();
+    let (status, _, body) = curl(
+        &format!("{url}/site/css/site.css"),
+        &["-H", &format!("If-None-Match: {etag}")],
+    );
+    assert_eq!((status, body.len()), (304, 0));
+    assert_eq!(curl(&format!("{url}/site/secret.txt"), &[]).0, 404);
+    assert_eq!(
+        curl(&format!("{url}/site/../secret.txt"), &["--path-as-is"]).0,
+        400
+    );
+    let logs = proxy.stop();
+    assert!(logs.contains("served"), "{logs}");
+    assert!(!logs.contains("cli-token"), "a token in the logs: {logs}");
+}
+
+#[test]
+fn serve_refuses_a_bad_config_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[http]\nmax_ranges = 0\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dropcache"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("http.max_ranges"));
+}
+
+#[test]
+fn demo_serves_its_sample_with_nothing_to_set_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut demo, url) = Running::start(
+        &[
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    let banner: Vec<String> = (0..6).map(|_| demo.line()).collect();
+    let banner = banner.join("\n");
+    assert!(
+        banner.contains(&format!("{url}/demo/index.html")),
+        "{banner}"
+    );
+    let (status, head, body) = curl(&format!("{url}/demo/index.html"), &[]);
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/html; charset=utf-8"));
+    assert!(String::from_utf8_lossy(&body).contains("<title>dropcache demo</title>"));
+    let (status, head, body) = curl(&format!("{url}/demo/photos/2026/venice.jpg"), &[]);
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: image/jpeg"));
+    assert_eq!(&body[..3], &[0xFF, 0xD8, 0xFF]);
+    let (status, _, body) = curl(&format!("{url}/demo/photos/"), &["-H", "Accept: text/html"]);
+    assert_eq!(status, 200);
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("href=\"/demo/photos/sunset.jpg\""), "{page}");
+    assert!(page.contains("href=\"/demo/photos/2026/\""), "{page}");
+    // The private file beside the published folder is out of reach.
+    assert_eq!(curl(&format!("{url}/demo/private/notes.txt"), &[]).0, 404);
+    assert_eq!(
+        curl(
+            &format!("{url}/demo/../private/notes.txt"),
+            &["--path-as-is"]
+        )
+        .0,
+        400
+    );
 }

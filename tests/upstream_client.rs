@@ -13,7 +13,7 @@ use dropcache::upstream::retry::RetryPolicy;
 use dropcache::upstream::transport::http_client;
 use dropcache::upstream::types::Metadata;
 use http_body_util::BodyExt;
-use hyper::{Method, StatusCode};
+use hyper::StatusCode;
 use std::time::{Duration, Instant};
 
 fn client(h: &Harness, read_timeout: Duration) -> Dropbox {
@@ -168,52 +168,12 @@ async fn rate_limits_wait_within_the_budget_then_give_up() {
     assert_eq!(h.emu().calls("files/get_metadata"), 1);
 }
 
-/// Runs the emulator's OAuth flow and returns (access, refresh).
-async fn oauth_tokens(h: &Harness) -> (String, String) {
-    let a = h
-        .send(h.request(
-            Method::GET,
-            &format!("/oauth2/authorize?client_id={APP_KEY}&response_type=code&token_access_type=offline&redirect_uri=http://localhost/cb"),
-            &[],
-            "",
-        ))
-        .await;
-    let location = a.header("location").unwrap().to_owned();
-    let code = form_urlencoded::parse(location.split_once('?').unwrap().1.as_bytes())
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
-    let body: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("client_id", APP_KEY),
-            ("client_secret", APP_SECRET),
-            ("redirect_uri", "http://localhost/cb"),
-        ])
-        .finish();
-    let t = h
-        .send(h.request(
-            Method::POST,
-            "/oauth2/token",
-            &[("Content-Type", "application/x-www-form-urlencoded")],
-            body,
-        ))
-        .await
-        .ok();
-    (
-        t["access_token"].as_str().unwrap().into(),
-        t["refresh_token"].as_str().unwrap().into(),
-    )
-}
-
 #[tokio::test]
 async fn expired_tokens_are_refreshed_once() {
     let h = Harness::start().await;
     h.put("/x", "x").await;
     let db = client(&h, Duration::from_secs(5));
-    let (access, refresh) = oauth_tokens(&h).await;
+    let (access, refresh) = h.oauth_tokens().await;
     let grant = RefreshGrant {
         refresh_token: Secret::new(refresh),
         app_key: APP_KEY.into(),

@@ -42,6 +42,8 @@ impl From<UpstreamError> for ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
+            // A name no account can have (`/favicon.ico`, `/`) is simply not here.
+            ProxyError::BadPath(NormalizeError::Alias) => StatusCode::NOT_FOUND,
             ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::UnknownAccount | ProxyError::NotFound => StatusCode::NOT_FOUND,
             ProxyError::Method => StatusCode::METHOD_NOT_ALLOWED,
@@ -70,8 +72,10 @@ impl ProxyError {
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
         let text = match &self {
+            ProxyError::BadPath(NormalizeError::Alias)
+            | ProxyError::UnknownAccount
+            | ProxyError::NotFound => "not found\n".into(),
             ProxyError::BadPath(e) => format!("bad request: {e}\n"),
-            ProxyError::UnknownAccount | ProxyError::NotFound => "not found\n".into(),
             ProxyError::Method => "only GET and HEAD are served here\n".into(),
             ProxyError::Changing => "the file is changing; try again\n".into(),
             ProxyError::Upstream(_) => match status {

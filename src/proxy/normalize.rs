@@ -57,6 +57,15 @@ pub fn normalize(raw: &str) -> Result<Target, NormalizeError> {
     if raw.len() > MAX_PATH_BYTES * 3 {
         return Err(NormalizeError::TooLong);
     }
+    // A `%` must start an escape of two hex digits (RFC 3986 §2.1); a stray one is malformed.
+    let bytes = raw.as_bytes();
+    if bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    }) {
+        return Err(NormalizeError::Encoding);
+    }
     let decoded = percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| NormalizeError::Encoding)?;
@@ -70,6 +79,15 @@ pub fn normalize(raw: &str) -> Result<Target, NormalizeError> {
         return Err(NormalizeError::Backslash);
     }
     let rest = decoded.strip_prefix('/').ok_or(NormalizeError::Alias)?;
+    // Every segment, the alias's too, before anything else: `/../x` is traversal, not a name.
+    let inner = rest.strip_suffix('/').unwrap_or(rest);
+    if !inner.is_empty()
+        && inner
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(NormalizeError::Segment);
+    }
     let (alias, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
@@ -142,11 +160,14 @@ mod tests {
             ("/alice/a%5c..%5cb", Backslash),
             ("/alice/a\\b", Backslash),
             ("/alice/%ff%fe", Encoding),
+            ("/alice/%", Encoding),
+            ("/alice/a%2", Encoding),
+            ("/alice/a%zz", Encoding),
             ("/alice/%c0%ae%c0%ae/x", Encoding),
             ("/ALICE/x", Alias),
-            ("/../x", Alias),
-            ("/%2e%2e/x", Alias),
-            ("//x", Alias),
+            ("/../x", Segment),
+            ("/%2e%2e/x", Segment),
+            ("//x", Segment),
             ("", Alias),
             (&long, TooLong),
         ];

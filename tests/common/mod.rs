@@ -2,6 +2,9 @@
 //! with a timeout on every await. Handles shut down on drop.
 #![allow(dead_code)]
 
+pub mod proxy;
+pub mod redis;
+
 use bytes::Bytes;
 use dropcache::emulator::{AccountSpec, Emulator, EmulatorConfig, RunningEmulator};
 use dropcache::upstream::json::to_header_safe;
@@ -204,6 +207,46 @@ impl Harness {
         headers.extend_from_slice(extra);
         self.send(self.request(Method::POST, &format!("/2/{route}"), &headers, Bytes::new()))
             .await
+    }
+
+    /// Runs the emulator's OAuth flow and returns (access, refresh).
+    pub async fn oauth_tokens(&self) -> (String, String) {
+        let a = self
+            .send(self.request(
+                Method::GET,
+                &format!("/oauth2/authorize?client_id={APP_KEY}&response_type=code&token_access_type=offline&redirect_uri=http://localhost/cb"),
+                &[],
+                "",
+            ))
+            .await;
+        let location = a.header("location").unwrap().to_owned();
+        let code = form_urlencoded::parse(location.split_once('?').unwrap().1.as_bytes())
+            .find(|(k, _)| k == "code")
+            .unwrap()
+            .1
+            .into_owned();
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("client_id", APP_KEY),
+                ("client_secret", APP_SECRET),
+                ("redirect_uri", "http://localhost/cb"),
+            ])
+            .finish();
+        let t = self
+            .send(self.request(
+                Method::POST,
+                "/oauth2/token",
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                body,
+            ))
+            .await
+            .ok();
+        (
+            t["access_token"].as_str().unwrap().into(),
+            t["refresh_token"].as_str().unwrap().into(),
+        )
     }
 
     /// Uploads through `files/upload` with a JSON argument; returns the answer.

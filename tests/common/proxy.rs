@@ -1,0 +1,205 @@
+//! The proxy in process on `127.0.0.1:0`, in front of a test emulator, stopped on drop.
+
+use super::{Answer, TOKEN, within};
+use bytes::Bytes;
+use dropcache::app::App;
+use dropcache::config::Config;
+use http_body_util::{BodyExt, Empty};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Method, Request};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// The settings a test varies; rendered as a TOML file and parsed like a user's.
+pub struct Settings {
+    /// Redis URL, or None for the embedded store ...
+    pub redis: Option<String>,
+    /// ... in this file, or in a temp dir when None.
+    pub store_path: Option<std::path::PathBuf>,
+    pub metadata_ttl: &'static str,
+    pub negative_ttl: &'static str,
+    pub cache_control: &'static str,
+    pub max_ranges: usize,
+    pub read_timeout: &'static str,
+    pub max_retries: u32,
+    pub rate_limit_budget: &'static str,
+    /// `alias = root` published with the default account's token.
+    pub accounts: Vec<(&'static str, &'static str)>,
+    /// Extra `[[account]]` tables, verbatim.
+    pub extra: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            redis: None,
+            store_path: None,
+            metadata_ttl: "60s",
+            negative_ttl: "60s",
+            cache_control: "public, max-age=60",
+            max_ranges: 3,
+            read_timeout: "5s",
+            max_retries: 1,
+            rate_limit_budget: "1s",
+            accounts: vec![("alice", "/Public")],
+            extra: String::new(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn toml(&self, emulator: &str, store_dir: &std::path::Path) -> String {
+        let store = match &self.redis {
+            Some(url) => format!("redis_url = {url:?}"),
+            None => {
+                let path = self
+                    .store_path
+                    .clone()
+                    .unwrap_or_else(|| store_dir.join("store"));
+                format!("path = {:?}", path.display().to_string())
+            }
+        };
+        let mut text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\
+             [dropbox]\napi_url = {emulator:?}\ncontent_url = {emulator:?}\n\
+             notify_url = {emulator:?}\noauth_url = {emulator:?}\n\
+             app_key = {key:?}\napp_secret = {secret:?}\n\
+             read_timeout = {rt:?}\nmax_retries = {mr}\nrate_limit_budget = {rl:?}\n\
+             [store]\n{store}\n\
+             [cache]\nmetadata_ttl = {ttl:?}\nnegative_ttl = {nttl:?}\ncache_control = {cc:?}\n\
+             [http]\nmax_ranges = {ranges}\n",
+            key = super::APP_KEY,
+            secret = super::APP_SECRET,
+            rt = self.read_timeout,
+            mr = self.max_retries,
+            rl = self.rate_limit_budget,
+            ttl = self.metadata_ttl,
+            nttl = self.negative_ttl,
+            cc = self.cache_control,
+            ranges = self.max_ranges,
+        );
+        for (alias, root) in &self.accounts {
+            text.push_str(&format!(
+                "[[account]]\nalias = {alias:?}\nroot = {root:?}\naccess_token = {TOKEN:?}\n"
+            ));
+        }
+        text.push_str(&self.extra);
+        text
+    }
+}
+
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    client: Client<HttpConnector, Empty<Bytes>>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl TestProxy {
+    /// Starts a proxy in front of the emulator at `emulator` (its base URL).
+    pub async fn start(emulator: &str, settings: &Settings) -> TestProxy {
+        let dir = tempfile::tempdir().unwrap();
+        let text = settings.toml(emulator, dir.path());
+        let config = Config::parse(&text, &|_| None).expect("the test config is valid");
+        let app = within("App::build", App::build(config))
+            .await
+            .expect("the app builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(dropcache::app::serve(listener, app.clone(), async move {
+            let _ = stopped.await;
+        }));
+        TestProxy {
+            addr,
+            app,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            stop: Some(stop),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    /// Stops serving and waits until the app (and its store) is released.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let server = self.server.take().expect("running");
+        drop(self);
+        within("proxy stops", server).await.expect("server task");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends `method path` with headers and reads the whole answer.
+    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut req = Request::builder().method(method).uri(self.url(path));
+        for (k, v) in headers {
+            req = req.header(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+            );
+        }
+        let resp = within(
+            "proxy response",
+            self.client.request(req.body(Empty::new()).unwrap()),
+        )
+        .await
+        .expect("request reaches the proxy");
+        let (parts, body) = resp.into_parts();
+        let body = within("proxy body", body.collect())
+            .await
+            .expect("whole body")
+            .to_bytes();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        self.send(Method::GET, path, headers).await
+    }
+
+    pub async fn head(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        self.send(Method::HEAD, path, headers).await
+    }
+
+    /// Sends raw bytes as a request over a fresh connection and returns the status code:
+    /// for paths no HTTP client library would send as they are.
+    pub async fn raw_status(&self, request_target: &[u8]) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let mut req = b"GET ".to_vec();
+        req.extend_from_slice(request_target);
+        req.extend_from_slice(b" HTTP/1.1\r\nHost: proxy\r\nConnection: close\r\n\r\n");
+        conn.write_all(&req).await.unwrap();
+        let mut out = Vec::new();
+        within("raw answer", conn.read_to_end(&mut out))
+            .await
+            .unwrap();
+        let line = String::from_utf8_lossy(&out);
+        line.split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {line:?}"))
+    }
+}
