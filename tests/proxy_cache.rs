@@ -141,6 +141,21 @@ async fn instances_share_metadata_through_redis_and_hits_do_not_wait_on_it() {
         a.head("/alice/a.txt", &[]).await.header("x-cache-status"),
         Some("MISS")
     );
+    // The configured account is recorded in Redis, without its token.
+    let store = dropcache::store::Store::open(&dropcache::config::StoreConfig::Redis {
+        url: dropcache::secret::Secret::new(redis.url.clone()),
+    })
+    .await
+    .unwrap();
+    let record = store.get("account:alice").await.unwrap().expect("recorded");
+    let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+    assert_eq!(record["root"], "/Public");
+    assert_eq!(record["v"], 1);
+    assert!(
+        !String::from_utf8_lossy(&serde_json::to_vec(&record).unwrap()).contains(common::TOKEN)
+    );
+    // Metadata is there too, under the account and the lowercased path.
+    assert!(store.get("meta:alice:/a.txt").await.unwrap().is_some());
     // Instance b has never seen it: its L1 misses, Redis (L2) answers.
     let from_l2 = b.head("/alice/a.txt", &[]).await;
     assert_eq!(from_l2.status, StatusCode::OK);

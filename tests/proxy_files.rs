@@ -447,3 +447,22 @@ async fn folders_are_json_listings_or_html_indexes_with_their_own_etags() {
     let slash = w.proxy.get("/alice/Photos/notes.txt/", &[]).await;
     assert_eq!(slash.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn non_ascii_names_round_trip_in_any_case() {
+    let w = world().await;
+    let meta = w.h.put("/Public/Café/Naïve Ünïcode.txt", "ü").await;
+    let tag = format!("\"{}\"", meta["content_hash"].as_str().unwrap());
+    for path in [
+        "/alice/Caf%C3%A9/Na%C3%AFve%20%C3%9Cn%C3%AFcode.txt",
+        "/alice/CAF%C3%89/na%C3%AFve%20%C3%BCn%C3%AFcode.txt",
+    ] {
+        let a = w.proxy.get(path, &[]).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}");
+        assert_eq!(a.text(), "ü");
+        assert_eq!(a.header("etag"), Some(tag.as_str()));
+    }
+    let listing = w.proxy.get("/alice/caf%C3%A9/", &[]).await.json();
+    assert_eq!(listing["path"], "/Café");
+    assert_eq!(listing["entries"][0]["path"], "/Café/Naïve Ünïcode.txt");
+}
