@@ -23,6 +23,8 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Ca(#[from] CaError),
+    #[error("cannot open the body cache: {0}")]
+    Cache(#[source] std::io::Error),
 }
 
 pub struct App {
@@ -54,6 +56,9 @@ impl App {
             d.read_timeout,
         ));
         let store = Store::open(&config.store).await?;
+        let bodies = Bodies::load(&config.cache, dropbox.clone())
+            .await
+            .map_err(AppError::Cache)?;
         let accounts = Accounts::from_config(&config.accounts, &config.dropbox);
         accounts.record(&store).await?;
         let c = &config.cache;
@@ -69,7 +74,7 @@ impl App {
         Ok(Arc::new(App {
             accounts,
             meta,
-            bodies: Bodies::new(dropbox),
+            bodies,
             store,
             cache_control,
             requests: AtomicU64::new(0),

@@ -88,6 +88,11 @@ struct RawCache {
     negative_ttl: Option<String>,
     l1_entries: Option<usize>,
     cache_control: Option<String>,
+    dir: Option<PathBuf>,
+    max_size: Option<String>,
+    min_free: Option<String>,
+    range_passthrough_above: Option<String>,
+    range_fill: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +147,16 @@ pub struct CacheConfig {
     pub negative_ttl: Duration,
     pub l1_entries: usize,
     pub cache_control: String,
+    /// Where file bodies are kept, by content hash.
+    pub dir: PathBuf,
+    /// Most bytes of bodies kept on disk.
+    pub max_size: u64,
+    /// Free space left on the cache's file system; below it nothing more is cached.
+    pub min_free: u64,
+    /// A range of a file larger than this that is not cached goes to Dropbox as a Range.
+    pub range_passthrough_above: u64,
+    /// ... and the whole file is then fetched into the cache in the background.
+    pub range_fill: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +176,14 @@ fn duration(key: &str, value: Option<String>, default: &str) -> Result<Duration,
             format!("{text:?} is not a duration like \"30s\" ({e})"),
         )
     })
+}
+
+fn size(key: &str, value: Option<String>, default: &str) -> Result<u64, ConfigError> {
+    let text = value.as_deref().unwrap_or(default);
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| invalid(key, format!("{text:?} is not a size like \"512MiB\" ({e})")))
 }
 
 fn url(key: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
@@ -275,6 +298,15 @@ impl Config {
             cache_control: c
                 .cache_control
                 .unwrap_or_else(|| "public, max-age=0, must-revalidate".into()),
+            dir: c.dir.unwrap_or_else(|| PathBuf::from("dropcache-cache")),
+            max_size: size("cache.max_size", c.max_size, "1GiB")?,
+            min_free: size("cache.min_free", c.min_free, "256MiB")?,
+            range_passthrough_above: size(
+                "cache.range_passthrough_above",
+                c.range_passthrough_above,
+                "32MiB",
+            )?,
+            range_fill: c.range_fill.unwrap_or(false),
         };
         if cache.l1_entries == 0 {
             return Err(invalid("cache.l1_entries", "must be at least 1"));
@@ -392,6 +424,9 @@ mod tests {
         assert_eq!(c.dropbox.read_timeout, Duration::from_secs(30));
         assert_eq!(c.cache.metadata_ttl, Duration::from_secs(30));
         assert_eq!(c.max_ranges, 8);
+        assert_eq!(c.cache.max_size, 1 << 30);
+        assert_eq!(c.cache.min_free, 256 << 20);
+        assert_eq!(c.cache.range_passthrough_above, 32 << 20);
         assert!(matches!(c.store, StoreConfig::Embedded { .. }));
         assert_eq!(c.accounts[0].alias, "alice");
         assert_eq!(
@@ -410,6 +445,8 @@ mod tests {
             ("[server]\nlisten = \"nowhere\"", "server.listen"),
             ("[cache]\nmetadata_ttl = \"soon\"", "cache.metadata_ttl"),
             ("[cache]\nl1_entries = 0", "cache.l1_entries"),
+            ("[cache]\nmax_size = \"lots\"", "cache.max_size"),
+            ("[cache]\nmin_free = \"1 parsec\"", "cache.min_free"),
             ("[dropbox]\napi_url = \"ftp://x\"", "dropbox.api_url"),
             ("[store]\nredis_url = \"http://x\"", "store.redis_url"),
             (

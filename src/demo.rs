@@ -143,9 +143,10 @@ pub async fn start(dir: &Path, listen: &str) -> Result<(RunningEmulator, Config)
     let text = format!(
         "[server]\nlisten = {listen:?}\n\
          [dropbox]\napi_url = {base:?}\ncontent_url = {base:?}\nnotify_url = {base:?}\noauth_url = {base:?}\n\
-         [store]\npath = {store:?}\n\
+         [store]\npath = {store:?}\n[cache]\ndir = {cache:?}\n\
          [[account]]\nalias = {ALIAS:?}\nroot = \"/site\"\naccess_token = {TOKEN:?}\n",
         store = dir.join("store").display().to_string(),
+        cache = dir.join("cache").display().to_string(),
     );
     let config = Config::parse(&text, &|_| None)?;
     Ok((emulator, config))

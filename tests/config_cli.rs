@@ -154,8 +154,10 @@ fn serve_proxies_the_emulator_binary_with_a_config_file() {
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[dropbox]\napi_url = {emu_url:?}\ncontent_url = {emu_url:?}\n\
-             [store]\npath = {:?}\n[[account]]\nalias = \"site\"\nroot = \"/www\"\n",
-            dir.path().join("store").display().to_string()
+             [store]\npath = {:?}\n[cache]\ndir = {:?}\n\
+             [[account]]\nalias = \"site\"\nroot = \"/www\"\n",
+            dir.path().join("store").display().to_string(),
+            dir.path().join("cache").display().to_string()
         ),
     )
     .unwrap();

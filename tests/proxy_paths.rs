@@ -146,10 +146,12 @@ async fn an_account_with_only_a_refresh_token_refreshes_and_serves() {
         2,
         "the code exchange, then one refresh"
     );
-    // Expired mid-way: refreshed once more, still served.
+    // Expired mid-way: refreshed once more at the next Dropbox call, still served.
+    h.put("/Public/two.txt", "two").await;
     h.emu().expire_tokens(None);
-    let b = p.get("/carol/ok.txt", &[]).await;
+    let b = p.get("/carol/two.txt", &[]).await;
     assert_eq!(b.status, StatusCode::OK);
+    assert_eq!(&b.body[..], b"two");
     assert_eq!(h.emu().calls("oauth2/token"), 3);
     // Secrets never reach the answers.
     for answer in [&a, &b] {

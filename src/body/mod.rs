@@ -1,65 +1,379 @@
-//! File bodies: where the bytes of a file come from, and how byte ranges are cut out of them.
+//! File bodies (DESIGN.md step 6): a content-addressed LRU on disk, filled by one download per
+//! content hash and read while it is written; ranges from blobs; pass-through when the cache
+//! cannot or should not hold the file.
 //!
-//! This is the seam DESIGN.md puts at step 6. For now every body streams straight from
-//! Dropbox (`files/download`, with a `Range` when only part is needed); the content-addressed
-//! disk cache slots in behind `Bodies::open` without the proxy changing.
+//! `index` only accounts sizes and names victims; `disk` reads, writes and deletes; `fill` runs
+//! the one download per hash; `stream` feeds each client; `slice` cuts ranges.
 
+pub mod disk;
+pub mod fill;
+pub mod index;
 pub mod slice;
+pub mod stream;
 
 use crate::account::Account;
+use crate::config::CacheConfig;
+use crate::server::{Body, BoxError};
 use crate::upstream::client::Dropbox;
+use crate::upstream::content_hash::ContentHasher;
 use crate::upstream::error::UpstreamError;
-use crate::upstream::transport::TimeoutBody;
 use crate::upstream::types::FileMetadata;
+use disk::{Disk, secs};
+use fill::{Fill, State};
+use http_body_util::BodyExt;
 use hyper::StatusCode;
+use index::{Blob, Index};
+use std::collections::HashMap;
+use std::io::Read;
 use std::ops::RangeInclusive;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+use stream::{Fallback, PinGuard, Source};
 
-/// An open body: the bytes from `offset` on, of the file `metadata` describes.
+/// A blob's mtime is refreshed on use at most this often.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+/// An open body: bytes from `offset` on (to the end of the span asked for).
 pub struct Opened {
-    /// The file as the source has it now (its rev may be newer than the caller's).
-    pub metadata: FileMetadata,
-    /// Position in the file of the stream's first byte.
     pub offset: u64,
-    pub stream: TimeoutBody,
+    pub stream: Body,
+    /// `X-Cache-Status` of the bytes: HIT (a blob), MISS (a fill), BYPASS (from Dropbox).
+    pub cache: &'static str,
+}
+
+/// Why a body could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Dropbox has another version (None: nothing) at the path: refresh the metadata.
+    Changed(Option<FileMetadata>),
+    Upstream(Arc<UpstreamError>),
 }
 
 pub struct Bodies {
     dropbox: Arc<Dropbox>,
+    disk: Arc<Disk>,
+    index: Arc<Mutex<Index>>,
+    flights: Arc<Mutex<HashMap<String, Arc<Fill>>>>,
+    max_size: u64,
+    min_free: u64,
+    range_passthrough_above: u64,
+    range_fill: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Bodies {
-    pub fn new(dropbox: Arc<Dropbox>) -> Bodies {
-        Bodies { dropbox }
+    /// Opens the cache directory and rebuilds the index from it (temp files are cleaned).
+    pub async fn load(config: &CacheConfig, dropbox: Arc<Dropbox>) -> std::io::Result<Bodies> {
+        let dir = config.dir.clone();
+        let max = config.max_size;
+        let (disk, index) = tokio::task::spawn_blocking(move || {
+            let disk = Disk::open(&dir)?;
+            let mut index = Index::new(max);
+            for f in disk.scan()? {
+                index.insert_oldest(
+                    &f.hash,
+                    Blob {
+                        size: f.size,
+                        verified: false,
+                        touched: f.used,
+                    },
+                );
+            }
+            for v in index.evict(0) {
+                disk.remove(&v);
+            }
+            Ok::<_, std::io::Error>((disk, index))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        tracing::info!(
+            blobs = index.len(),
+            bytes = index.total(),
+            dir = %disk.dir().display(),
+            "body cache ready"
+        );
+        Ok(Bodies {
+            dropbox,
+            disk: Arc::new(disk),
+            index: Arc::new(Mutex::new(index)),
+            flights: Arc::new(Mutex::new(HashMap::new())),
+            max_size: config.max_size,
+            min_free: config.min_free,
+            range_passthrough_above: config.range_passthrough_above,
+            range_fill: config.range_fill,
+        })
     }
 
-    /// Opens `path` (a Dropbox path under the account's root), covering at least `span`
-    /// (the whole file when None).
+    /// Blobs and bytes in the cache.
+    pub fn usage(&self) -> (usize, u64) {
+        let ix = lock(&self.index);
+        (ix.len(), ix.total())
+    }
+
+    /// Opens the body of `f` at `path` (a Dropbox path under `account`'s root), covering
+    /// `span` (the whole file when None).
     pub async fn open(
         &self,
-        account: &Account,
+        account: &Arc<Account>,
         path: &str,
+        f: &FileMetadata,
         span: Option<RangeInclusive<u64>>,
-    ) -> Result<Opened, UpstreamError> {
-        let range = span.map(|r| format!("bytes={}-{}", r.start(), r.end()));
-        let download = self
+    ) -> Result<Opened, OpenError> {
+        let (start, end) = span
+            .as_ref()
+            .map_or((0, f.size), |r| (*r.start(), r.end() + 1));
+        let fallback = || Fallback {
+            dropbox: self.dropbox.clone(),
+            account: account.clone(),
+            path: path.to_owned(),
+            rev: f.rev.clone(),
+        };
+        let Some(hash) = f.content_hash.clone().filter(|h| disk::is_blob_name(h)) else {
+            return self.passthrough(account, path, f, span).await;
+        };
+        // 1. a blob
+        if let Some(file) = self.blob(&hash).await {
+            let stream = stream::spawn(file, start, end, fallback());
+            return Ok(Opened {
+                offset: start,
+                stream: stream.boxed(),
+                cache: "HIT",
+            });
+        }
+        // 2. a large cold file asked for a range: straight to Dropbox (and maybe fill too)
+        if span.is_some() && f.size > self.range_passthrough_above {
+            if self.range_fill {
+                let _ = self.fill(account, path, f, &hash).await;
+            }
+            return self.passthrough(account, path, f, span).await;
+        }
+        // 3. a fill (joined or started), followed as it grows
+        let Some(fill) = self.fill(account, path, f, &hash).await else {
+            return self.passthrough(account, path, f, span).await;
+        };
+        let mut progress = fill.progress.clone();
+        let state = progress
+            .wait_for(|p| !matches!(p.state, State::Opening))
+            .await
+            .map(|p| p.state.clone())
+            .unwrap_or(State::CacheFailed);
+        match state {
+            State::Changed(newer) => Err(OpenError::Changed(Some(*newer))),
+            State::Failed(e) if matches!(*e, UpstreamError::NotFound | UpstreamError::NotFile) => {
+                Err(OpenError::Changed(None))
+            }
+            State::Failed(e) => Err(OpenError::Upstream(e)),
+            State::CacheFailed => self.passthrough(account, path, f, span).await,
+            State::Running | State::Done | State::Opening => {
+                let stream = stream::spawn(Source::Fill(fill), start, end, fallback());
+                Ok(Opened {
+                    offset: start,
+                    stream: stream.boxed(),
+                    cache: "MISS",
+                })
+            }
+        }
+    }
+
+    /// The blob named `hash`, pinned and open, if the cache has it (and it is intact).
+    async fn blob(&self, hash: &str) -> Option<Source> {
+        let (verified, touch) = {
+            let mut ix = lock(&self.index);
+            let now = secs(SystemTime::now());
+            let blob = ix.get(hash)?;
+            let touch = now.saturating_sub(blob.touched) >= TOUCH_EVERY.as_secs();
+            if touch {
+                blob.touched = now;
+            }
+            let verified = blob.verified;
+            ix.pin(hash);
+            (verified, touch)
+        };
+        let pin = PinGuard {
+            hash: hash.to_owned(),
+            index: self.index.clone(),
+            disk: self.disk.clone(),
+        };
+        let disk = self.disk.clone();
+        let name = hash.to_owned();
+        let opened = tokio::task::spawn_blocking(move || {
+            let path = disk.blob_path(&name);
+            let mut file = std::fs::File::options()
+                .read(true)
+                .write(touch)
+                .open(&path)?;
+            if !verified {
+                // Found on disk at start-up: hash it once before trusting it.
+                let mut hasher = ContentHasher::new();
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    match file.read(&mut buf)? {
+                        0 => break,
+                        n => hasher.update(&buf[..n]),
+                    }
+                }
+                if hasher.finish() != name {
+                    return Ok(None);
+                }
+            }
+            if touch {
+                let _ = file.set_modified(SystemTime::now());
+            }
+            Ok::<_, std::io::Error>(Some(file))
+        })
+        .await;
+        match opened {
+            Ok(Ok(Some(file))) => {
+                if !verified && let Some(b) = lock(&self.index).get(hash) {
+                    b.verified = true;
+                }
+                Some(Source::Blob {
+                    file: Arc::new(file),
+                    _pin: pin,
+                })
+            }
+            outcome => {
+                match outcome {
+                    Ok(Ok(None)) => tracing::warn!(hash, "a cached blob is corrupt; refetching"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot read a cached blob"),
+                    Err(e) => tracing::warn!(error = %e, "blob open task failed"),
+                    Ok(Ok(Some(_))) => unreachable!("handled above"),
+                }
+                drop(pin);
+                lock(&self.index).remove(hash);
+                let disk = self.disk.clone();
+                let name = hash.to_owned();
+                let _ = tokio::task::spawn_blocking(move || disk.remove(&name)).await;
+                None
+            }
+        }
+    }
+
+    /// Joins the fill of `hash`, or starts one if there is room; None when the cache cannot
+    /// take the file (too big, no space, no temp file).
+    async fn fill(
+        &self,
+        account: &Arc<Account>,
+        path: &str,
+        f: &FileMetadata,
+        hash: &str,
+    ) -> Option<Arc<Fill>> {
+        if let Some(fill) = lock(&self.flights).get(hash) {
+            return Some(fill.clone());
+        }
+        if f.size > self.max_size {
+            return None;
+        }
+        let (disk, index, need) = (self.disk.clone(), self.index.clone(), f.size);
+        let min_free = self.min_free;
+        let made = tokio::task::spawn_blocking(move || {
+            // Room under the cap and above the free-space floor, evicting as needed.
+            let victims = lock(&index).evict(need);
+            victims.iter().for_each(|v| disk.remove(v));
+            let free = disk.free_space().unwrap_or(0);
+            let short = (min_free + need).saturating_sub(free);
+            if short > 0 {
+                let (victims, freed) = lock(&index).evict_bytes(short);
+                victims.iter().for_each(|v| disk.remove(v));
+                if freed < short {
+                    return None;
+                }
+            }
+            match disk.temp() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot create a temp file; serving uncached");
+                    None
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten();
+        let (file, temp) = made?;
+        let mut flights = lock(&self.flights);
+        if let Some(fill) = flights.get(hash) {
+            // Another request started it meanwhile: use theirs, drop ours.
+            let _ = std::fs::remove_file(&temp);
+            return Some(fill.clone());
+        }
+        let fill = fill::start(fill::Job {
+            dropbox: self.dropbox.clone(),
+            account: account.clone(),
+            path: path.to_owned(),
+            meta: f.clone(),
+            hash: hash.to_owned(),
+            file: Arc::new(file),
+            temp,
+            disk: self.disk.clone(),
+            index: self.index.clone(),
+        });
+        flights.insert(hash.to_owned(), fill.clone());
+        drop(flights);
+        // Forget the flight when it ends.
+        let mut progress = fill.progress.clone();
+        let flights = self.flights.clone();
+        let key = hash.to_owned();
+        let ours = fill.clone();
+        tokio::spawn(async move {
+            let _ = progress
+                .wait_for(|p| !matches!(p.state, State::Opening | State::Running))
+                .await;
+            let mut map = lock(&flights);
+            if map.get(&key).is_some_and(|f| Arc::ptr_eq(f, &ours)) {
+                map.remove(&key);
+            }
+        });
+        Some(fill)
+    }
+
+    /// Straight from Dropbox (a Range when only part is needed).
+    async fn passthrough(
+        &self,
+        account: &Arc<Account>,
+        path: &str,
+        f: &FileMetadata,
+        span: Option<RangeInclusive<u64>>,
+    ) -> Result<Opened, OpenError> {
+        let range = span
+            .as_ref()
+            .map(|r| format!("bytes={}-{}", r.start(), r.end()));
+        let download = match self
             .dropbox
             .download(&account.tokens, path, range.as_deref())
-            .await?;
+            .await
+        {
+            Ok(d) => d,
+            Err(UpstreamError::NotFound | UpstreamError::NotFile) => {
+                return Err(OpenError::Changed(None));
+            }
+            Err(e) => return Err(OpenError::Upstream(Arc::new(e))),
+        };
+        if download.metadata.rev != f.rev {
+            return Err(OpenError::Changed(Some(download.metadata)));
+        }
         // A 206 starts where its Content-Range says; a 200 (Range ignored) at 0.
         let offset = if download.status == StatusCode::PARTIAL_CONTENT {
             download
                 .content_range
                 .as_deref()
                 .and_then(content_range_start)
-                .ok_or(UpstreamError::Unexpected { status: 206 })?
+                .ok_or(OpenError::Upstream(Arc::new(UpstreamError::Unexpected {
+                    status: 206,
+                })))?
         } else {
             0
         };
         Ok(Opened {
-            metadata: download.metadata,
             offset,
-            stream: download.body,
+            stream: download
+                .body
+                .map_err(|e| -> BoxError { Box::new(e) })
+                .boxed(),
+            cache: "BYPASS",
         })
     }
 }

@@ -5,13 +5,13 @@ use super::error::ProxyError;
 use super::listing::{self, Format};
 use crate::account::Account;
 use crate::app::App;
+use crate::body::OpenError;
 use crate::body::slice::{Part, Slices, multipart};
 use crate::http::conditional::{self, Outcome, Validators};
 use crate::http::etag::EntityTag;
 use crate::http::range::{self, Decision};
 use crate::meta::{Listing, Source};
 use crate::server::{Body, empty, full};
-use crate::upstream::error::UpstreamError;
 use crate::upstream::types::FileMetadata;
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -21,6 +21,7 @@ use hyper::header::{
 };
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
+use std::sync::Arc;
 
 pub const X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
 
@@ -130,7 +131,7 @@ pub enum Served {
 pub async fn file(
     app: &App,
     req: &Parts,
-    account: &Account,
+    account: &Arc<Account>,
     path: &str,
     f: &FileMetadata,
     source: Source,
@@ -199,16 +200,11 @@ pub async fn file(
         Decision::Multi(rs) => Some(*rs[0].start()..=*rs[rs.len() - 1].end()),
         _ => None,
     };
-    let opened = match app.bodies.open(account, path, span).await {
+    let opened = match app.bodies.open(account, path, f, span).await {
         Ok(o) => o,
-        Err(UpstreamError::NotFound | UpstreamError::NotFile) => {
-            return Ok(Served::Changed(None));
-        }
-        Err(e) => return Err(e.into()),
+        Err(OpenError::Changed(newer)) => return Ok(Served::Changed(newer)),
+        Err(OpenError::Upstream(e)) => return Err(ProxyError::Upstream(e)),
     };
-    if opened.metadata.rev != f.rev {
-        return Ok(Served::Changed(Some(opened.metadata)));
-    }
     // 7. respond
     let (status, body, body_len, content_type, content_range) = match decision {
         Decision::Single(r) => {
@@ -228,13 +224,9 @@ pub async fn file(
             let ct = format!("multipart/byteranges; boundary={boundary}");
             (StatusCode::PARTIAL_CONTENT, body.boxed(), n, ct, None)
         }
-        _ => {
-            let body = opened.stream.map_err(Into::into).boxed();
-            (StatusCode::OK, body, len, ct, None)
-        }
+        _ => (StatusCode::OK, opened.stream, len, ct, None),
     };
-    // The bytes came from Dropbox, so this is a miss whatever the metadata was.
-    let mut resp = with_file_headers(answer(app, status, &etag, "MISS"));
+    let mut resp = with_file_headers(answer(app, status, &etag, opened.cache));
     *resp.body_mut() = body;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, header_value(content_type));

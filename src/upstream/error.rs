@@ -42,6 +42,9 @@ pub enum UpstreamError {
     Timeout(Duration),
     #[error("cannot decode Dropbox's answer: {0}")]
     Decode(#[source] serde_json::Error),
+    /// The bytes did not hash to the content hash Dropbox announced.
+    #[error("Dropbox's bytes do not match their content hash")]
+    Integrity,
     #[error("token refresh failed: {0}")]
     Refresh(String),
     #[error("cannot build the request: {0}")]

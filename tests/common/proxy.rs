@@ -27,6 +27,11 @@ pub struct Settings {
     pub read_timeout: &'static str,
     pub max_retries: u32,
     pub rate_limit_budget: &'static str,
+    /// The body cache's directory (a temp dir when None), and its limits.
+    pub cache_dir: Option<std::path::PathBuf>,
+    pub max_size: &'static str,
+    pub min_free: &'static str,
+    pub range_passthrough_above: &'static str,
     /// `alias = root` published with the default account's token.
     pub accounts: Vec<(&'static str, &'static str)>,
     /// Extra `[[account]]` tables, verbatim.
@@ -45,6 +50,10 @@ impl Default for Settings {
             read_timeout: "5s",
             max_retries: 1,
             rate_limit_budget: "1s",
+            cache_dir: None,
+            max_size: "64MiB",
+            min_free: "0B",
+            range_passthrough_above: "1MiB",
             accounts: vec![("alice", "/Public")],
             extra: String::new(),
         }
@@ -71,6 +80,8 @@ impl Settings {
              read_timeout = {rt:?}\nmax_retries = {mr}\nrate_limit_budget = {rl:?}\n\
              [store]\n{store}\n\
              [cache]\nmetadata_ttl = {ttl:?}\nnegative_ttl = {nttl:?}\ncache_control = {cc:?}\n\
+             dir = {dir:?}\nmax_size = {max:?}\nmin_free = {free:?}\n\
+             range_passthrough_above = {rpa:?}\n\
              [http]\nmax_ranges = {ranges}\n",
             key = super::APP_KEY,
             secret = super::APP_SECRET,
@@ -81,6 +92,15 @@ impl Settings {
             nttl = self.negative_ttl,
             cc = self.cache_control,
             ranges = self.max_ranges,
+            dir = self
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| store_dir.join("cache"))
+                .display()
+                .to_string(),
+            max = self.max_size,
+            free = self.min_free,
+            rpa = self.range_passthrough_above,
         );
         for (alias, root) in &self.accounts {
             text.push_str(&format!(

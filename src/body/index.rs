@@ -1,0 +1,185 @@
+//! The bookkeeping of the body cache: which blobs exist, their sizes, their order of use, and
+//! which are being read. It names victims; it never touches the disk (`disk` deletes them).
+
+use lru::LruCache;
+use std::collections::HashMap;
+
+/// What the index knows of one blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blob {
+    pub size: u64,
+    /// Its bytes were hashed against its name since it was found on disk.
+    pub verified: bool,
+    /// Seconds since the epoch when its mtime was last set (its last use, kept across restarts).
+    pub touched: u64,
+}
+
+pub struct Index {
+    lru: LruCache<String, Blob>,
+    total: u64,
+    max: u64,
+    /// Readers per blob; a pinned blob is never named a victim.
+    pins: HashMap<String, usize>,
+}
+
+impl Index {
+    pub fn new(max: u64) -> Index {
+        Index {
+            lru: LruCache::unbounded(),
+            total: 0,
+            max,
+            pins: HashMap::new(),
+        }
+    }
+
+    /// Bytes accounted.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    pub fn len(&self) -> usize {
+        self.lru.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lru.is_empty()
+    }
+
+    /// The blob, marked as just used.
+    pub fn get(&mut self, hash: &str) -> Option<&mut Blob> {
+        self.lru.get_mut(hash)
+    }
+
+    /// Adds (or replaces) a blob as the most recently used; returns the victims evicted to keep
+    /// the total within the cap.
+    pub fn insert(&mut self, hash: &str, blob: Blob) -> Vec<String> {
+        if let Some(old) = self.lru.put(hash.to_owned(), blob) {
+            self.total -= old.size;
+        }
+        self.total += blob.size;
+        self.evict_except(0, Some(hash))
+    }
+
+    /// Adds a blob as the least recently used (for the start-up scan, oldest last).
+    pub fn insert_oldest(&mut self, hash: &str, blob: Blob) {
+        if let Some(old) = self
+            .lru
+            .push(hash.to_owned(), blob)
+            .filter(|(k, _)| k == hash)
+        {
+            self.total -= old.1.size;
+        }
+        self.lru.demote(hash);
+        self.total += blob.size;
+    }
+
+    pub fn remove(&mut self, hash: &str) -> Option<Blob> {
+        let blob = self.lru.pop(hash)?;
+        self.total -= blob.size;
+        Some(blob)
+    }
+
+    /// Evicts least recently used, unpinned blobs until `room` more bytes fit under the cap;
+    /// returns their names.
+    pub fn evict(&mut self, room: u64) -> Vec<String> {
+        self.evict_except(room, None)
+    }
+
+    /// As `evict`, sparing `except` (a blob just added is never its own victim).
+    fn evict_except(&mut self, room: u64, except: Option<&str>) -> Vec<String> {
+        let mut victims = Vec::new();
+        while self.total + room > self.max {
+            let Some(victim) = self
+                .lru
+                .iter()
+                .rev()
+                .map(|(k, _)| k)
+                .find(|k| !self.pins.contains_key(*k) && Some(k.as_str()) != except)
+                .cloned()
+            else {
+                break;
+            };
+            self.remove(&victim);
+            victims.push(victim);
+        }
+        victims
+    }
+
+    /// Evicts least recently used, unpinned blobs totalling at least `bytes`; returns their
+    /// names and how many bytes they freed.
+    pub fn evict_bytes(&mut self, bytes: u64) -> (Vec<String>, u64) {
+        let before = self.total;
+        let max = std::mem::replace(&mut self.max, before.saturating_sub(bytes));
+        let victims = self.evict(0);
+        self.max = max;
+        (victims, before - self.total)
+    }
+
+    pub fn pin(&mut self, hash: &str) {
+        *self.pins.entry(hash.to_owned()).or_default() += 1;
+    }
+
+    /// Releases a pin; returns victims if the cap was exceeded while it was held.
+    pub fn unpin(&mut self, hash: &str) -> Vec<String> {
+        if let Some(n) = self.pins.get_mut(hash) {
+            *n -= 1;
+            if *n == 0 {
+                self.pins.remove(hash);
+            }
+        }
+        self.evict(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(size: u64) -> Blob {
+        Blob {
+            size,
+            verified: true,
+            touched: 0,
+        }
+    }
+
+    #[test]
+    fn eviction_keeps_the_cap_in_lru_order() {
+        let mut ix = Index::new(100);
+        assert!(ix.insert("a", blob(40)).is_empty());
+        assert!(ix.insert("b", blob(40)).is_empty());
+        ix.get("a"); // a is now more recent than b
+        assert_eq!(ix.insert("c", blob(40)), ["b"]);
+        assert_eq!(ix.total(), 80);
+        assert_eq!(ix.insert("d", blob(70)), ["a", "c"]);
+        assert_eq!(ix.total(), 70);
+    }
+
+    #[test]
+    fn pinned_blobs_are_never_victims() {
+        let mut ix = Index::new(100);
+        ix.insert("a", blob(60));
+        ix.pin("a");
+        assert!(
+            ix.insert("b", blob(60)).is_empty(),
+            "a is read; over the cap for now"
+        );
+        assert_eq!(ix.total(), 120);
+        ix.get("b");
+        assert_eq!(ix.unpin("a"), ["a"], "released, the oldest goes");
+        assert_eq!(ix.total(), 60);
+    }
+
+    #[test]
+    fn the_scan_order_and_evicting_for_free_space() {
+        let mut ix = Index::new(1000);
+        // Scanned newest first: each later one is older.
+        ix.insert_oldest("new", blob(10));
+        ix.insert_oldest("mid", blob(10));
+        ix.insert_oldest("old", blob(10));
+        let (victims, freed) = ix.evict_bytes(15);
+        assert_eq!(victims, ["old", "mid"]);
+        assert_eq!(freed, 20);
+        assert_eq!(ix.len(), 1);
+    }
+}

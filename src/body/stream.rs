@@ -1,0 +1,244 @@
+//! Streams bytes to one client: from a finished blob, or following a fill as it grows (a
+//! reader never waits for the whole file). If the cache gives up mid-way (disk full, I/O
+//! error) the reader carries on from Dropbox with a Range request: a cache failure never cuts
+//! a client's stream. A task per stream feeds a small bounded channel, so a slow client holds
+//! back only its own reads.
+
+use super::disk::Disk;
+use super::fill::{Fill, State};
+use super::index::Index;
+use crate::account::Account;
+use crate::server::BoxError;
+use crate::upstream::client::Dropbox;
+use crate::upstream::error::UpstreamError;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::StatusCode;
+use hyper::body::{Body, Frame, SizeHint};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
+
+/// Bytes read from disk per chunk.
+const CHUNK: u64 = 64 * 1024;
+/// Chunks buffered per client.
+const DEPTH: usize = 4;
+
+/// A response body fed by a stream task.
+pub struct ChannelBody {
+    rx: mpsc::Receiver<Result<Bytes, BoxError>>,
+    remaining: u64,
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(b))) => {
+                self.remaining = self.remaining.saturating_sub(b.len() as u64);
+                Poll::Ready(Some(Ok(Frame::data(b))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) if self.remaining > 0 => {
+                Poll::Ready(Some(Err("the body stream ended early".into())))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// Keeps a blob from eviction while it is read.
+pub struct PinGuard {
+    pub hash: String,
+    pub index: Arc<Mutex<Index>>,
+    pub disk: Arc<Disk>,
+}
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        let victims = self
+            .index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unpin(&self.hash);
+        if !victims.is_empty() {
+            let disk = self.disk.clone();
+            tokio::task::spawn_blocking(move || victims.iter().for_each(|v| disk.remove(v)));
+        }
+    }
+}
+
+/// Where a stream reads from.
+pub enum Source {
+    Blob { file: Arc<File>, _pin: PinGuard },
+    Fill(Arc<Fill>),
+}
+
+/// How to reach Dropbox if the cache gives up.
+pub struct Fallback {
+    pub dropbox: Arc<Dropbox>,
+    pub account: Arc<Account>,
+    pub path: String,
+    pub rev: String,
+}
+
+/// Streams bytes `start..end` of `source` to a new body.
+pub fn spawn(source: Source, start: u64, end: u64, fallback: Fallback) -> ChannelBody {
+    let (tx, rx) = mpsc::channel(DEPTH);
+    tokio::spawn(async move {
+        if let Err(e) = pump(source, start, end, &tx, &fallback).await {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    ChannelBody {
+        rx,
+        remaining: end - start,
+    }
+}
+
+async fn read_at(file: &Arc<File>, at: u64, len: u64) -> Result<Bytes, BoxError> {
+    let file = file.clone();
+    let buf = tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; len as usize];
+        let mut got = 0;
+        while got < buf.len() {
+            match file.read_at(&mut buf[got..], at + got as u64)? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        buf.truncate(got);
+        Ok::<_, std::io::Error>(buf)
+    })
+    .await??;
+    if buf.is_empty() {
+        return Err("the cached file is shorter than expected".into());
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Sends `pos..end`; returns Err to be sent as the body's error.
+async fn pump(
+    source: Source,
+    mut pos: u64,
+    end: u64,
+    tx: &mpsc::Sender<Result<Bytes, BoxError>>,
+    fallback: &Fallback,
+) -> Result<(), BoxError> {
+    let (file, mut progress) = match &source {
+        Source::Blob { file, .. } => (file.clone(), None),
+        Source::Fill(fill) => (fill.file.clone(), Some(fill.progress.clone())),
+    };
+    let size = match &source {
+        Source::Blob { .. } => end,
+        Source::Fill(fill) => fill.size,
+    };
+    while pos < end {
+        let available = match &progress {
+            None => end,
+            Some(rx) => {
+                let p = rx.borrow().clone();
+                match p.state {
+                    // The last byte is held back until the whole file is verified, so a
+                    // client never receives a complete body that failed its hash.
+                    State::Opening | State::Running => p.written.min(size.saturating_sub(1)),
+                    State::Done => size,
+                    State::CacheFailed => return passthrough(pos, end, tx, fallback).await,
+                    State::Failed(e) => return Err(Box::new(ArcError(e))),
+                    State::Changed(_) => return Err("the file changed in Dropbox".into()),
+                }
+            }
+        };
+        if pos < available {
+            let len = (available - pos).min(end - pos).min(CHUNK);
+            let bytes = read_at(&file, pos, len).await?;
+            pos += bytes.len() as u64;
+            if tx.send(Ok(bytes)).await.is_err() {
+                return Ok(()); // the client went away
+            }
+        } else if let Some(rx) = progress.as_mut()
+            && rx.changed().await.is_err()
+        {
+            // The fill task ended without a final word: treat as a cache failure.
+            return passthrough(pos, end, tx, fallback).await;
+        }
+    }
+    Ok(())
+}
+
+/// An `Arc<UpstreamError>` as a boxable error.
+#[derive(Debug)]
+struct ArcError(Arc<UpstreamError>);
+
+impl std::fmt::Display for ArcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ArcError {}
+
+/// Carries on from Dropbox from byte `pos`.
+async fn passthrough(
+    mut pos: u64,
+    end: u64,
+    tx: &mpsc::Sender<Result<Bytes, BoxError>>,
+    fb: &Fallback,
+) -> Result<(), BoxError> {
+    let range = format!("bytes={pos}-{}", end - 1);
+    let download = fb
+        .dropbox
+        .download(&fb.account.tokens, &fb.path, Some(&range))
+        .await?;
+    if download.metadata.rev != fb.rev {
+        return Err("the file changed in Dropbox".into());
+    }
+    // A 206 starts at `pos`; a 200 at 0, and we skip to `pos`.
+    let mut at = if download.status == StatusCode::PARTIAL_CONTENT {
+        pos
+    } else {
+        0
+    };
+    let mut body = download.body;
+    while pos < end {
+        let Some(frame) = body.frame().await else {
+            return Err("Dropbox's body ended early".into());
+        };
+        let Ok(mut data) = frame?.into_data() else {
+            continue;
+        };
+        let len = data.len() as u64;
+        if at + len <= pos {
+            at += len;
+            continue;
+        }
+        if at < pos {
+            let _ = data.split_to((pos - at) as usize);
+            at = pos;
+        }
+        data.truncate((end - pos).min(data.len() as u64) as usize);
+        at += data.len() as u64;
+        pos = at;
+        if tx.send(Ok(data)).await.is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
