@@ -94,36 +94,9 @@ async fn identical_concurrent_lookups_share_one_call() {
     });
     let p = proxy(&h, Settings::default()).await;
     let heads = (0..20).map(|_| p.head("/alice/big.bin", &[]));
-    let answers = within("20 HEADs", futures_join_all(heads)).await;
+    let answers = within("20 HEADs", common::join_all(heads)).await;
     assert!(answers.iter().all(|a| a.status == StatusCode::OK));
     assert_eq!(h.emu().calls("files/get_metadata"), 1);
-}
-
-/// Joins futures without a futures crate: spawn-free, polled together by `tokio::join!`-like
-/// sequencing over a JoinSet is not possible for borrowed futures, so poll them in one task.
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut pinned: Vec<_> = futs.map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter()
-        .map(|o| o.expect("every future finished"))
-        .collect()
 }
 
 #[tokio::test]

@@ -82,6 +82,11 @@ async fn only_get_and_head_are_served_and_healthz_answers() {
     let health = p.get("/healthz", &[]).await;
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(health.text(), "ok\n");
+    let ready = p.get("/readyz", &[]).await;
+    assert_eq!(
+        (ready.status, ready.text().as_str()),
+        (StatusCode::OK, "ready\n")
+    );
     assert_eq!(h.emu().log().total, 0);
 }
 

@@ -20,12 +20,15 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let (parts, _body) = req.into_parts();
     let route = match parts.uri.path() {
         "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
         _ => "/{alias}/{path}",
     };
     let span = tracing::info_span!("request", id, method = %parts.method, route);
     async move {
         let result = match route {
-            "/healthz" => Ok(health()),
+            "/healthz" => Ok(health("ok\n")),
+            // The app exists only once its stores are open and the body index is rebuilt.
+            "/readyz" => Ok(health("ready\n")),
             _ => proxy::serve(&app, &parts).await,
         };
         let resp = result.unwrap_or_else(|e: ProxyError| {
@@ -52,8 +55,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     .await
 }
 
-fn health() -> Response<Body> {
-    let mut resp = Response::new(full("ok\n"));
+fn health(text: &'static str) -> Response<Body> {
+    let mut resp = Response::new(full(text));
     resp.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),

@@ -168,8 +168,13 @@ impl TestProxy {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Sends `method path` with headers and reads the whole answer.
-    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Answer {
+    /// Sends `method path` with headers; the body is left to read.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> hyper::Response<hyper::body::Incoming> {
         let mut req = Request::builder().method(method).uri(self.url(path));
         for (k, v) in headers {
             req = req.header(
@@ -177,12 +182,17 @@ impl TestProxy {
                 HeaderValue::from_bytes(v.as_bytes()).unwrap(),
             );
         }
-        let resp = within(
+        within(
             "proxy response",
             self.client.request(req.body(Empty::new()).unwrap()),
         )
         .await
-        .expect("request reaches the proxy");
+        .expect("request reaches the proxy")
+    }
+
+    /// Sends `method path` with headers and reads the whole answer.
+    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let resp = self.send_raw(method, path, headers).await;
         let (parts, body) = resp.into_parts();
         let body = within("proxy body", body.collect())
             .await

@@ -1,0 +1,324 @@
+//! File bodies in the content-addressed disk cache: one download per hash for any number of
+//! clients, read while written, verified, evicted by LRU under the cap, kept across restarts,
+//! and pass-through when the disk cannot take them. The emulator's log counts downloads.
+
+mod common;
+
+use common::proxy::{Settings, TestProxy};
+use common::{Harness, join_all, within};
+use http_body_util::BodyExt;
+use hyper::{Method, StatusCode};
+use std::path::{Path, PathBuf};
+
+/// `len` bytes that differ by `seed`.
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32 * 31 + seed as u32) as u8)
+        .collect()
+}
+
+fn settings(cache: &Path) -> Settings {
+    Settings {
+        cache_dir: Some(cache.to_owned()),
+        ..Settings::default()
+    }
+}
+
+fn blob_path(cache: &Path, hash: &str) -> PathBuf {
+    cache.join(&hash[..2]).join(&hash[2..4]).join(hash)
+}
+
+fn blobs_on_disk(cache: &Path) -> usize {
+    let mut n = 0;
+    for top in std::fs::read_dir(cache).unwrap().flatten() {
+        if top.file_name() == "tmp" || !top.path().is_dir() {
+            continue;
+        }
+        for mid in std::fs::read_dir(top.path()).unwrap().flatten() {
+            n += std::fs::read_dir(mid.path()).unwrap().count();
+        }
+    }
+    n
+}
+
+#[tokio::test]
+async fn two_hundred_cold_requests_make_one_download() {
+    let h = Harness::start().await;
+    let body = data(300_000, 1);
+    h.put("/Public/big.bin", body.clone()).await;
+    // Slow enough that every request arrives while the one download is running.
+    h.emu()
+        .set_faults(common::faults(&["files/download=slow:1000000"]));
+    let dir = tempfile::tempdir().unwrap();
+    let p = TestProxy::start(&h.running.base_url, &settings(dir.path())).await;
+    let answers = within(
+        "200 GETs",
+        join_all((0..200).map(|_| p.get("/alice/big.bin", &[]))),
+    )
+    .await;
+    for a in &answers {
+        assert_eq!(a.status, StatusCode::OK);
+        assert_eq!(a.body.len(), body.len());
+        assert!(a.body[..] == body[..], "a body differs");
+    }
+    assert_eq!(h.emu().calls("files/download"), 1);
+    assert_eq!(h.emu().calls("files/get_metadata"), 1);
+    let misses = answers
+        .iter()
+        .filter(|a| a.header("x-cache-status") == Some("MISS"))
+        .count();
+    assert!(
+        misses > 1,
+        "requests joined the running fill ({misses} MISS)"
+    );
+    assert_eq!(p.app.bodies.usage(), (1, body.len() as u64));
+}
+
+#[tokio::test]
+async fn a_second_client_gets_bytes_before_a_slow_fill_ends() {
+    let h = Harness::start().await;
+    let body = data(400_000, 2);
+    h.put("/Public/slow.bin", body.clone()).await;
+    h.emu()
+        .set_faults(common::faults(&["files/download=slow:200000"]));
+    let dir = tempfile::tempdir().unwrap();
+    let p = TestProxy::start(&h.running.base_url, &settings(dir.path())).await;
+    let first = p.send_raw(Method::GET, "/alice/slow.bin", &[]).await;
+    let second = p.send_raw(Method::GET, "/alice/slow.bin", &[]).await;
+    assert_eq!(second.headers()["x-cache-status"], "MISS");
+    let mut second = second.into_body();
+    let frame = within("second client's first bytes", second.frame())
+        .await
+        .expect("a frame")
+        .expect("no error");
+    assert!(!frame.into_data().unwrap().is_empty());
+    // The fill (2 s at 200 kB/s) is still running: nothing is in the cache yet.
+    assert_eq!(p.app.bodies.usage(), (0, 0));
+    let rest = within("second body", second.collect()).await.unwrap();
+    let all = within("first body", first.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(all[..] == body[..]);
+    assert!(rest.to_bytes().len() < body.len());
+    assert_eq!(h.emu().calls("files/download"), 1);
+    assert_eq!(p.app.bodies.usage(), (1, body.len() as u64));
+}
+
+#[tokio::test]
+async fn a_restart_keeps_the_cache_and_a_corrupt_blob_is_refetched() {
+    let h = Harness::start().await;
+    let body = data(100_000, 3);
+    let meta = h.put("/Public/a.bin", body.clone()).await;
+    let hash = meta["content_hash"].as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let p = TestProxy::start(&h.running.base_url, &settings(dir.path())).await;
+    assert_eq!(
+        p.get("/alice/a.bin", &[]).await.header("x-cache-status"),
+        Some("MISS")
+    );
+    p.stop().await;
+    assert!(blob_path(dir.path(), &hash).is_file());
+    // A leftover temp file from a crash is cleaned at start.
+    std::fs::write(dir.path().join("tmp/leftover.part"), "x").unwrap();
+
+    let p = TestProxy::start(&h.running.base_url, &settings(dir.path())).await;
+    assert!(!dir.path().join("tmp/leftover.part").exists());
+    assert_eq!(p.app.bodies.usage(), (1, body.len() as u64));
+    let a = p.get("/alice/a.bin", &[]).await;
+    assert_eq!(a.header("x-cache-status"), Some("HIT"));
+    assert!(a.body[..] == body[..]);
+    assert_eq!(
+        h.emu().calls("files/download"),
+        1,
+        "no download after a restart"
+    );
+    p.stop().await;
+
+    // Flip bytes in the blob (same length): found at start-up, checked on first use.
+    let mut bad = std::fs::read(blob_path(dir.path(), &hash)).unwrap();
+    bad[500] ^= 0xFF;
+    std::fs::write(blob_path(dir.path(), &hash), &bad).unwrap();
+    let p = TestProxy::start(&h.running.base_url, &settings(dir.path())).await;
+    let a = p.get("/alice/a.bin", &[]).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.header("x-cache-status"), Some("MISS"));
+    assert!(a.body[..] == body[..], "the corrupt bytes were not served");
+    assert_eq!(h.emu().calls("files/download"), 2, "refetched");
+    assert_eq!(std::fs::read(blob_path(dir.path(), &hash)).unwrap(), body);
+    // Truncated: also refetched.
+    p.stop().await;
+    std::fs::write(blob_path(dir.path(), &hash), &body[..10]).unwrap();
+    let p = TestProxy::start(&h.running.base_url, &settings(dir.path())).await;
+    let a = p.get("/alice/a.bin", &[]).await;
+    assert!(a.body[..] == body[..]);
+    assert_eq!(h.emu().calls("files/download"), 3);
+}
+
+#[tokio::test]
+async fn eviction_keeps_the_cap_and_the_lru_order() {
+    let h = Harness::start().await;
+    for (name, seed) in [("a", 10), ("b", 11), ("c", 12)] {
+        h.put(&format!("/Public/{name}.bin"), data(1000, seed))
+            .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = TestProxy::start(
+        &h.running.base_url,
+        &Settings {
+            max_size: "2500B",
+            ..settings(dir.path())
+        },
+    )
+    .await;
+    let status = |a: common::Answer| a.header("x-cache-status").unwrap().to_owned();
+    assert_eq!(status(p.get("/alice/a.bin", &[]).await), "MISS");
+    assert_eq!(status(p.get("/alice/b.bin", &[]).await), "MISS");
+    assert_eq!(status(p.get("/alice/a.bin", &[]).await), "HIT"); // a is now the newer
+    assert_eq!(status(p.get("/alice/c.bin", &[]).await), "MISS"); // evicts b
+    assert_eq!(p.app.bodies.usage(), (2, 2000));
+    assert_eq!(blobs_on_disk(dir.path()), 2);
+    assert_eq!(status(p.get("/alice/a.bin", &[]).await), "HIT");
+    assert_eq!(status(p.get("/alice/c.bin", &[]).await), "HIT");
+    assert_eq!(status(p.get("/alice/b.bin", &[]).await), "MISS"); // evicts a
+    assert_eq!(status(p.get("/alice/c.bin", &[]).await), "HIT");
+    assert_eq!(status(p.get("/alice/a.bin", &[]).await), "MISS");
+    assert_eq!(p.app.bodies.usage(), (2, 2000));
+    assert_eq!(h.emu().calls("files/download"), 5);
+}
+
+#[tokio::test]
+async fn identical_content_is_stored_once_and_a_rename_costs_no_download() {
+    let h = Harness::start().await;
+    let body = data(5000, 4);
+    h.put("/Public/one.bin", body.clone()).await;
+    h.put("/Public/Other/two.bin", body.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = TestProxy::start(&h.running.base_url, &settings(dir.path())).await;
+    assert_eq!(
+        p.get("/alice/one.bin", &[]).await.header("x-cache-status"),
+        Some("MISS")
+    );
+    let two = p.get("/alice/Other/two.bin", &[]).await;
+    assert_eq!(two.header("x-cache-status"), Some("HIT"));
+    assert!(two.body[..] == body[..]);
+    h.call(
+        "files/move_v2",
+        serde_json::json!({"from_path": "/Public/one.bin", "to_path": "/Public/renamed.bin"}),
+    )
+    .await
+    .ok();
+    let renamed = p.get("/alice/renamed.bin", &[]).await;
+    assert_eq!(renamed.header("x-cache-status"), Some("HIT"));
+    assert_eq!(h.emu().calls("files/download"), 1);
+    assert_eq!(p.app.bodies.usage(), (1, 5000));
+}
+
+#[tokio::test]
+async fn ranges_come_from_blobs_and_large_cold_ranges_go_to_dropbox() {
+    let h = Harness::start().await;
+    let body = data(10_000, 5);
+    h.put("/Public/r.bin", body.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = TestProxy::start(
+        &h.running.base_url,
+        &Settings {
+            range_passthrough_above: "4KiB",
+            ..settings(dir.path())
+        },
+    )
+    .await;
+    let a = p.get("/alice/r.bin", &[("range", "bytes=100-199")]).await;
+    assert_eq!(a.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(a.header("x-cache-status"), Some("BYPASS"));
+    assert!(a.body[..] == body[100..200]);
+    assert_eq!(p.app.bodies.usage(), (0, 0), "a cold range is not cached");
+    let whole = p.get("/alice/r.bin", &[]).await;
+    assert_eq!(whole.header("x-cache-status"), Some("MISS"));
+    let b = p.get("/alice/r.bin", &[("range", "bytes=9000-,0-9")]).await;
+    assert_eq!(b.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(b.header("x-cache-status"), Some("HIT"));
+    assert!(
+        b.header("content-type")
+            .unwrap()
+            .starts_with("multipart/byteranges")
+    );
+    let c = p.get("/alice/r.bin", &[("range", "bytes=-10")]).await;
+    assert!(c.body[..] == body[9990..]);
+    assert_eq!(h.emu().calls("files/download"), 2);
+}
+
+/// A 256 KiB tmpfs, unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount() -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs and needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_degrades_to_pass_through_without_a_client_error() {
+    let h = Harness::start().await;
+    let body = data(1_000_000, 6);
+    h.put("/Public/huge.bin", body.clone()).await;
+    h.put("/Public/small.bin", data(1000, 7)).await;
+    let disk = SmallDisk::mount();
+    let p = TestProxy::start(&h.running.base_url, &settings(disk.dir.path())).await;
+    // Two clients on one fill that runs out of space at 256 KiB: both get every byte.
+    let answers = join_all([p.get("/alice/huge.bin", &[]), p.get("/alice/huge.bin", &[])]).await;
+    for a in &answers {
+        assert_eq!(a.status, StatusCode::OK);
+        assert!(a.body[..] == body[..], "a complete, correct body");
+    }
+    assert_eq!(p.app.bodies.usage(), (0, 0));
+    assert_eq!(blobs_on_disk(disk.dir.path()), 0);
+    assert_eq!(
+        std::fs::read_dir(disk.dir.path().join("tmp"))
+            .unwrap()
+            .count(),
+        0,
+        "the partial temp file is gone"
+    );
+    // Small files still fit.
+    let small = p.get("/alice/small.bin", &[]).await;
+    assert_eq!(small.status, StatusCode::OK);
+    assert_eq!(p.app.bodies.usage(), (1, 1000));
+    // A free-space floor the disk cannot meet: nothing is cached, everything is served.
+    let p2 = TestProxy::start(
+        &h.running.base_url,
+        &Settings {
+            min_free: "1TiB",
+            ..settings(&disk.dir.path().join("floor"))
+        },
+    )
+    .await;
+    let a = p2.get("/alice/small.bin", &[]).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.header("x-cache-status"), Some("BYPASS"));
+    assert_eq!(p2.app.bodies.usage(), (0, 0));
+    // Let go of the files before the tmpfs is unmounted.
+    p.stop().await;
+    p2.stop().await;
+}
