@@ -322,3 +322,63 @@ async fn a_full_disk_degrades_to_pass_through_without_a_client_error() {
     p.stop().await;
     p2.stop().await;
 }
+
+#[tokio::test]
+async fn a_download_cut_mid_body_is_never_cached_and_the_next_request_refetches() {
+    let h = Harness::start().await;
+    let body = data(200_000, 8);
+    h.put("/Public/cut.bin", body.clone()).await;
+    h.emu()
+        .set_faults(common::faults(&["files/download=cut:50000,times=1"]));
+    let dir = tempfile::tempdir().unwrap();
+    let p = TestProxy::start(&h.running.base_url, &settings(dir.path())).await;
+    let resp = p.send_raw(Method::GET, "/alice/cut.bin", &[]).await;
+    // Cut before the answer started: a clean 502; after: the body breaks. Never a short 200.
+    if resp.status() == StatusCode::OK {
+        let got = within("cut body", resp.into_body().collect()).await;
+        assert!(
+            got.is_err(),
+            "the client sees the body break, not a short success"
+        );
+    } else {
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    }
+    assert_eq!(p.app.bodies.usage(), (0, 0));
+    let tmp = dir.path().join("tmp");
+    within("temp file removed", async {
+        while std::fs::read_dir(&tmp).unwrap().count() > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let again = p.get("/alice/cut.bin", &[]).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.header("x-cache-status"), Some("MISS"));
+    assert!(again.body[..] == body[..]);
+    assert_eq!(h.emu().calls("files/download"), 2);
+    assert_eq!(p.app.bodies.usage(), (1, body.len() as u64));
+}
+
+#[tokio::test]
+async fn range_fill_caches_a_large_file_behind_a_pass_through_range() {
+    let h = Harness::start().await;
+    let body = data(10_000, 9);
+    h.put("/Public/r.bin", body.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.range_passthrough_above = "4KiB";
+    s.extra_cache = "range_fill = true\n";
+    let p = TestProxy::start(&h.running.base_url, &s).await;
+    let a = p.get("/alice/r.bin", &[("range", "bytes=0-9")]).await;
+    assert_eq!(a.header("x-cache-status"), Some("BYPASS"));
+    assert!(a.body[..] == body[..10]);
+    within("the background fill lands", async {
+        while p.app.bodies.usage().0 == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let b = p.get("/alice/r.bin", &[("range", "bytes=0-9")]).await;
+    assert_eq!(b.header("x-cache-status"), Some("HIT"));
+    assert_eq!(h.emu().calls("files/download"), 2);
+}

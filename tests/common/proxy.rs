@@ -32,6 +32,8 @@ pub struct Settings {
     pub max_size: &'static str,
     pub min_free: &'static str,
     pub range_passthrough_above: &'static str,
+    /// Extra `[cache]` lines, verbatim.
+    pub extra_cache: &'static str,
     /// `alias = root` published with the default account's token.
     pub accounts: Vec<(&'static str, &'static str)>,
     /// Extra `[[account]]` tables, verbatim.
@@ -54,6 +56,7 @@ impl Default for Settings {
             max_size: "64MiB",
             min_free: "0B",
             range_passthrough_above: "1MiB",
+            extra_cache: "",
             accounts: vec![("alice", "/Public")],
             extra: String::new(),
         }
@@ -81,7 +84,7 @@ impl Settings {
              [store]\n{store}\n\
              [cache]\nmetadata_ttl = {ttl:?}\nnegative_ttl = {nttl:?}\ncache_control = {cc:?}\n\
              dir = {dir:?}\nmax_size = {max:?}\nmin_free = {free:?}\n\
-             range_passthrough_above = {rpa:?}\n\
+             range_passthrough_above = {rpa:?}\n{extra_cache}\
              [http]\nmax_ranges = {ranges}\n",
             key = super::APP_KEY,
             secret = super::APP_SECRET,
@@ -101,6 +104,7 @@ impl Settings {
             max = self.max_size,
             free = self.min_free,
             rpa = self.range_passthrough_above,
+            extra_cache = self.extra_cache,
         );
         for (alias, root) in &self.accounts {
             text.push_str(&format!(
