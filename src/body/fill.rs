@@ -77,14 +77,9 @@ pub fn start(job: Job) -> Arc<Fill> {
     });
     tokio::spawn(async move {
         let temp = job.temp.clone();
-        let disk = job.disk.clone();
         let end = run(job, &tx).await;
         if !matches!(end, State::Done) {
-            let _ = tokio::task::spawn_blocking(move || {
-                let _ = std::fs::remove_file(&temp);
-                drop(disk);
-            })
-            .await;
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(&temp)).await;
         }
         tx.send_modify(|p| p.state = end);
     });

@@ -225,31 +225,36 @@ impl Bodies {
             Ok::<_, std::io::Error>(Some(file))
         })
         .await;
-        match opened {
-            Ok(Ok(Some(file))) => {
-                if !verified && let Some(b) = lock(&self.index).get(hash) {
-                    b.verified = true;
-                }
-                Some(Source::Blob {
-                    file: Arc::new(file),
-                    _pin: pin,
-                })
-            }
-            outcome => {
-                match outcome {
-                    Ok(Ok(None)) => tracing::warn!(hash, "a cached blob is corrupt; refetching"),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot read a cached blob"),
-                    Err(e) => tracing::warn!(error = %e, "blob open task failed"),
-                    Ok(Ok(Some(_))) => unreachable!("handled above"),
-                }
-                drop(pin);
-                lock(&self.index).remove(hash);
-                let disk = self.disk.clone();
-                let name = hash.to_owned();
-                let _ = tokio::task::spawn_blocking(move || disk.remove(&name)).await;
+        let file = match opened {
+            Ok(Ok(Some(file))) => Some(file),
+            Ok(Ok(None)) => {
+                tracing::warn!(hash, "a cached blob is corrupt; refetching");
                 None
             }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read a cached blob");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "blob open task failed");
+                None
+            }
+        };
+        let Some(file) = file else {
+            drop(pin);
+            lock(&self.index).remove(hash);
+            let disk = self.disk.clone();
+            let name = hash.to_owned();
+            let _ = tokio::task::spawn_blocking(move || disk.remove(&name)).await;
+            return None;
+        };
+        if !verified && let Some(b) = lock(&self.index).get(hash) {
+            b.verified = true;
         }
+        Some(Source::Blob {
+            file: Arc::new(file),
+            _pin: pin,
+        })
     }
 
     /// Joins the fill of `hash`, or starts one if there is room; None when the cache cannot

@@ -9,60 +9,19 @@ use super::fill::{Fill, State};
 use super::index::Index;
 use crate::account::Account;
 use crate::server::BoxError;
+use crate::server::channel::{ChannelBody, Sender};
 use crate::upstream::client::Dropbox;
-use crate::upstream::error::UpstreamError;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::StatusCode;
-use hyper::body::{Body, Frame, SizeHint};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use tokio::sync::mpsc;
 
 /// Bytes read from disk per chunk.
 const CHUNK: u64 = 64 * 1024;
 /// Chunks buffered per client.
 const DEPTH: usize = 4;
-
-/// A response body fed by a stream task.
-pub struct ChannelBody {
-    rx: mpsc::Receiver<Result<Bytes, BoxError>>,
-    remaining: u64,
-}
-
-impl Body for ChannelBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(Ok(b))) => {
-                self.remaining = self.remaining.saturating_sub(b.len() as u64);
-                Poll::Ready(Some(Ok(Frame::data(b))))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(None) if self.remaining > 0 => {
-                Poll::Ready(Some(Err("the body stream ended early".into())))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
-    }
-}
 
 /// Keeps a blob from eviction while it is read.
 pub struct PinGuard {
@@ -101,16 +60,13 @@ pub struct Fallback {
 
 /// Streams bytes `start..end` of `source` to a new body.
 pub fn spawn(source: Source, start: u64, end: u64, fallback: Fallback) -> ChannelBody {
-    let (tx, rx) = mpsc::channel(DEPTH);
+    let (tx, body) = ChannelBody::new(DEPTH, end - start);
     tokio::spawn(async move {
         if let Err(e) = pump(source, start, end, &tx, &fallback).await {
             let _ = tx.send(Err(e)).await;
         }
     });
-    ChannelBody {
-        rx,
-        remaining: end - start,
-    }
+    body
 }
 
 async fn read_at(file: &Arc<File>, at: u64, len: u64) -> Result<Bytes, BoxError> {
@@ -139,7 +95,7 @@ async fn pump(
     source: Source,
     mut pos: u64,
     end: u64,
-    tx: &mpsc::Sender<Result<Bytes, BoxError>>,
+    tx: &Sender,
     fallback: &Fallback,
 ) -> Result<(), BoxError> {
     let (file, mut progress) = match &source {
@@ -161,7 +117,7 @@ async fn pump(
                     State::Opening | State::Running => p.written.min(size.saturating_sub(1)),
                     State::Done => size,
                     State::CacheFailed => return passthrough(pos, end, tx, fallback).await,
-                    State::Failed(e) => return Err(Box::new(ArcError(e))),
+                    State::Failed(e) => return Err(Box::new(e)),
                     State::Changed(_) => return Err("the file changed in Dropbox".into()),
                 }
             }
@@ -183,25 +139,8 @@ async fn pump(
     Ok(())
 }
 
-/// An `Arc<UpstreamError>` as a boxable error.
-#[derive(Debug)]
-struct ArcError(Arc<UpstreamError>);
-
-impl std::fmt::Display for ArcError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for ArcError {}
-
 /// Carries on from Dropbox from byte `pos`.
-async fn passthrough(
-    mut pos: u64,
-    end: u64,
-    tx: &mpsc::Sender<Result<Bytes, BoxError>>,
-    fb: &Fallback,
-) -> Result<(), BoxError> {
+async fn passthrough(mut pos: u64, end: u64, tx: &Sender, fb: &Fallback) -> Result<(), BoxError> {
     let range = format!("bytes={pos}-{}", end - 1);
     let download = fb
         .dropbox

@@ -5,58 +5,31 @@ use super::faults::FaultKind;
 use super::tree::Content;
 use crate::http::etag::{EntityTag, TagList};
 use crate::http::range::{Ranges, resolve};
+use crate::server::channel::{ChannelBody, Sender};
 use crate::server::{Body, BoxError, empty};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::{Frame, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 use std::io::SeekFrom;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio::sync::mpsc;
 
 const CHUNK: usize = 64 * 1024;
 
-/// A body fed by a producer task; an `Err` aborts the connection mid-body.
-struct ChannelBody {
-    rx: mpsc::Receiver<Result<Bytes, BoxError>>,
-    len: u64,
-}
-
-impl hyper::body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|opt| opt.map(|res| res.map(Frame::data)))
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.len)
-    }
-}
-
 /// Streams `content[start..start+len]`, applying a body fault if one is drawn.
 pub fn stream(content: Content, start: u64, len: u64, fault: Option<FaultKind>) -> Body {
-    let (tx, rx) = mpsc::channel(4);
+    let (tx, body) = ChannelBody::new(4, len);
     tokio::spawn(async move {
         if let Err(e) = produce(&tx, content, start, len, fault).await {
             let _ = tx.send(Err(e)).await;
         }
     });
-    ChannelBody { rx, len }.boxed()
+    body.boxed()
 }
 
 async fn produce(
-    tx: &mpsc::Sender<Result<Bytes, BoxError>>,
+    tx: &Sender,
     content: Content,
     start: u64,
     len: u64,

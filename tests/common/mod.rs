@@ -97,7 +97,35 @@ pub struct Answer {
     pub body: Bytes,
 }
 
+/// Adds `(name, value)` headers to a request being built.
+pub fn with_headers(
+    mut req: hyper::http::request::Builder,
+    headers: &[(&str, &str)],
+) -> hyper::http::request::Builder {
+    for (k, v) in headers {
+        req = req.header(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+        );
+    }
+    req
+}
+
 impl Answer {
+    /// Reads a whole response, body and all.
+    pub async fn read(resp: Response<Incoming>) -> Answer {
+        let (parts, body) = resp.into_parts();
+        let body = within("response body", body.collect())
+            .await
+            .expect("whole body")
+            .to_bytes();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
@@ -171,17 +199,7 @@ impl Harness {
     }
 
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Answer {
-        let resp = self.send_raw(req).await;
-        let (parts, body) = resp.into_parts();
-        let body = within("response body", body.collect())
-            .await
-            .expect("whole body")
-            .to_bytes();
-        Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
+        Answer::read(self.send_raw(req).await).await
     }
 
     /// A request builder for `path` with extra headers.
@@ -192,14 +210,12 @@ impl Harness {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Request<Full<Bytes>> {
-        let mut req = Request::builder().method(method).uri(self.url(path));
-        for (k, v) in headers {
-            req = req.header(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_bytes(v.as_bytes()).unwrap(),
-            );
-        }
-        req.body(Full::new(body.into())).unwrap()
+        with_headers(
+            Request::builder().method(method).uri(self.url(path)),
+            headers,
+        )
+        .body(Full::new(body.into()))
+        .unwrap()
     }
 
     /// An RPC call with a Bearer token (or none) and a JSON argument.

@@ -1,11 +1,10 @@
 //! The proxy in process on `127.0.0.1:0`, in front of a test emulator, stopped on drop.
 
-use super::{Answer, TOKEN, within};
+use super::{Answer, TOKEN, with_headers, within};
 use bytes::Bytes;
 use dropcache::app::App;
 use dropcache::config::Config;
-use http_body_util::{BodyExt, Empty};
-use hyper::header::{HeaderName, HeaderValue};
+use http_body_util::Empty;
 use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -179,13 +178,10 @@ impl TestProxy {
         path: &str,
         headers: &[(&str, &str)],
     ) -> hyper::Response<hyper::body::Incoming> {
-        let mut req = Request::builder().method(method).uri(self.url(path));
-        for (k, v) in headers {
-            req = req.header(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_bytes(v.as_bytes()).unwrap(),
-            );
-        }
+        let req = with_headers(
+            Request::builder().method(method).uri(self.url(path)),
+            headers,
+        );
         within(
             "proxy response",
             self.client.request(req.body(Empty::new()).unwrap()),
@@ -196,17 +192,7 @@ impl TestProxy {
 
     /// Sends `method path` with headers and reads the whole answer.
     pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Answer {
-        let resp = self.send_raw(method, path, headers).await;
-        let (parts, body) = resp.into_parts();
-        let body = within("proxy body", body.collect())
-            .await
-            .expect("whole body")
-            .to_bytes();
-        Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
+        Answer::read(self.send_raw(method, path, headers).await).await
     }
 
     pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
