@@ -6,6 +6,7 @@
 //! arrives with account linking. Lookups never touch the store: the registry is in memory.
 
 use crate::config::{AccountConfig, DropboxConfig};
+use crate::meta::feed::FeedStatus;
 use crate::store::{Store, StoreError};
 use crate::upstream::client::{RefreshGrant, TokenSet};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,8 @@ pub struct Account {
     /// `""` (the whole Dropbox, or the app folder) or `/Folder`, as configured.
     pub root: String,
     pub tokens: TokenSet,
+    /// What this instance knows of the account's change feed.
+    pub feed: FeedStatus,
 }
 
 impl Account {
@@ -70,12 +73,27 @@ impl Accounts {
                 let account = Account {
                     alias: a.alias.clone(),
                     root: a.root.clone(),
-                    tokens: TokenSet::new(a.access_token.clone(), refresh),
+                    tokens: TokenSet::new(a.access_token.clone(), refresh)
+                        .with_max_concurrent(dropbox.max_concurrent_per_account),
+                    feed: FeedStatus::default(),
                 };
                 (a.alias.clone(), Arc::new(account))
             })
             .collect();
         Accounts { by_alias }
+    }
+
+    /// Every account.
+    pub fn all(&self) -> Vec<Arc<Account>> {
+        self.by_alias.values().cloned().collect()
+    }
+
+    /// The account Dropbox knows as `account_id` (webhooks name accounts so), if any.
+    pub fn by_dropbox_id(&self, account_id: &str) -> Option<Arc<Account>> {
+        self.by_alias
+            .values()
+            .find(|a| a.feed.account_id() == Some(account_id))
+            .cloned()
     }
 
     /// The account published as `alias`, if any.

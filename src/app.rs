@@ -4,7 +4,8 @@
 use crate::account::Accounts;
 use crate::body::Bodies;
 use crate::config::Config;
-use crate::meta::MetaCache;
+use crate::meta::feed::Feeds;
+use crate::meta::{Freshness, MetaCache};
 use crate::server;
 use crate::store::{Store, StoreError};
 use crate::upstream::client::Dropbox;
@@ -30,13 +31,17 @@ pub enum AppError {
 pub struct App {
     pub config: Config,
     pub accounts: Accounts,
-    pub meta: MetaCache,
+    pub meta: Arc<MetaCache>,
+    /// The change feed's tasks (none when `feed.enabled` is false).
+    pub feeds: Feeds,
     pub bodies: Bodies,
     pub store: Store,
     /// `cache.cache_control`, ready to send.
     pub cache_control: HeaderValue,
     /// Numbers requests for the logs.
     pub requests: AtomicU64,
+    /// This process among the instances sharing a store.
+    pub instance: String,
 }
 
 impl App {
@@ -49,12 +54,10 @@ impl App {
             rate_limit_budget: d.rate_limit_budget,
             ..RetryPolicy::default()
         };
-        let dropbox = Arc::new(Dropbox::new(
-            http,
-            d.endpoints.clone(),
-            policy,
-            d.read_timeout,
-        ));
+        let dropbox = Arc::new(
+            Dropbox::new(http, d.endpoints.clone(), policy, d.read_timeout)
+                .with_limits(d.max_concurrent, d.refresh_ahead),
+        );
         let store = Store::open(&config.store).await?;
         let bodies = Bodies::load(&config.cache, dropbox.clone())
             .await
@@ -62,34 +65,56 @@ impl App {
         let accounts = Accounts::from_config(&config.accounts, &config.dropbox);
         accounts.record(&store).await?;
         let c = &config.cache;
-        let meta = MetaCache::new(
+        let meta = Arc::new(MetaCache::new(
             store.clone(),
             dropbox.clone(),
             NonZeroUsize::new(c.l1_entries).unwrap_or(NonZeroUsize::MIN),
-            c.metadata_ttl,
-            c.negative_ttl,
-        );
+            Freshness {
+                ttl: c.metadata_ttl,
+                negative_ttl: c.negative_ttl,
+                stale_if_error: c.stale_if_error,
+                stale_while_revalidate: c.stale_while_revalidate,
+            },
+        ));
+        let instance = hex::encode(rand::random::<[u8; 8]>());
+        let feeds = if config.feed.enabled {
+            Feeds::start(
+                meta.clone(),
+                dropbox.clone(),
+                store.clone(),
+                accounts.all(),
+                &config.feed,
+                instance.clone(),
+            )
+        } else {
+            Feeds::default()
+        };
         let cache_control = HeaderValue::from_str(&c.cache_control)
             .expect("config validation checked cache.cache_control");
         Ok(Arc::new(App {
             accounts,
             meta,
+            feeds,
             bodies,
             store,
             cache_control,
             requests: AtomicU64::new(0),
+            instance,
             config,
         }))
     }
 }
 
-/// Serves the proxy on `listener` until `shutdown` resolves (then drains connections).
+/// Serves the proxy on `listener` until `shutdown` resolves, then drains connections and
+/// hands the change feeds over (their leases are released, so another instance follows at once).
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let handler = app.clone();
     server::serve(
         listener,
         None,
-        move |req, peer| server::router::handle(app.clone(), req, peer),
+        move |req, peer| server::router::handle(handler.clone(), req, peer),
         shutdown,
     )
-    .await
+    .await;
+    app.feeds.stop().await;
 }

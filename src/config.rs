@@ -48,6 +48,8 @@ struct RawConfig {
     cache: RawCache,
     #[serde(default)]
     http: RawHttp,
+    #[serde(default)]
+    feed: RawFeed,
     #[serde(default, rename = "account")]
     accounts: Vec<RawAccount>,
 }
@@ -72,6 +74,9 @@ struct RawDropbox {
     read_timeout: Option<String>,
     max_retries: Option<u32>,
     rate_limit_budget: Option<String>,
+    max_concurrent: Option<usize>,
+    max_concurrent_per_account: Option<usize>,
+    refresh_ahead: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +98,16 @@ struct RawCache {
     min_free: Option<String>,
     range_passthrough_above: Option<String>,
     range_fill: Option<bool>,
+    stale_if_error: Option<String>,
+    stale_while_revalidate: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeed {
+    enabled: Option<bool>,
+    longpoll_timeout: Option<String>,
+    lease_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,7 +135,19 @@ pub struct Config {
     pub store: StoreConfig,
     pub cache: CacheConfig,
     pub max_ranges: usize,
+    pub feed: FeedConfig,
     pub accounts: Vec<AccountConfig>,
+}
+
+/// The change feed: one follower per account (a lease in the store), longpoll, webhooks.
+#[derive(Debug, Clone)]
+pub struct FeedConfig {
+    /// Off: metadata is revalidated by TTL only, and webhooks are acknowledged and ignored.
+    pub enabled: bool,
+    /// `timeout` of each `list_folder/longpoll` (Dropbox takes 30 s to 480 s).
+    pub longpoll_timeout: Duration,
+    /// How long an instance's hold on an account's feed lasts unless renewed.
+    pub lease_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +160,11 @@ pub struct DropboxConfig {
     pub read_timeout: Duration,
     pub max_retries: u32,
     pub rate_limit_budget: Duration,
+    /// Most Dropbox calls in flight at once, overall and per account (longpolls aside).
+    pub max_concurrent: usize,
+    pub max_concurrent_per_account: usize,
+    /// Access tokens with a known expiry are refreshed this long before it.
+    pub refresh_ahead: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +189,12 @@ pub struct CacheConfig {
     pub range_passthrough_above: u64,
     /// ... and the whole file is then fetched into the cache in the background.
     pub range_fill: bool,
+    /// When Dropbox fails (5xx, timeout, unreachable, 429), cached metadata up to this old
+    /// (since Dropbox last confirmed it) is served as STALE.
+    pub stale_if_error: Duration,
+    /// Metadata expired by at most this long is served at once (UPDATING) while one
+    /// background refresh runs. Zero: expired metadata is revalidated before answering.
+    pub stale_while_revalidate: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -263,7 +301,19 @@ impl Config {
             read_timeout: duration("dropbox.read_timeout", d.read_timeout, "30s")?,
             max_retries,
             rate_limit_budget: duration("dropbox.rate_limit_budget", d.rate_limit_budget, "5s")?,
+            max_concurrent: d.max_concurrent.unwrap_or(64),
+            max_concurrent_per_account: d.max_concurrent_per_account.unwrap_or(16),
+            refresh_ahead: duration("dropbox.refresh_ahead", d.refresh_ahead, "5m")?,
         };
+        if dropbox.max_concurrent == 0 {
+            return Err(invalid("dropbox.max_concurrent", "must be at least 1"));
+        }
+        if dropbox.max_concurrent_per_account == 0 {
+            return Err(invalid(
+                "dropbox.max_concurrent_per_account",
+                "must be at least 1",
+            ));
+        }
         if dropbox.read_timeout.is_zero() || dropbox.connect_timeout.is_zero() {
             return Err(invalid(
                 "dropbox.read_timeout",
@@ -307,6 +357,12 @@ impl Config {
                 "32MiB",
             )?,
             range_fill: c.range_fill.unwrap_or(false),
+            stale_if_error: duration("cache.stale_if_error", c.stale_if_error, "1d")?,
+            stale_while_revalidate: duration(
+                "cache.stale_while_revalidate",
+                c.stale_while_revalidate,
+                "0s",
+            )?,
         };
         if cache.l1_entries == 0 {
             return Err(invalid("cache.l1_entries", "must be at least 1"));
@@ -320,6 +376,21 @@ impl Config {
         let max_ranges = raw.http.max_ranges.unwrap_or(8);
         if max_ranges == 0 {
             return Err(invalid("http.max_ranges", "must be at least 1"));
+        }
+        let f = raw.feed;
+        let feed = FeedConfig {
+            enabled: f.enabled.unwrap_or(true),
+            longpoll_timeout: duration("feed.longpoll_timeout", f.longpoll_timeout, "30s")?,
+            lease_ttl: duration("feed.lease_ttl", f.lease_ttl, "15s")?,
+        };
+        if !(30..=480).contains(&feed.longpoll_timeout.as_secs()) {
+            return Err(invalid(
+                "feed.longpoll_timeout",
+                "must be between 30s and 480s (Dropbox's range)",
+            ));
+        }
+        if feed.lease_ttl < Duration::from_millis(300) {
+            return Err(invalid("feed.lease_ttl", "must be at least 300ms"));
         }
         let mut seen = HashSet::new();
         let mut accounts = Vec::new();
@@ -400,6 +471,7 @@ impl Config {
             store,
             cache,
             max_ranges,
+            feed,
             accounts,
         })
     }
@@ -437,6 +509,8 @@ mod tests {
         let empty = Config::parse("", &no_env).unwrap();
         assert_eq!(format!("{:?}", empty.cache), format!("{:?}", c.cache));
         assert_eq!(format!("{:?}", empty.dropbox), format!("{:?}", c.dropbox));
+        assert_eq!(format!("{:?}", empty.feed), format!("{:?}", c.feed));
+        assert!(c.feed.enabled);
     }
 
     #[test]
@@ -472,6 +546,10 @@ mod tests {
             ),
             ("[cache]\nbogus = 1", "bogus"),
             ("[nonsense]", "nonsense"),
+            ("[feed]\nlongpoll_timeout = \"5s\"", "feed.longpoll_timeout"),
+            ("[feed]\nlease_ttl = \"10ms\"", "feed.lease_ttl"),
+            ("[dropbox]\nmax_concurrent = 0", "dropbox.max_concurrent"),
+            ("[cache]\nstale_if_error = \"old\"", "cache.stale_if_error"),
         ];
         for (text, key) in cases {
             let err = Config::parse(text, &no_env).expect_err(text).to_string();

@@ -41,6 +41,49 @@ async fn contract(store: &Store) {
     })
     .await
     .expect("an expired value reads as absent");
+    // Prefix deletion takes exactly the names under the prefix (glob characters are literal).
+    for name in [
+        "meta:x:/d/1",
+        "meta:x:/d/2/3",
+        "meta:x:/d*",
+        "meta:x:/dz",
+        "meta:y:/d/1",
+    ] {
+        store.set(name, b"v", None).await.unwrap();
+    }
+    store.delete_prefix("meta:x:/d/").await.unwrap();
+    for (name, kept) in [
+        ("meta:x:/d/1", false),
+        ("meta:x:/d/2/3", false),
+        ("meta:x:/d*", true),
+        ("meta:x:/dz", true),
+        ("meta:y:/d/1", true),
+    ] {
+        assert_eq!(store.get(name).await.unwrap().is_some(), kept, "{name}");
+    }
+    store.delete_prefix("meta:x:/d*").await.unwrap();
+    assert!(store.get("meta:x:/d*").await.unwrap().is_none());
+    assert!(store.get("meta:x:/dz").await.unwrap().is_some());
+    // A lease: one holder at a time, renewable by its holder, free once it lapses.
+    let ttl = Duration::from_millis(300);
+    assert!(store.hold_lease("lease:t", "one", ttl).await.unwrap());
+    assert!(store.hold_lease("lease:t", "one", ttl).await.unwrap());
+    assert!(!store.hold_lease("lease:t", "two", ttl).await.unwrap());
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !store.hold_lease("lease:t", "two", ttl).await.unwrap() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a lapsed lease is taken over");
+    assert!(!store.hold_lease("lease:t", "one", ttl).await.unwrap());
+    store.release_lease("lease:t", "two").await.unwrap();
+    assert!(
+        store
+            .hold_lease("lease:t", "one", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
     // Binary values round-trip.
     let bin: Vec<u8> = (0..=255).collect();
     store.set("bin", &bin, None).await.unwrap();
@@ -66,6 +109,29 @@ async fn redis_backend_keeps_the_contract_under_versioned_keys() {
         .await
         .unwrap();
     assert_eq!(raw.as_deref(), Some(&b"p"[..]));
+    // Only the holder releases a lease.
+    store
+        .release_lease("lease:t", "someone-else")
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .hold_lease("lease:t", "two", Duration::from_secs(1))
+            .await
+            .unwrap()
+    );
+    // Pub/sub: what one store publishes, another's subscription hears.
+    let other = Store::open(&config).await.unwrap();
+    let mut sub = other.subscribe().expect("redis subscribes");
+    tokio::time::timeout(Duration::from_secs(5), sub.healthy.wait_for(|up| *up))
+        .await
+        .expect("subscribed")
+        .unwrap();
+    store.publish(b"hello").await.unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(5), sub.messages.recv())
+        .await
+        .expect("heard in time");
+    assert_eq!(heard.as_deref(), Some(&b"hello"[..]));
 }
 
 #[tokio::test]

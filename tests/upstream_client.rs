@@ -203,6 +203,11 @@ async fn expired_tokens_are_refreshed_once() {
     let text = format!("{err} {err:?}");
     assert!(text.contains("invalid_grant"), "{text}");
     assert!(!text.contains("revoked-or-wrong"), "secret leaked: {text}");
+    assert!(bad.needs_relink());
+    // Marked: later calls fail at once, without asking the token endpoint again.
+    let asked = h.emu().calls("oauth2/token");
+    db.get_metadata(&bad, "/x").await.unwrap_err();
+    assert_eq!(h.emu().calls("oauth2/token"), asked);
 }
 
 #[tokio::test]

@@ -204,6 +204,9 @@ impl Faults {
 pub struct RequestLog {
     pub total: u64,
     pub routes: BTreeMap<String, RouteCount>,
+    /// API calls being answered now, and the most at once (longpolls aside: they wait).
+    pub in_flight: u64,
+    pub peak_in_flight: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -218,6 +221,15 @@ impl RequestLog {
         let r = self.routes.entry(route.to_owned()).or_default();
         r.total += 1;
         *r.accounts.entry(account.to_owned()).or_default() += 1;
+    }
+
+    pub fn enter(&mut self) {
+        self.in_flight += 1;
+        self.peak_in_flight = self.peak_in_flight.max(self.in_flight);
+    }
+
+    pub fn leave(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
     }
 
     pub fn count(&self, route: &str) -> u64 {

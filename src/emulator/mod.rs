@@ -193,6 +193,22 @@ struct Inner {
     webhook: Option<webhook::Notifier>,
 }
 
+/// Counts an API call in flight until dropped (the answer's head is out).
+struct InFlight<'a>(&'a Emulator);
+
+impl<'a> InFlight<'a> {
+    fn enter(emu: &'a Emulator) -> Self {
+        lock(&emu.inner.log).enter();
+        InFlight(emu)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.inner.log).leave();
+    }
+}
+
 /// Who is calling, once credentials are checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
@@ -333,7 +349,12 @@ impl Emulator {
     }
 
     pub fn reset_log(&self) {
-        *lock(&self.inner.log) = RequestLog::default();
+        let mut log = lock(&self.inner.log);
+        let in_flight = log.in_flight;
+        *log = RequestLog {
+            in_flight,
+            ..RequestLog::default()
+        };
     }
 
     /// Replaces the fault settings.
@@ -409,6 +430,7 @@ impl Emulator {
         let Some(&(route, style, auth, void)) = ROUTES.iter().find(|r| r.0 == name) else {
             return ApiError::NotFound.into_response(name);
         };
+        let _in_flight = (route != "files/list_folder/longpoll").then(|| InFlight::enter(self));
         let latency = lock(&self.inner.faults).latency();
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;

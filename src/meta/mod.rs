@@ -1,12 +1,19 @@
 //! Metadata of published paths: an in-process LRU (L1), the store (L2), then Dropbox.
 //!
-//! Keyed by account and lowercased path. An entry is fresh for `cache.metadata_ttl` after
-//! Dropbox last confirmed it (`cache.negative_ttl` for "not found"). A stale folder listing is
-//! revalidated with `list_folder/continue` on its cursor, so an unchanged folder costs one small
-//! call and never a full re-list; a stale file is revalidated with `get_metadata`. Identical
-//! concurrent lookups share one flight. A fresh L1 entry answers without touching the store.
+//! Keyed by account and lowercased path. While the account's change feed is live here, an
+//! entry confirmed since the feed's start stays fresh until the feed says its path changed;
+//! otherwise it is fresh for `cache.metadata_ttl` after Dropbox last confirmed it
+//! (`cache.negative_ttl` for "not found"). A stale folder listing is revalidated with
+//! `list_folder/continue` on its cursor, so an unchanged folder costs one small call and never
+//! a full re-list; a stale file is revalidated with `get_metadata`. Identical concurrent
+//! lookups share one flight. A fresh L1 entry answers without touching the store.
+//!
+//! When Dropbox fails, an entry confirmed within `cache.stale_if_error` is served (STALE); an
+//! entry expired by at most `cache.stale_while_revalidate` is served at once while one
+//! background refresh runs (UPDATING).
 
 pub mod entry;
+pub mod feed;
 
 use crate::account::Account;
 use crate::store::Store;
@@ -17,6 +24,7 @@ pub use entry::{Entry, Listing, State};
 use lru::LruCache;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -34,6 +42,10 @@ pub enum Source {
     Revalidated,
     /// Fetched (or changed) from Dropbox.
     Dropbox,
+    /// Dropbox failed; served from cache within `stale_if_error`.
+    Stale,
+    /// Expired; served from cache while a background refresh runs.
+    Updating,
 }
 
 /// A lookup's answer.
@@ -45,13 +57,24 @@ pub struct Looked {
 
 type Flight = Arc<OnceCell<Result<Looked, Arc<UpstreamError>>>>;
 
+/// How long entries stay fresh, and how stale they may be served.
+#[derive(Debug, Clone, Copy)]
+pub struct Freshness {
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub stale_if_error: Duration,
+    pub stale_while_revalidate: Duration,
+}
+
 pub struct MetaCache {
     l1: Mutex<LruCache<String, Arc<Entry>>>,
     store: Store,
     dropbox: Arc<Dropbox>,
-    ttl: Duration,
-    negative_ttl: Duration,
+    fresh: Freshness,
     flights: Mutex<HashMap<String, Flight>>,
+    /// Invalidations from other instances are arriving (always true with one instance): the
+    /// change feed may be trusted here.
+    listening: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -63,17 +86,21 @@ impl MetaCache {
         store: Store,
         dropbox: Arc<Dropbox>,
         l1_entries: NonZeroUsize,
-        ttl: Duration,
-        negative_ttl: Duration,
+        fresh: Freshness,
     ) -> MetaCache {
         MetaCache {
             l1: Mutex::new(LruCache::new(l1_entries)),
+            listening: AtomicBool::new(true),
             store,
             dropbox,
-            ttl,
-            negative_ttl,
+            fresh,
             flights: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether invalidations from other instances are arriving (always, with one instance).
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Relaxed)
     }
 
     /// The store name of an entry: `meta:<alias>:<path_lower>`.
@@ -81,37 +108,60 @@ impl MetaCache {
         format!("meta:{}:{lower}", account.key())
     }
 
-    fn is_fresh(&self, e: &Entry) -> bool {
+    fn ttl(&self, e: &Entry) -> Duration {
         match e.state {
-            State::Missing => e.is_fresh(self.negative_ttl),
-            _ => e.is_fresh(self.ttl),
+            State::Missing => self.fresh.negative_ttl,
+            _ => self.fresh.ttl,
         }
+    }
+
+    /// Fresh: while the change feed is live here, confirmed since it started covering (an
+    /// older entry is revalidated once, whatever its TTL: the feed may have missed its change,
+    /// e.g. after a cursor reset); otherwise confirmed within its TTL.
+    fn is_fresh(&self, account: &Account, e: &Entry) -> bool {
+        let since = account
+            .feed
+            .trusted_since()
+            .filter(|_| self.listening.load(Ordering::Relaxed));
+        match since {
+            Some(since) => e.checked_ms >= since,
+            None => e.is_fresh(self.ttl(e)),
+        }
+    }
+
+    /// Expired, but by no more than `stale_while_revalidate`.
+    fn may_update_behind(&self, e: &Entry) -> bool {
+        let window = self.fresh.stale_while_revalidate;
+        !window.is_zero() && e.is_fresh(self.ttl(e) + window)
     }
 
     /// The metadata of `display` (its lowercase is `lower`) in `account`'s published root.
     pub async fn lookup(
-        &self,
-        account: &Account,
+        self: &Arc<Self>,
+        account: &Arc<Account>,
         display: &str,
         lower: &str,
     ) -> Result<Looked, Arc<UpstreamError>> {
         let key = Self::key(account, lower);
         // 1. L1, without waiting on anything.
         let l1 = lock(&self.l1).get(&key).cloned();
-        if let Some(entry) = &l1
-            && self.is_fresh(entry)
-        {
-            return Ok(Looked {
-                entry: entry.clone(),
-                source: Source::Cache,
-            });
+        if let Some(entry) = &l1 {
+            if self.is_fresh(account, entry) {
+                return Ok(Looked {
+                    entry: entry.clone(),
+                    source: Source::Cache,
+                });
+            }
+            if self.may_update_behind(entry) {
+                return Ok(self.update_behind(account, display, lower, entry.clone()));
+            }
         }
         // 2–3. L2 then Dropbox, one flight per key.
         self.flight(&key, async {
             let mut stale = l1;
             if let Some(entry) = self.load(&key).await {
-                if self.is_fresh(&entry) {
-                    lock(&self.l1).put(key.clone(), entry.clone());
+                if self.is_fresh(account, &entry) {
+                    self.remember(&key, entry.clone());
                     return Ok(Looked {
                         entry,
                         source: Source::Cache,
@@ -124,15 +174,75 @@ impl MetaCache {
                     stale = Some(entry);
                 }
             }
-            let (entry, source) = self
-                .fetch(account, display, stale.as_deref())
-                .await
-                .map_err(Arc::new)?;
-            let entry = Arc::new(entry);
-            self.save(&key, entry.clone()).await;
-            Ok(Looked { entry, source })
+            self.fetch_or_stale(account, display, &key, stale).await
         })
         .await
+    }
+
+    /// Serves `entry` now (UPDATING) and refreshes it in the background, once however many
+    /// requests ask meanwhile (they join the same flight).
+    fn update_behind(
+        self: &Arc<Self>,
+        account: &Arc<Account>,
+        display: &str,
+        lower: &str,
+        entry: Arc<Entry>,
+    ) -> Looked {
+        let key = Self::key(account, lower);
+        let running = lock(&self.flights).contains_key(&key);
+        if !running {
+            let me = self.clone();
+            let account = account.clone();
+            let display = display.to_owned();
+            let stale = entry.clone();
+            tokio::spawn(async move {
+                let refreshed = me
+                    .flight(
+                        &key,
+                        me.fetch_or_stale(&account, &display, &key, Some(stale)),
+                    )
+                    .await;
+                if let Err(e) = refreshed {
+                    tracing::warn!(error = %e, "background refresh failed");
+                }
+            });
+        }
+        Looked {
+            entry,
+            source: Source::Updating,
+        }
+    }
+
+    /// Asks Dropbox; when Dropbox fails, serves `stale` if it was confirmed recently enough.
+    async fn fetch_or_stale(
+        &self,
+        account: &Account,
+        display: &str,
+        key: &str,
+        stale: Option<Arc<Entry>>,
+    ) -> Result<Looked, Arc<UpstreamError>> {
+        let started = entry::now_ms();
+        match self.fetch(account, display, stale.as_deref()).await {
+            Ok((mut entry, source)) => {
+                // Confirmed as of the question, not the answer: a change the feed reports
+                // meanwhile is newer than this.
+                entry.checked_ms = started;
+                let entry = Arc::new(entry);
+                self.save(key, entry.clone()).await;
+                Ok(Looked { entry, source })
+            }
+            Err(e) if e.is_outage() => match stale {
+                Some(entry) if entry.is_fresh(self.fresh.stale_if_error) => {
+                    tracing::warn!(error = %e, "Dropbox failed; serving stale metadata");
+                    Ok(Looked {
+                        entry,
+                        source: Source::Stale,
+                    })
+                }
+                _ => Err(Arc::new(e)),
+            },
+            Err(e) => Err(Arc::new(e)),
+        }
     }
 
     /// Records a file's metadata seen elsewhere (e.g. in a download's result).
@@ -144,10 +254,41 @@ impl MetaCache {
 
     /// Drops what is cached of one path, in L1 and the store.
     pub async fn forget(&self, account: &Account, lower: &str) {
-        let key = Self::key(account, lower);
-        lock(&self.l1).pop(&key);
-        if let Err(e) = self.store.delete(&key).await {
+        self.forget_key(&Self::key(account, lower)).await;
+    }
+
+    async fn forget_key(&self, key: &str) {
+        lock(&self.l1).pop(key);
+        if let Err(e) = self.store.delete(key).await {
             tracing::warn!(error = %e, "cannot delete a metadata entry from the store");
+        }
+    }
+
+    /// Drops every entry whose key starts with `prefix`, in L1 and the store.
+    async fn forget_prefix(&self, prefix: &str) {
+        self.drop_l1(&[], &[prefix.to_owned()]);
+        if let Err(e) = self.store.delete_prefix(prefix).await {
+            tracing::warn!(error = %e, "cannot delete metadata entries from the store");
+        }
+    }
+
+    /// Drops entries from L1 only (another instance changed the store).
+    fn drop_l1(&self, keys: &[String], prefixes: &[String]) {
+        let mut l1 = lock(&self.l1);
+        for k in keys {
+            l1.pop(k);
+        }
+        if prefixes.is_empty() {
+            return;
+        }
+        let doomed: Vec<String> = l1
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| prefixes.iter().any(|p| k.starts_with(p.as_str())))
+            .cloned()
+            .collect();
+        for k in doomed {
+            l1.pop(&k);
         }
     }
 
@@ -185,13 +326,24 @@ impl MetaCache {
         }
     }
 
+    /// Puts an entry in L1 unless L1 already has a newer confirmation of that path.
+    fn remember(&self, key: &str, entry: Arc<Entry>) {
+        let mut l1 = lock(&self.l1);
+        if l1
+            .peek(key)
+            .is_none_or(|old| old.checked_ms <= entry.checked_ms)
+        {
+            l1.put(key.to_owned(), entry);
+        }
+    }
+
     async fn save(&self, key: &str, entry: Arc<Entry>) {
         let retain = match entry.state {
-            State::Missing => self.negative_ttl,
-            _ => RETAIN.max(self.ttl),
+            State::Missing => self.fresh.negative_ttl.max(self.fresh.stale_if_error),
+            _ => RETAIN.max(self.fresh.ttl).max(self.fresh.stale_if_error),
         };
         let value = serde_json::to_vec(&*entry).expect("an entry serializes");
-        lock(&self.l1).put(key.to_owned(), entry);
+        self.remember(key, entry);
         if let Err(e) = self.store.set(key, &value, Some(retain)).await {
             tracing::warn!(error = %e, "cannot write a metadata entry to the store");
         }

@@ -52,7 +52,9 @@ impl ProxyError {
                 UpstreamError::NotFound | UpstreamError::NotFile | UpstreamError::NotFolder => {
                     StatusCode::NOT_FOUND
                 }
-                UpstreamError::RateLimited { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                UpstreamError::RateLimited { .. } | UpstreamError::Relink => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 e if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
                 _ => StatusCode::BAD_GATEWAY,
             },
@@ -78,6 +80,10 @@ impl ProxyError {
             ProxyError::BadPath(e) => format!("bad request: {e}\n"),
             ProxyError::Method => "only GET and HEAD are served here\n".into(),
             ProxyError::Changing => "the file is changing; try again\n".into(),
+            ProxyError::Upstream(e) if matches!(**e, UpstreamError::Relink) => {
+                "this Dropbox account's link was revoked or expired; its owner must link it again\n"
+                    .into()
+            }
             ProxyError::Upstream(_) => match status {
                 StatusCode::NOT_FOUND => "not found\n".into(),
                 StatusCode::SERVICE_UNAVAILABLE => "Dropbox is rate limiting; try later\n".into(),
@@ -133,6 +139,9 @@ mod tests {
         .into_response();
         assert_eq!(limited.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(limited.headers()[RETRY_AFTER], "2");
+        let relink = ProxyError::from(UpstreamError::Relink).into_response();
+        assert_eq!(relink.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(relink.headers().get(RETRY_AFTER).is_none());
         assert_eq!(
             ProxyError::BadPath(NormalizeError::Segment).status(),
             StatusCode::BAD_REQUEST

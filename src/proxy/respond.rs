@@ -46,6 +46,8 @@ fn cache_status(source: Source) -> &'static str {
         Source::Cache => "HIT",
         Source::Revalidated => "REVALIDATED",
         Source::Dropbox => "MISS",
+        Source::Stale => "STALE",
+        Source::Updating => "UPDATING",
     }
 }
 
@@ -226,7 +228,12 @@ pub async fn file(
         }
         _ => (StatusCode::OK, opened.stream, len, ct, None),
     };
-    let mut resp = with_file_headers(answer(app, status, &etag, opened.cache));
+    // Stale metadata says so whatever the bytes' own story.
+    let cache = match source {
+        Source::Stale | Source::Updating => cache_status(source),
+        _ => opened.cache,
+    };
+    let mut resp = with_file_headers(answer(app, status, &etag, cache));
     *resp.body_mut() = body;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, header_value(content_type));

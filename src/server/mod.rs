@@ -6,6 +6,7 @@
 pub mod channel;
 pub mod router;
 pub mod tls;
+pub mod webhook;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};

@@ -10,25 +10,26 @@ use hyper::{Request, Response};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// Routes one request; every outcome is a response.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let started = Instant::now();
     let id = app.requests.fetch_add(1, Ordering::Relaxed) + 1;
-    let (parts, _body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let route = match parts.uri.path() {
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
+        "/webhook" => "/webhook",
         _ => "/{alias}/{path}",
     };
     let span = tracing::info_span!("request", id, method = %parts.method, route);
     async move {
         let result = match route {
-            "/healthz" => Ok(health("ok\n")),
-            // The app exists only once its stores are open and the body index is rebuilt.
-            "/readyz" => Ok(health("ready\n")),
+            "/healthz" => Ok(health("ok\n".into())),
+            "/readyz" => Ok(health(readiness(&app).await)),
+            "/webhook" => Ok(super::webhook::handle(&app, &parts, body).await),
             _ => proxy::serve(&app, &parts).await,
         };
         let resp = result.unwrap_or_else(|e: ProxyError| {
@@ -55,7 +56,40 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     .await
 }
 
-fn health(text: &'static str) -> Response<Body> {
+/// The app exists only once its stores are open and the body index is rebuilt, so it is
+/// ready; it is degraded (still 200: requests succeed from memory and disk) while Redis is
+/// unreachable or its invalidations are not arriving.
+async fn readiness(app: &App) -> String {
+    let probe = tokio::time::timeout(Duration::from_secs(1), app.store.ping()).await;
+    let mut degraded = Vec::new();
+    if !matches!(probe, Ok(Ok(()))) {
+        degraded.push("store unreachable: serving from memory and disk, reconnecting");
+    }
+    if !app.meta.is_listening() {
+        degraded.push("not hearing other instances' invalidations: TTLs apply");
+    }
+    let relink = app
+        .accounts
+        .all()
+        .iter()
+        .filter(|a| a.tokens.needs_relink())
+        .map(|a| a.alias.clone())
+        .collect::<Vec<_>>();
+    let mut text = if degraded.is_empty() {
+        "ready\n".to_owned()
+    } else {
+        format!("ready, degraded: {}\n", degraded.join("; "))
+    };
+    if !relink.is_empty() {
+        text.push_str(&format!(
+            "accounts needing a re-link: {}\n",
+            relink.join(", ")
+        ));
+    }
+    text
+}
+
+fn health(text: String) -> Response<Body> {
     let mut resp = Response::new(full(text));
     resp.headers_mut().insert(
         CONTENT_TYPE,

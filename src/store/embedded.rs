@@ -4,7 +4,7 @@
 //! on the blocking pool.
 
 use super::StoreError;
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -94,6 +94,56 @@ impl EmbeddedStore {
             txn.open_table(TABLE)?.remove(key.as_str())?;
             txn.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Deletes every key starting with `prefix`.
+    pub async fn delete_prefix(&self, prefix: String) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(TABLE)?;
+                // Every key with the prefix sorts between it and it + the last code point.
+                let upper = format!("{prefix}\u{10FFFF}");
+                table.retain_in(prefix.as_str()..upper.as_str(), |_, _| false)?;
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Holds or renews a lease: set when absent or expired, extended when `owner`'s.
+    pub async fn hold_lease(
+        &self,
+        key: String,
+        owner: String,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            let held = {
+                let mut table = txn.open_table(TABLE)?;
+                let holder = table.get(key.as_str())?.and_then(|raw| {
+                    let raw = raw.value();
+                    let (expiry, value) = raw.split_at(8.min(raw.len()));
+                    let expiry = u64::from_be_bytes(expiry.try_into().unwrap_or([0; 8]));
+                    (expiry == 0 || expiry > now_ms()).then(|| value.to_vec())
+                });
+                let free = holder.as_deref().is_none_or(|h| h == owner.as_bytes());
+                if free {
+                    let expiry = now_ms() + (ttl.as_millis() as u64).max(1);
+                    let mut raw = expiry.to_be_bytes().to_vec();
+                    raw.extend_from_slice(owner.as_bytes());
+                    table.insert(key.as_str(), raw.as_slice())?;
+                }
+                free
+            };
+            txn.commit()?;
+            Ok(held)
         })
         .await
     }

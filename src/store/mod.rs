@@ -9,6 +9,7 @@ pub use redis::RedisStore;
 
 use crate::config::StoreConfig;
 use std::time::Duration;
+use tokio::sync::{mpsc, watch};
 
 /// Prefix of every key this version writes.
 pub const PREFIX: &str = "dropcache:v1:";
@@ -21,6 +22,26 @@ pub enum StoreError {
     Embedded(#[source] ::redb::Error),
     #[error("embedded store task failed: {0}")]
     Task(#[source] tokio::task::JoinError),
+    /// Redis failed a moment ago; calls fail fast until it is tried again.
+    #[error("redis is unreachable (retrying)")]
+    Unavailable,
+}
+
+/// The pub/sub channel of invalidations between instances.
+pub const CHANNEL: &str = "dropcache:v1:invalidate";
+
+/// Messages from other instances, and whether they are arriving (None: one instance only,
+/// nothing to hear).
+pub struct Subscription {
+    pub messages: mpsc::UnboundedReceiver<Vec<u8>>,
+    pub healthy: watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// The store, by backend.
@@ -79,6 +100,69 @@ impl Store {
         match self {
             Store::Redis(_) => "redis",
             Store::Embedded(_) => "embedded",
+        }
+    }
+
+    /// Deletes every entry whose name starts with `prefix`.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
+        let key = Store::key(prefix);
+        match self {
+            Store::Redis(r) => r.delete_prefix(&key).await,
+            Store::Embedded(e) => e.delete_prefix(key).await,
+        }
+    }
+
+    /// Takes the lease `name` for `owner`, or renews it if `owner` holds it; false when
+    /// someone else does. It lapses after `ttl` unless renewed.
+    pub async fn hold_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let key = Store::key(name);
+        match self {
+            Store::Redis(r) => r.hold_lease(&key, owner, ttl).await,
+            Store::Embedded(e) => e.hold_lease(key, owner.to_owned(), ttl).await,
+        }
+    }
+
+    /// Gives the lease up if `owner` holds it.
+    pub async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let key = Store::key(name);
+        match self {
+            Store::Redis(r) => r.release_lease(&key, owner).await,
+            // One process per embedded file: nobody waits for it.
+            Store::Embedded(e) => e.delete(key).await,
+        }
+    }
+
+    /// Tells the other instances (Redis only; the embedded store has no others).
+    pub async fn publish(&self, message: &[u8]) -> Result<(), StoreError> {
+        match self {
+            Store::Redis(r) => r.publish(CHANNEL, message).await,
+            Store::Embedded(_) => Ok(()),
+        }
+    }
+
+    /// Hears the other instances; None with the embedded store.
+    pub fn subscribe(&self) -> Option<Subscription> {
+        let Store::Redis(r) = self else { return None };
+        let (tx, messages) = mpsc::unbounded_channel();
+        let (healthy_tx, healthy) = watch::channel(false);
+        let task = tokio::spawn(r.clone().follow(CHANNEL.to_owned(), tx, healthy_tx));
+        Some(Subscription {
+            messages,
+            healthy,
+            task,
+        })
+    }
+
+    /// Probes the store (for /readyz).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Redis(r) => r.ping().await,
+            Store::Embedded(_) => Ok(()),
         }
     }
 }

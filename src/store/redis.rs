@@ -1,13 +1,40 @@
-//! The Redis backend, over a reconnecting connection manager.
+//! The Redis backend, over a reconnecting connection manager, with a breaker: after a failure
+//! the store answers `Unavailable` at once for a moment instead of making every request wait on
+//! a dead server; the next call after that tries again (the manager reconnects by itself).
+//! Pub/sub runs on its own connection, re-subscribed by a task whenever it drops.
 
 use super::StoreError;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// How long the breaker stays open after a failure.
+const BREAK: Duration = Duration::from_secs(1);
+/// Waits between pub/sub reconnection attempts, doubling up to the last.
+const RESUBSCRIBE: [u64; 5] = [100, 200, 500, 1000, 2000];
+
+/// Holds or renews a lease: set when absent, extended when ours; 1 if we hold it after.
+const HOLD: &str = "local v = redis.call('get', KEYS[1]) \
+    if v == false then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end \
+    if v == ARGV[1] then redis.call('pexpire', KEYS[1], ARGV[2]) return 1 end \
+    return 0";
+/// Deletes a lease only when ours.
+const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
+    return redis.call('del', KEYS[1]) end return 0";
 
 #[derive(Clone)]
 pub struct RedisStore {
+    client: redis::Client,
     conn: ConnectionManager,
+    /// Unix ms until which calls fail fast.
+    down_until: Arc<AtomicU64>,
+}
+
+fn now_ms() -> u64 {
+    crate::meta::entry::now_ms()
 }
 
 impl RedisStore {
@@ -15,19 +42,54 @@ impl RedisStore {
         let client = redis::Client::open(url).map_err(StoreError::Redis)?;
         // Fail fast at start-up with a clear error; once connected, reconnect with backoff.
         let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500))
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)));
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200))
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)));
         let conn = client
             .get_connection_manager_with_config(config)
             .await
             .map_err(StoreError::Redis)?;
-        Ok(RedisStore { conn })
+        Ok(RedisStore {
+            client,
+            conn,
+            down_until: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Runs a command unless the breaker is open; opens it on failure.
+    async fn call<T>(
+        &self,
+        f: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        if now_ms() < self.down_until.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable);
+        }
+        let out = f(self.conn.clone()).await;
+        match out {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.down_until
+                    .store(now_ms() + BREAK.as_millis() as u64, Ordering::Relaxed);
+                Err(StoreError::Redis(e))
+            }
+        }
+    }
+
+    /// Whether the last calls succeeded (the breaker is closed).
+    pub fn is_up(&self) -> bool {
+        now_ms() >= self.down_until.load(Ordering::Relaxed)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        // A probe goes through even with the breaker open: it is how /readyz sees recovery.
+        self.down_until.store(0, Ordering::Relaxed);
+        self.call(async |mut c| redis::cmd("PING").query_async::<()>(&mut c).await)
+            .await
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.conn.clone().get(key).await.map_err(StoreError::Redis)
+        self.call(async |mut c| c.get(key).await).await
     }
 
     pub async fn set(
@@ -36,22 +98,151 @@ impl RedisStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        match ttl {
-            Some(t) => {
-                conn.pset_ex::<_, _, ()>(key, value, t.as_millis().max(1) as u64)
-                    .await
-            }
-            None => conn.set::<_, _, ()>(key, value).await,
-        }
-        .map_err(StoreError::Redis)
+        self.call(async |mut c| match ttl {
+            Some(t) => c.pset_ex(key, value, t.as_millis().max(1) as u64).await,
+            None => c.set(key, value).await,
+        })
+        .await
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.conn
-            .clone()
-            .del::<_, ()>(key)
+        self.call(async |mut c| c.del(key).await).await
+    }
+
+    /// Deletes every key starting with `prefix` (SCAN, so Redis is never blocked).
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
+        let pattern = format!("{}*", glob_escape(prefix));
+        self.call(async |mut c| {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut c)
+                    .await?;
+                if !keys.is_empty() {
+                    c.unlink::<_, ()>(keys).await?;
+                }
+                if next == 0 {
+                    return Ok(());
+                }
+                cursor = next;
+            }
+        })
+        .await
+    }
+
+    pub async fn hold_lease(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.call(async |mut c| {
+            redis::cmd("EVAL")
+                .arg(HOLD)
+                .arg(1)
+                .arg(key)
+                .arg(owner)
+                .arg(ttl.as_millis().max(1) as u64)
+                .query_async::<i64>(&mut c)
+                .await
+                .map(|held| held == 1)
+        })
+        .await
+    }
+
+    pub async fn release_lease(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        self.call(async |mut c| {
+            redis::cmd("EVAL")
+                .arg(RELEASE)
+                .arg(1)
+                .arg(key)
+                .arg(owner)
+                .query_async::<i64>(&mut c)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    pub async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), StoreError> {
+        self.call(async |mut c| c.publish(channel, message).await)
             .await
-            .map_err(StoreError::Redis)
+    }
+
+    /// Follows `channel` for as long as `tx` is open, reconnecting when the connection
+    /// drops; `healthy` says whether the subscription is live now (messages may be missed
+    /// while it is not).
+    pub async fn follow(
+        self,
+        channel: String,
+        tx: mpsc::UnboundedSender<Vec<u8>>,
+        healthy: watch::Sender<bool>,
+    ) {
+        use futures_util::StreamExt;
+        let mut failures = 0usize;
+        while !tx.is_closed() {
+            let subscribed = async {
+                let mut pubsub =
+                    tokio::time::timeout(Duration::from_secs(2), self.client.get_async_pubsub())
+                        .await
+                        .map_err(|_| "timed out connecting".to_string())?
+                        .map_err(|e| e.to_string())?;
+                pubsub
+                    .subscribe(&channel)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(pubsub)
+            };
+            match subscribed.await {
+                Ok(pubsub) => {
+                    failures = 0;
+                    healthy.send_replace(true);
+                    tracing::info!("subscribed to store invalidations");
+                    let mut messages = pubsub.into_on_message();
+                    while let Some(msg) = messages.next().await {
+                        if tx.send(msg.get_payload_bytes().to_vec()).is_err() {
+                            return;
+                        }
+                    }
+                    healthy.send_replace(false);
+                    tracing::warn!("lost the store's invalidation channel; reconnecting");
+                }
+                Err(e) => {
+                    healthy.send_replace(false);
+                    if failures == 0 {
+                        tracing::warn!(error = %e, "cannot subscribe to store invalidations");
+                    }
+                    failures += 1;
+                }
+            }
+            let wait = RESUBSCRIBE[failures.min(RESUBSCRIBE.len() - 1)];
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+    }
+}
+
+/// Escapes Redis glob characters so a key prefix matches only itself.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(super::glob_escape("a*b?[c]\\d"), "a\\*b\\?\\[c\\]\\\\d");
+        assert_eq!(super::glob_escape("/plain/path"), "/plain/path");
     }
 }

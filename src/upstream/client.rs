@@ -1,12 +1,21 @@
 //! The typed Dropbox client: RPC and content-download calls with `Dropbox-API-Arg` escaping,
 //! errors mapped from Dropbox's shapes, retries (backoff for 5xx / transport, Retry-After for
-//! 429 within a budget), and one token refresh on `expired_access_token`.
+//! 429 within a budget), and tokens refreshed ahead of expiry and on `expired_access_token`,
+//! once per account however many calls notice.
+//!
+//! The governor: after a 429 an account makes no call at all until its Retry-After has passed
+//! (callers within their budget wait, the others get `RateLimited` at once), and calls in flight
+//! are capped per account and overall (a download holds its permits until its body ends). An
+//! account whose refresh token is refused (`invalid_grant`) needs re-linking: its calls fail
+//! with `Relink` at once, with no retry storm against the token endpoint.
 
 use super::error::UpstreamError;
 use super::json::to_header_safe;
 use super::retry::RetryPolicy;
 use super::transport::{HttpClient, TimeoutBody};
-use super::types::{ApiErrorBody, FileMetadata, ListFolderResult, Metadata, TokenResponse};
+use super::types::{
+    ApiErrorBody, FileMetadata, ListFolderResult, LongpollResult, Metadata, TokenResponse,
+};
 use crate::secret::Secret;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -16,8 +25,11 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::future::Future;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 const UA: &str = concat!("dropcache/", env!("CARGO_PKG_VERSION"));
 /// Largest RPC answer we read (listings of 2,000 entries fit easily).
@@ -66,21 +78,53 @@ pub struct RefreshGrant {
     pub app_secret: Option<Secret<String>>,
 }
 
-/// An account's current access token, and how to get a new one.
+/// An access token and, when Dropbox said, when it expires and when to refresh it.
+#[derive(Debug, Clone)]
+struct Access {
+    token: Secret<String>,
+    expires: Option<Instant>,
+    /// `refresh_ahead` before expiry, but never earlier than half its lifetime (so short
+    /// lifetimes do not turn every call into a refresh).
+    refresh_at: Option<Instant>,
+}
+
+/// An account's current access token, how to get a new one, and its call governor.
 #[derive(Debug)]
 pub struct TokenSet {
-    access: RwLock<Option<Secret<String>>>,
+    access: RwLock<Option<Access>>,
     refresh: Option<RefreshGrant>,
     refreshing: tokio::sync::Mutex<()>,
+    /// The refresh token was refused: nothing works until the account is linked again.
+    relink: AtomicBool,
+    /// No call to Dropbox before this (a 429's Retry-After).
+    blocked_until: Mutex<Option<Instant>>,
+    /// Calls in flight for this account.
+    calls: Arc<Semaphore>,
 }
+
+/// Unbounded enough for a `TokenSet` built without a cap.
+const UNCAPPED: usize = Semaphore::MAX_PERMITS;
 
 impl TokenSet {
     pub fn new(access: Option<Secret<String>>, refresh: Option<RefreshGrant>) -> Self {
         TokenSet {
-            access: RwLock::new(access),
+            access: RwLock::new(access.map(|token| Access {
+                token,
+                expires: None,
+                refresh_at: None,
+            })),
             refresh,
             refreshing: tokio::sync::Mutex::new(()),
+            relink: AtomicBool::new(false),
+            blocked_until: Mutex::new(None),
+            calls: Arc::new(Semaphore::new(UNCAPPED)),
         }
+    }
+
+    /// Caps this account's Dropbox calls in flight.
+    pub fn with_max_concurrent(mut self, calls: usize) -> Self {
+        self.calls = Arc::new(Semaphore::new(calls.clamp(1, UNCAPPED)));
+        self
     }
 
     /// Whether a refresh grant is configured.
@@ -88,12 +132,39 @@ impl TokenSet {
         self.refresh.is_some()
     }
 
-    fn current(&self) -> Option<Secret<String>> {
+    /// The refresh token was refused (`invalid_grant`): the account must be linked again.
+    pub fn needs_relink(&self) -> bool {
+        self.relink.load(Ordering::Relaxed)
+    }
+
+    /// How long until Dropbox may be called again for this account, if it asked us to wait.
+    pub fn blocked_for(&self) -> Option<Duration> {
+        let until = (*self.blocked_until.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let left = until.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    fn block(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut b = self.blocked_until.lock().unwrap_or_else(|p| p.into_inner());
+        if b.is_none_or(|old| old < until) {
+            *b = Some(until);
+        }
+    }
+
+    fn current(&self) -> Option<Access> {
         self.access
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+}
+
+/// The permits a call holds while in flight: the account's and the overall one.
+#[derive(Debug)]
+pub struct Permits {
+    _account: OwnedSemaphorePermit,
+    _all: OwnedSemaphorePermit,
 }
 
 /// A started download: metadata from `Dropbox-API-Result`, and the streaming body.
@@ -111,6 +182,10 @@ pub struct Dropbox {
     endpoints: Endpoints,
     policy: RetryPolicy,
     read_timeout: Duration,
+    /// Calls in flight overall.
+    calls: Arc<Semaphore>,
+    /// Tokens expiring sooner than this are refreshed before use.
+    refresh_ahead: Duration,
 }
 
 impl Dropbox {
@@ -125,7 +200,77 @@ impl Dropbox {
             endpoints,
             policy,
             read_timeout,
+            calls: Arc::new(Semaphore::new(UNCAPPED)),
+            refresh_ahead: Duration::from_secs(300),
         }
+    }
+
+    /// Caps the calls in flight overall, and sets how early tokens are refreshed.
+    pub fn with_limits(mut self, max_concurrent: usize, refresh_ahead: Duration) -> Self {
+        self.calls = Arc::new(Semaphore::new(max_concurrent.clamp(1, UNCAPPED)));
+        self.refresh_ahead = refresh_ahead;
+        self
+    }
+
+    /// `files/list_folder/get_latest_cursor`: a cursor for "now" over `path`.
+    pub async fn get_latest_cursor(
+        &self,
+        auth: &TokenSet,
+        path: &str,
+        recursive: bool,
+    ) -> Result<String, UpstreamError> {
+        #[derive(serde::Deserialize)]
+        struct Latest {
+            cursor: String,
+        }
+        let latest: Latest = self
+            .rpc(
+                auth,
+                "files/list_folder/get_latest_cursor",
+                &json!({"path": path, "recursive": recursive}),
+            )
+            .await?;
+        Ok(latest.cursor)
+    }
+
+    /// The account's Dropbox id (`users/get_current_account`), which webhooks name.
+    pub async fn account_id(&self, auth: &TokenSet) -> Result<String, UpstreamError> {
+        #[derive(serde::Deserialize)]
+        struct Account {
+            account_id: String,
+        }
+        let a: Account = self
+            .rpc(auth, "users/get_current_account", &Value::Null)
+            .await?;
+        Ok(a.account_id)
+    }
+
+    /// `files/list_folder/longpoll` on the notify host: no Authorization, no governor (it
+    /// waits rather than works), and a deadline of `timeout` + Dropbox's 90 s jitter.
+    pub async fn longpoll(
+        &self,
+        cursor: &str,
+        timeout: Duration,
+    ) -> Result<LongpollResult, UpstreamError> {
+        let url = format!("{}/2/files/list_folder/longpoll", self.endpoints.notify);
+        let arg = json!({"cursor": cursor, "timeout": timeout.as_secs()});
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(url)
+            .header(CONTENT_TYPE, "application/json")
+            .header(USER_AGENT, UA)
+            .body(Full::new(Bytes::from(to_header_safe(&arg))))
+            .map_err(UpstreamError::Request)?;
+        let deadline = timeout + Duration::from_secs(90) + self.read_timeout;
+        let resp = tokio::time::timeout(deadline, self.http.request(req))
+            .await
+            .map_err(|_| UpstreamError::Timeout(deadline))?
+            .map_err(UpstreamError::Transport)?;
+        if !resp.status().is_success() {
+            return Err(self.error_from(resp).await);
+        }
+        let bytes = self.read_all(resp).await?;
+        serde_json::from_slice(&bytes).map_err(UpstreamError::Decode)
     }
 
     pub async fn get_metadata(
@@ -173,7 +318,7 @@ impl Dropbox {
     ) -> Result<T, UpstreamError> {
         let url = format!("{}/2/{route}", self.endpoints.api);
         let body = Bytes::from(to_header_safe(arg));
-        self.with_retries(auth, |token| {
+        self.with_retries(auth, |token, permits| {
             let req = Request::builder()
                 .method(Method::POST)
                 .uri(&url)
@@ -184,6 +329,7 @@ impl Dropbox {
             async move {
                 let resp = self.send(req.map_err(UpstreamError::Request)?).await?;
                 let bytes = self.read_all(resp).await?;
+                drop(permits);
                 serde_json::from_slice(&bytes).map_err(UpstreamError::Decode)
             }
         })
@@ -199,7 +345,7 @@ impl Dropbox {
     ) -> Result<Download, UpstreamError> {
         let url = format!("{}/2/files/download", self.endpoints.content);
         let arg = to_header_safe(&json!({ "path": path }));
-        self.with_retries(auth, |token| {
+        self.with_retries(auth, |token, permits| {
             let mut req = Request::builder()
                 .method(Method::POST)
                 .uri(&url)
@@ -233,7 +379,7 @@ impl Dropbox {
                     status,
                     content_range,
                     content_length,
-                    body: TimeoutBody::new(resp.into_body(), self.read_timeout),
+                    body: TimeoutBody::new(resp.into_body(), self.read_timeout).holding(permits),
                 })
             }
         })
@@ -320,21 +466,28 @@ impl Dropbox {
     /// Runs `op` with the current token, retrying as the error says, refreshing once.
     async fn with_retries<T, F, Fut>(&self, auth: &TokenSet, mut op: F) -> Result<T, UpstreamError>
     where
-        F: FnMut(Secret<String>) -> Fut,
+        F: FnMut(Secret<String>, Permits) -> Fut,
         Fut: Future<Output = Result<T, UpstreamError>>,
     {
         let mut attempt = 0;
         let mut waited = Duration::ZERO;
         let mut refreshed = false;
         loop {
-            let token = match auth.current() {
-                Some(t) => t,
-                None => {
-                    refreshed = true;
-                    self.refresh(auth, None).await?
+            if auth.needs_relink() {
+                return Err(UpstreamError::Relink);
+            }
+            // The governor: nothing goes out while the account is told to wait.
+            if let Some(left) = auth.blocked_for() {
+                if waited + left > self.policy.rate_limit_budget {
+                    return Err(UpstreamError::RateLimited { retry_after: left });
                 }
-            };
-            match op(token.clone()).await {
+                waited += left;
+                tokio::time::sleep(left).await;
+                continue;
+            }
+            let token = self.token(auth, &mut refreshed).await?;
+            let permits = self.permits(auth).await?;
+            match op(token.clone(), permits).await {
                 Ok(v) => return Ok(v),
                 Err(UpstreamError::Auth { tag })
                     if tag == "expired_access_token" && !refreshed && auth.refresh.is_some() =>
@@ -343,20 +496,78 @@ impl Dropbox {
                     self.refresh(auth, Some(&token)).await?;
                 }
                 Err(e) => {
-                    let wait = match e.retry_after() {
-                        Some(after) if waited + after <= self.policy.rate_limit_budget => after,
-                        Some(_) => return Err(e),
-                        None if e.is_retryable() && attempt < self.policy.max_retries => {
-                            attempt += 1;
-                            self.policy.backoff(attempt - 1)
+                    if let Some(after) = e.retry_after() {
+                        auth.block(after);
+                        if waited + after <= self.policy.rate_limit_budget {
+                            tracing::debug!(?after, "waiting out a Dropbox 429");
+                            continue;
                         }
-                        None => return Err(e),
-                    };
+                        return Err(e);
+                    }
+                    if !(e.is_retryable() && attempt < self.policy.max_retries) {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                    let wait = self.policy.backoff(attempt - 1);
                     tracing::debug!(error = %e, ?wait, "retrying a Dropbox call");
-                    waited += wait;
                     tokio::time::sleep(wait).await;
                 }
             }
+        }
+    }
+
+    /// A token to use now: refreshed first when there is none or it has expired; refreshed by
+    /// one caller when it expires within `refresh_ahead` (the others keep using it meanwhile).
+    async fn token(
+        &self,
+        auth: &TokenSet,
+        refreshed: &mut bool,
+    ) -> Result<Secret<String>, UpstreamError> {
+        let Some(current) = auth.current() else {
+            *refreshed = true;
+            return self.refresh(auth, None).await;
+        };
+        let (Some(expires), Some(refresh_at)) = (current.expires, current.refresh_at) else {
+            return Ok(current.token);
+        };
+        let now = Instant::now();
+        if expires <= now {
+            *refreshed = true;
+            return self.refresh(auth, Some(&current.token)).await;
+        }
+        if now < refresh_at {
+            return Ok(current.token);
+        }
+        // Expiring soon: whoever gets the lock refreshes; a failure other than a refused grant
+        // leaves the still-valid token in use.
+        let Ok(guard) = auth.refreshing.try_lock() else {
+            return Ok(current.token);
+        };
+        drop(guard);
+        match self.refresh(auth, Some(&current.token)).await {
+            Ok(t) => Ok(t),
+            Err(UpstreamError::Relink) => Err(UpstreamError::Relink),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot refresh an expiring token ahead of time");
+                Ok(current.token)
+            }
+        }
+    }
+
+    /// Waits for room under the per-account and overall caps, up to `read_timeout`.
+    async fn permits(&self, auth: &TokenSet) -> Result<Permits, UpstreamError> {
+        let both = async {
+            let account = auth.calls.clone().acquire_owned().await;
+            let all = self.calls.clone().acquire_owned().await;
+            (account, all)
+        };
+        match tokio::time::timeout(self.read_timeout, both).await {
+            Ok((Ok(account), Ok(all))) => Ok(Permits {
+                _account: account,
+                _all: all,
+            }),
+            // The semaphores are never closed; a timeout is Dropbox being too busy for us.
+            _ => Err(UpstreamError::Timeout(self.read_timeout)),
         }
     }
 
@@ -372,10 +583,13 @@ impl Dropbox {
             .as_ref()
             .ok_or_else(|| UpstreamError::Refresh("no access token and no refresh token".into()))?;
         let _guard = auth.refreshing.lock().await;
+        if auth.needs_relink() {
+            return Err(UpstreamError::Relink);
+        }
         if let Some(current) = auth.current()
-            && failed.is_none_or(|f| f != &current)
+            && failed.is_none_or(|f| f != &current.token)
         {
-            return Ok(current);
+            return Ok(current.token);
         }
         // The serializer is not Send: finish it before any await.
         let form = {
@@ -395,6 +609,7 @@ impl Dropbox {
             .header(USER_AGENT, UA)
             .body(Full::new(Bytes::from(form)))
             .map_err(UpstreamError::Request)?;
+        let asked = Instant::now();
         let resp = tokio::time::timeout(self.read_timeout, self.http.request(req))
             .await
             .map_err(|_| UpstreamError::Timeout(self.read_timeout))?
@@ -407,12 +622,26 @@ impl Dropbox {
                 .ok()
                 .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
                 .unwrap_or_else(|| status.to_string());
+            if code == "invalid_grant" {
+                auth.relink.store(true, Ordering::Relaxed);
+                tracing::error!(
+                    "Dropbox refused the account's refresh token (invalid_grant): \
+                     the account must be linked again; its requests answer 503 until then"
+                );
+                return Err(UpstreamError::Relink);
+            }
             return Err(UpstreamError::Refresh(code));
         }
         let token: TokenResponse = serde_json::from_slice(&body).map_err(UpstreamError::Decode)?;
         let new = Secret::new(token.access_token);
-        *auth.access.write().unwrap_or_else(|p| p.into_inner()) = Some(new.clone());
-        tracing::info!("refreshed a Dropbox access token");
+        let life = Duration::from_secs(token.expires_in);
+        let early = self.refresh_ahead.min(life / 2);
+        *auth.access.write().unwrap_or_else(|p| p.into_inner()) = Some(Access {
+            token: new.clone(),
+            expires: Some(asked + life),
+            refresh_at: Some(asked + life - early),
+        });
+        tracing::info!(expires_in = ?token.expires_in, "refreshed a Dropbox access token");
         Ok(new)
     }
 }

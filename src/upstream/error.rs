@@ -47,6 +47,9 @@ pub enum UpstreamError {
     Integrity,
     #[error("token refresh failed: {0}")]
     Refresh(String),
+    /// The refresh token was refused (`invalid_grant`): the account must be linked again.
+    #[error("Dropbox refused the refresh token (invalid_grant); the account must be linked again")]
+    Relink,
     #[error("cannot build the request: {0}")]
     Request(#[source] hyper::http::Error),
 }
@@ -69,6 +72,19 @@ impl UpstreamError {
             UpstreamError::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
         }
+    }
+
+    /// Dropbox is failing (5xx, timeouts, unreachable, rate limiting) rather than saying
+    /// something about the request: cached content may stand in (stale-if-error).
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Server { .. }
+                | UpstreamError::Transport(_)
+                | UpstreamError::Timeout(_)
+                | UpstreamError::RateLimited { .. }
+                | UpstreamError::Body(_)
+        )
     }
 
     /// Dropbox could not be reached or did not answer in time (→ 504 rather than 502).

@@ -31,6 +31,22 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
+/// Polls `check` every few milliseconds until it holds (within `within`'s limit); returns how
+/// long that took.
+pub async fn eventually<F: Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> Duration {
+    let started = std::time::Instant::now();
+    within(what, async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    started.elapsed()
+}
+
 /// Polls futures together in the current task (no spawning, no futures crate); returns
 /// their outputs in order.
 pub async fn join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {

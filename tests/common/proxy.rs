@@ -33,6 +33,11 @@ pub struct Settings {
     pub range_passthrough_above: &'static str,
     /// Extra `[cache]` lines, verbatim.
     pub extra_cache: &'static str,
+    /// Extra `[dropbox]` lines, verbatim.
+    pub extra_dropbox: &'static str,
+    /// The change feed (off by default here, so call counts stay exact), and its lease.
+    pub feed: bool,
+    pub lease_ttl: &'static str,
     /// `alias = root` published with the default account's token.
     pub accounts: Vec<(&'static str, &'static str)>,
     /// Extra `[[account]]` tables, verbatim.
@@ -56,6 +61,9 @@ impl Default for Settings {
             min_free: "0B",
             range_passthrough_above: "1MiB",
             extra_cache: "",
+            extra_dropbox: "",
+            feed: false,
+            lease_ttl: "1s",
             accounts: vec![("alice", "/Public")],
             extra: String::new(),
         }
@@ -80,11 +88,13 @@ impl Settings {
              notify_url = {emulator:?}\noauth_url = {emulator:?}\n\
              app_key = {key:?}\napp_secret = {secret:?}\n\
              read_timeout = {rt:?}\nmax_retries = {mr}\nrate_limit_budget = {rl:?}\n\
+             {extra_dropbox}\
              [store]\n{store}\n\
              [cache]\nmetadata_ttl = {ttl:?}\nnegative_ttl = {nttl:?}\ncache_control = {cc:?}\n\
              dir = {dir:?}\nmax_size = {max:?}\nmin_free = {free:?}\n\
              range_passthrough_above = {rpa:?}\n{extra_cache}\
-             [http]\nmax_ranges = {ranges}\n",
+             [http]\nmax_ranges = {ranges}\n\
+             [feed]\nenabled = {feed}\nlease_ttl = {lease:?}\n",
             key = super::APP_KEY,
             secret = super::APP_SECRET,
             rt = self.read_timeout,
@@ -104,6 +114,9 @@ impl Settings {
             free = self.min_free,
             rpa = self.range_passthrough_above,
             extra_cache = self.extra_cache,
+            extra_dropbox = self.extra_dropbox,
+            feed = self.feed,
+            lease = self.lease_ttl,
         );
         for (alias, root) in &self.accounts {
             text.push_str(&format!(
@@ -169,6 +182,35 @@ impl TestProxy {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The account published as `alias`.
+    pub fn account(&self, alias: &str) -> Arc<dropcache::account::Account> {
+        self.app.accounts.lookup(alias).expect("a configured alias")
+    }
+
+    /// Waits until this instance trusts `alias`'s change feed.
+    pub async fn feed_live(&self, alias: &str) {
+        let account = self.account(alias);
+        within("the change feed goes live", async {
+            while account.feed.trusted_since().is_none() || !self.app.meta.is_listening() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+    }
+
+    /// Sends a request with a body.
+    pub async fn post(&self, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+        let req = with_headers(
+            Request::builder().method(Method::POST).uri(self.url(path)),
+            headers,
+        )
+        .body(http_body_util::Full::new(Bytes::from(body)))
+        .unwrap();
+        let client: Client<HttpConnector, http_body_util::Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        Answer::read(within("proxy response", client.request(req)).await.unwrap()).await
     }
 
     /// Sends `method path` with headers; the body is left to read.

@@ -1,0 +1,667 @@
+//! The change feed: each account's published root followed through Dropbox's cursor, so cached
+//! metadata stays fresh until Dropbox says it changed.
+//!
+//! One instance at a time follows an account (a lease in the store, renewed every third of
+//! `feed.lease_ttl`; another instance takes over when it lapses). The holder keeps a cursor
+//! from `get_latest_cursor` over the root (recursive) in the store with the time it starts
+//! covering (`since`), waits on `list_folder/longpoll` (honouring `backoff`) or a webhook's
+//! poke, reads the deltas with `list_folder/continue`, and applies them: a file's new metadata
+//! replaces its entry, a deleted path goes with everything under it, and each parent listing
+//! takes the delta in place. The invalidated names go out on pub/sub so every instance drops
+//! them from its L1. `reset` starts a new cursor from now: entries confirmed before it are no
+//! longer trusted and get revalidated as they are asked for.
+//!
+//! An entry is trusted by the feed (fresh whatever its TTL) when it was confirmed at or after
+//! `since` and the feed is live: the holder renewed its lease and its last Dropbox call
+//! worked, and this instance hears invalidations. Otherwise TTLs apply, as with the feed off.
+
+use super::entry::{Entry, State, now_ms};
+use super::{MetaCache, lock};
+use crate::account::Account;
+use crate::store::{Store, Subscription};
+use crate::upstream::client::Dropbox;
+use crate::upstream::error::UpstreamError;
+use crate::upstream::types::Metadata;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::{Interval, MissedTickBehavior};
+
+/// Version of the stored feed record and of pub/sub messages.
+const VERSION: u32 = 1;
+/// Waits after failed feed calls, doubling up to the last.
+const BACKOFF: [u64; 6] = [250, 500, 1000, 2000, 5000, 15000];
+
+/// What this instance knows of one account's feed.
+#[derive(Debug, Default)]
+pub struct FeedStatus {
+    /// Unix ms from which the feed covers every change.
+    since_ms: AtomicU64,
+    /// Unix ms until which the feed counts as live here (0: not live).
+    live_until_ms: AtomicU64,
+    /// Dropbox's id of the account, which webhooks name.
+    account_id: OnceLock<String>,
+    wake: Notify,
+    pokes: AtomicU64,
+}
+
+impl FeedStatus {
+    /// From when entries are trusted, while the feed is live.
+    pub fn trusted_since(&self) -> Option<u64> {
+        (now_ms() < self.live_until_ms.load(Ordering::Relaxed))
+            .then(|| self.since_ms.load(Ordering::Relaxed))
+    }
+
+    fn set_live(&self, since_ms: u64, until_ms: u64) {
+        self.since_ms.fetch_max(since_ms, Ordering::Relaxed);
+        self.live_until_ms.store(until_ms, Ordering::Relaxed);
+    }
+
+    fn lapse(&self) {
+        self.live_until_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// Asks the feed to read the account's changes now (a webhook named it).
+    pub fn poke(&self) {
+        self.pokes.fetch_add(1, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// Webhook pokes this instance received for the account.
+    pub fn pokes(&self) -> u64 {
+        self.pokes.load(Ordering::Relaxed)
+    }
+
+    pub fn account_id(&self) -> Option<&str> {
+        self.account_id.get().map(String::as_str)
+    }
+}
+
+/// The holder's cursor, kept in the store so a restart (or another instance) resumes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    v: u32,
+    cursor: String,
+    since_ms: u64,
+    /// Unix ms until which the holder vouches for the feed (0: it is failing).
+    live_until_ms: u64,
+}
+
+/// What goes between instances on pub/sub.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Message {
+    pub v: u32,
+    /// The sending instance (it ignores its own messages).
+    pub from: String,
+    pub alias: String,
+    /// Metadata entries to drop from L1.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// ... and every entry under these.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// The feed restarted from this time: older entries are no longer trusted.
+    #[serde(default)]
+    pub since_ms: Option<u64>,
+    /// A webhook named the account: its holder should read changes now.
+    #[serde(default)]
+    pub poke: bool,
+}
+
+/// What a feed needs, shared by its tasks.
+struct Ctx {
+    meta: Arc<MetaCache>,
+    dropbox: Arc<Dropbox>,
+    store: Store,
+    instance: String,
+    longpoll_timeout: Duration,
+    lease_ttl: Duration,
+}
+
+/// The running feed tasks; dropping this stops them.
+#[derive(Default)]
+pub struct Feeds {
+    tasks: Vec<JoinHandle<()>>,
+    ctx: Option<Arc<Ctx>>,
+    accounts: Vec<Arc<Account>>,
+}
+
+impl Drop for Feeds {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Feeds {
+    /// Starts one follower per account, and the listener of other instances' messages.
+    pub fn start(
+        meta: Arc<MetaCache>,
+        dropbox: Arc<Dropbox>,
+        store: Store,
+        accounts: Vec<Arc<Account>>,
+        config: &crate::config::FeedConfig,
+        instance: String,
+    ) -> Feeds {
+        let ctx = Arc::new(Ctx {
+            meta,
+            dropbox,
+            store,
+            instance,
+            longpoll_timeout: config.longpoll_timeout,
+            lease_ttl: config.lease_ttl,
+        });
+        let mut tasks: Vec<JoinHandle<()>> = accounts
+            .iter()
+            .map(|a| tokio::spawn(follow(ctx.clone(), a.clone())))
+            .collect();
+        if let Some(sub) = ctx.store.subscribe() {
+            // Until the subscription is up, other instances' changes could be missed.
+            ctx.meta.listening.store(false, Ordering::Relaxed);
+            let by_alias = accounts
+                .iter()
+                .map(|a| (a.alias.clone(), a.clone()))
+                .collect();
+            tasks.push(tokio::spawn(listen(ctx.clone(), by_alias, sub)));
+        }
+        Feeds {
+            tasks,
+            ctx: Some(ctx),
+            accounts,
+        }
+    }
+
+    /// Stops following and gives up the leases, so another instance takes over at once.
+    pub async fn stop(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let Some(ctx) = &self.ctx else { return };
+        for a in &self.accounts {
+            let _ = ctx.store.release_lease(&lease_name(a), &ctx.instance).await;
+        }
+    }
+
+    /// Tells every instance's holder of `account` to read its changes now.
+    pub async fn poke(&self, account: &Account) {
+        account.feed.poke();
+        let Some(ctx) = &self.ctx else { return };
+        let msg = Message {
+            v: VERSION,
+            from: ctx.instance.clone(),
+            alias: account.alias.clone(),
+            poke: true,
+            ..Message::default()
+        };
+        ctx.publish(&msg).await;
+    }
+}
+
+fn lease_name(account: &Account) -> String {
+    format!("lease:feed:{}", account.alias)
+}
+
+fn record_name(account: &Account) -> String {
+    format!("feed:{}", account.alias)
+}
+
+fn backoff(failures: usize) -> Duration {
+    Duration::from_millis(BACKOFF[failures.min(BACKOFF.len()).saturating_sub(1)])
+}
+
+impl Ctx {
+    async fn publish(&self, msg: &Message) {
+        let bytes = serde_json::to_vec(msg).expect("a message serializes");
+        if let Err(e) = self.store.publish(&bytes).await {
+            tracing::warn!(error = %e, "cannot publish an invalidation");
+        }
+    }
+
+    async fn load_record(&self, account: &Account) -> Option<Record> {
+        let bytes = self.store.get(&record_name(account)).await.ok()??;
+        serde_json::from_slice::<Record>(&bytes)
+            .ok()
+            .filter(|r| r.v == VERSION)
+    }
+
+    async fn save_record(&self, account: &Account, record: &Record) {
+        let bytes = serde_json::to_vec(record).expect("a record serializes");
+        if let Err(e) = self.store.set(&record_name(account), &bytes, None).await {
+            tracing::warn!(error = %e, "cannot save the feed's cursor");
+        }
+    }
+
+    /// A follower learns from the holder's record whether the feed is live.
+    async fn observe(&self, account: &Account) {
+        match self.load_record(account).await {
+            Some(r) if r.live_until_ms > now_ms() => {
+                account.feed.set_live(r.since_ms, r.live_until_ms);
+            }
+            _ => account.feed.lapse(),
+        }
+    }
+
+    /// A cursor for "now", covering from just before it was asked for.
+    async fn start_cursor(&self, account: &Account) -> Result<Record, UpstreamError> {
+        let since_ms = now_ms();
+        let cursor = self
+            .dropbox
+            .get_latest_cursor(&account.tokens, &account.root, true)
+            .await?;
+        Ok(Record {
+            v: VERSION,
+            cursor,
+            since_ms,
+            live_until_ms: 0,
+        })
+    }
+}
+
+/// One account's follower, for as long as the proxy runs: holds the lease or watches the
+/// holder's record.
+async fn follow(ctx: Arc<Ctx>, account: Arc<Account>) {
+    let mut tick = tokio::time::interval(ctx.lease_ttl / 3);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if account.feed.account_id.get().is_none() {
+            match ctx.dropbox.account_id(&account.tokens).await {
+                Ok(id) => {
+                    let _ = account.feed.account_id.set(id);
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot learn the account's id yet"),
+            }
+        }
+        match ctx
+            .store
+            .hold_lease(&lease_name(&account), &ctx.instance, ctx.lease_ttl)
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(alias = %account.alias, "following the account's change feed");
+                let _ = hold(&ctx, &account, &mut tick).await;
+                account.feed.lapse();
+            }
+            Ok(false) => ctx.observe(&account).await,
+            // Cannot hear the holder: trust TTLs until the store is back.
+            Err(_) => account.feed.lapse(),
+        }
+    }
+}
+
+/// The lease, renewed while something is awaited.
+struct Lease<'a> {
+    ctx: &'a Ctx,
+    account: &'a Account,
+    tick: &'a mut Interval,
+    record: Record,
+    /// The last feed call worked.
+    healthy: bool,
+}
+
+impl Lease<'_> {
+    /// Runs `fut`, renewing the lease on each tick; None if the lease was lost meanwhile.
+    async fn keep<T>(&mut self, fut: impl Future<Output = T>) -> Option<T> {
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            tokio::select! {
+                out = &mut fut => return Some(out),
+                _ = self.tick.tick() => if !self.renew().await { return None },
+            }
+        }
+    }
+
+    /// Renews the lease and says whether the feed is live; false when the lease is lost.
+    async fn renew(&mut self) -> bool {
+        let name = lease_name(self.account);
+        match self
+            .ctx
+            .store
+            .hold_lease(&name, &self.ctx.instance, self.ctx.lease_ttl)
+            .await
+        {
+            Ok(true) => {
+                self.announce().await;
+                true
+            }
+            Ok(false) => {
+                tracing::info!(alias = %self.account.alias, "another instance took the feed over");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the feed's lease");
+                false
+            }
+        }
+    }
+
+    /// Saves the record, vouching for the feed for one lease period if it is healthy.
+    async fn announce(&mut self) {
+        let status = &self.account.feed;
+        if self.healthy {
+            self.record.live_until_ms = now_ms() + self.ctx.lease_ttl.as_millis() as u64;
+            status.set_live(self.record.since_ms, self.record.live_until_ms);
+        } else {
+            self.record.live_until_ms = 0;
+            status.lapse();
+        }
+        self.ctx.save_record(self.account, &self.record).await;
+    }
+
+    fn fail(&mut self, e: &UpstreamError) {
+        if self.healthy {
+            tracing::warn!(alias = %self.account.alias, error = %e,
+                "the change feed failed; metadata falls back to TTLs");
+        }
+        self.healthy = false;
+        self.record.live_until_ms = 0;
+        self.account.feed.lapse();
+    }
+
+    /// Starts over from a new cursor: nothing confirmed before now is trusted any more.
+    async fn restart(&mut self) -> Option<()> {
+        let (ctx, account) = (self.ctx, self.account);
+        tracing::info!(alias = %account.alias, "the feed's cursor was reset; resyncing");
+        match self.keep(ctx.start_cursor(account)).await? {
+            Ok(record) => {
+                self.record = record;
+                self.healthy = true;
+                account
+                    .feed
+                    .since_ms
+                    .store(self.record.since_ms, Ordering::Relaxed);
+                self.announce().await;
+                let msg = Message {
+                    v: VERSION,
+                    from: ctx.instance.clone(),
+                    alias: account.alias.clone(),
+                    since_ms: Some(self.record.since_ms),
+                    ..Message::default()
+                };
+                ctx.publish(&msg).await;
+            }
+            Err(e) => self.fail(&e),
+        }
+        Some(())
+    }
+}
+
+/// Follows the feed while the lease holds (None once it is lost).
+async fn hold(ctx: &Ctx, account: &Account, tick: &mut Interval) -> Option<()> {
+    // A saved cursor is caught up on before the feed vouches for anything.
+    let (record, mut behind) = match ctx.load_record(account).await {
+        Some(r) => (r, true),
+        None => match ctx.start_cursor(account).await {
+            Ok(r) => (r, false),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the change feed; retrying");
+                return Some(());
+            }
+        },
+    };
+    let mut lease = Lease {
+        ctx,
+        account,
+        tick,
+        record,
+        healthy: !behind,
+    };
+    lease.announce().await;
+    let mut failures = 0usize;
+    loop {
+        if failures > 0 {
+            lease.keep(tokio::time::sleep(backoff(failures))).await?;
+        }
+        let cursor = lease.record.cursor.clone();
+        if std::mem::take(&mut behind) {
+            // Straight to reading what happened while nobody followed.
+        } else {
+            // 1. Wait for changes: a longpoll, or a webhook's poke.
+            let woken = async {
+                tokio::select! {
+                    polled = ctx.dropbox.longpoll(&cursor, ctx.longpoll_timeout) => Some(polled),
+                    () = account.feed.wake.notified() => None,
+                }
+            };
+            match lease.keep(woken).await? {
+                None => {}
+                Some(Ok(polled)) => {
+                    if let Some(secs) = polled.backoff {
+                        let wait = tokio::time::sleep(Duration::from_secs(secs));
+                        lease.keep(wait).await?;
+                    }
+                    if !polled.changes {
+                        failures = 0;
+                        if !lease.healthy {
+                            lease.healthy = true;
+                            lease.announce().await;
+                        }
+                        continue;
+                    }
+                }
+                Some(Err(UpstreamError::Reset)) => {
+                    lease.restart().await?;
+                    continue;
+                }
+                Some(Err(e)) => {
+                    lease.fail(&e);
+                    failures += 1;
+                    continue;
+                }
+            }
+        }
+        // 2. Read them, apply them, tell the others, then move the cursor on.
+        match lease.keep(changes_since(ctx, account, cursor)).await? {
+            Ok((deltas, next)) => {
+                let msg = apply(&ctx.meta, account, &deltas, &ctx.instance).await;
+                if !msg.keys.is_empty() || !msg.prefixes.is_empty() {
+                    ctx.publish(&msg).await;
+                }
+                lease.record.cursor = next;
+                lease.healthy = true;
+                failures = 0;
+                lease.announce().await;
+                if !deltas.is_empty() {
+                    tracing::info!(alias = %account.alias, changes = deltas.len(), "applied changes from Dropbox");
+                }
+            }
+            Err(UpstreamError::Reset) => lease.restart().await?,
+            Err(e) => {
+                lease.fail(&e);
+                failures += 1;
+            }
+        }
+    }
+}
+
+/// Every delta after `cursor`, following `has_more`.
+async fn changes_since(
+    ctx: &Ctx,
+    account: &Account,
+    mut cursor: String,
+) -> Result<(Vec<Metadata>, String), UpstreamError> {
+    let mut deltas = Vec::new();
+    loop {
+        let page = ctx
+            .dropbox
+            .list_folder_continue(&account.tokens, &cursor)
+            .await?;
+        deltas.extend(page.entries);
+        cursor = page.cursor;
+        if !page.has_more {
+            return Ok((deltas, cursor));
+        }
+    }
+}
+
+/// `abs` (a Dropbox `path_lower`) relative to the root `root_lower`: `""` for the root.
+fn relative<'a>(root_lower: &str, abs: &'a str) -> Option<&'a str> {
+    let rest = abs.strip_prefix(root_lower)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+/// The folder holding `rel` (`""` is the root), None for the root itself.
+fn parent_of(rel: &str) -> Option<&str> {
+    rel.rfind('/').map(|i| &rel[..i])
+}
+
+/// Applies deltas in order to L1 and the store; returns what other instances must drop.
+async fn apply(meta: &MetaCache, account: &Account, deltas: &[Metadata], from: &str) -> Message {
+    let root = account.root.to_lowercase();
+    let mut msg = Message {
+        v: VERSION,
+        from: from.to_owned(),
+        alias: account.alias.clone(),
+        ..Message::default()
+    };
+    let mut parents: Vec<(String, Vec<Metadata>)> = Vec::new();
+    for m in deltas {
+        let Some(rel) = m.path_lower().and_then(|abs| relative(&root, abs)) else {
+            continue;
+        };
+        let key = MetaCache::key(account, rel);
+        match m {
+            // A file replaces anything at its path, children included.
+            Metadata::File(f) => {
+                meta.save(&key, Arc::new(Entry::new(State::File(f.clone()))))
+                    .await;
+                msg.prefixes.push(format!("{key}/"));
+            }
+            Metadata::Deleted(_) => {
+                meta.forget_key(&key).await;
+                msg.prefixes.push(format!("{key}/"));
+            }
+            // A folder keeps its children; a listing already cached stays as it is.
+            Metadata::Folder(_) => {
+                let cached = meta.load(&key).await;
+                if !matches!(
+                    cached.as_deref(),
+                    Some(Entry {
+                        state: State::Folder(_),
+                        ..
+                    })
+                ) {
+                    meta.forget_key(&key).await;
+                }
+            }
+        }
+        msg.keys.push(key);
+        if let Some(parent) = parent_of(rel) {
+            match parents.iter_mut().find(|(p, _)| p == parent) {
+                Some((_, ds)) => ds.push(m.clone()),
+                None => parents.push((parent.to_owned(), vec![m.clone()])),
+            }
+        }
+    }
+    msg.prefixes.sort();
+    msg.prefixes.dedup();
+    for prefix in &msg.prefixes {
+        meta.forget_prefix(prefix).await;
+    }
+    // Each parent listing takes its deltas in place (it keeps its own cursor: replaying them
+    // on a later revalidation changes nothing).
+    for (parent, ds) in parents {
+        let key = MetaCache::key(account, &parent);
+        let updated = match meta.load(&key).await.as_deref() {
+            Some(Entry {
+                state: State::Folder(listing),
+                ..
+            }) => listing.apply(&format!("{root}{parent}"), &ds, listing.cursor.clone()),
+            _ => None,
+        };
+        match updated {
+            Some(listing) => {
+                meta.save(&key, Arc::new(Entry::new(State::Folder(listing))))
+                    .await
+            }
+            None => meta.forget_key(&key).await,
+        }
+        msg.keys.push(key);
+    }
+    msg.keys.sort();
+    msg.keys.dedup();
+    msg
+}
+
+/// Hears other instances: drops what they invalidated from L1, wakes feeds they poke.
+async fn listen(ctx: Arc<Ctx>, accounts: HashMap<String, Arc<Account>>, mut sub: Subscription) {
+    loop {
+        tokio::select! {
+            msg = sub.messages.recv() => {
+                let Some(bytes) = msg else { return };
+                let Ok(msg) = serde_json::from_slice::<Message>(&bytes) else {
+                    tracing::warn!("ignoring an unreadable invalidation message");
+                    continue;
+                };
+                if msg.v != VERSION || msg.from == ctx.instance {
+                    continue;
+                }
+                let Some(account) = accounts.get(&msg.alias) else { continue };
+                ctx.meta.drop_l1(&msg.keys, &msg.prefixes);
+                if let Some(since) = msg.since_ms {
+                    account.feed.since_ms.fetch_max(since, Ordering::Relaxed);
+                }
+                if msg.poke {
+                    account.feed.wake.notify_one();
+                }
+            }
+            changed = sub.healthy.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let healthy = *sub.healthy.borrow_and_update();
+                if healthy {
+                    // Whatever was said while we were not listening is lost: start L1 afresh.
+                    lock(&ctx.meta.l1).clear();
+                }
+                ctx.meta.listening.store(healthy, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_relative_to_the_root_and_their_parents() {
+        assert_eq!(relative("/public", "/public/a/b.txt"), Some("/a/b.txt"));
+        assert_eq!(relative("/public", "/public"), Some(""));
+        assert_eq!(relative("/public", "/publicity/x"), None);
+        assert_eq!(relative("", "/a"), Some("/a"));
+        assert_eq!(parent_of("/a/b.txt"), Some("/a"));
+        assert_eq!(parent_of("/a"), Some(""));
+        assert_eq!(parent_of(""), None);
+    }
+
+    #[test]
+    fn trust_lapses_and_since_only_moves_forward() {
+        let s = FeedStatus::default();
+        assert_eq!(s.trusted_since(), None);
+        s.set_live(100, now_ms() + 60_000);
+        assert_eq!(s.trusted_since(), Some(100));
+        s.set_live(50, now_ms() + 60_000);
+        assert_eq!(
+            s.trusted_since(),
+            Some(100),
+            "a stale record never widens trust"
+        );
+        s.lapse();
+        assert_eq!(s.trusted_since(), None);
+        s.set_live(200, now_ms() - 1);
+        assert_eq!(s.trusted_since(), None, "expired liveness is not live");
+    }
+
+    #[test]
+    fn backoff_grows_to_a_ceiling() {
+        assert_eq!(backoff(1), Duration::from_millis(250));
+        assert_eq!(backoff(3), Duration::from_millis(1000));
+        assert_eq!(backoff(100), Duration::from_millis(15000));
+    }
+}

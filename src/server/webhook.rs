@@ -1,0 +1,170 @@
+//! `/webhook`: Dropbox's change notifications (reference §6).
+//!
+//! `GET /webhook?challenge=X` echoes X (the verification Dropbox makes when the URL is set).
+//! `POST /webhook` carries `{"list_folder": {"accounts": [...]}, ...}` signed with
+//! `X-Dropbox-Signature`, the hex HMAC-SHA256 of the raw body keyed by the app secret. A good
+//! signature is answered at once and pokes each named account's change feed (on whichever
+//! instance holds it); a bad or missing one is 403 and nothing happens.
+
+use crate::app::App;
+use crate::server::{Body, full};
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, X_CONTENT_TYPE_OPTIONS};
+use hyper::http::request::Parts;
+use hyper::{Method, Response, StatusCode};
+use serde::Deserialize;
+use sha2::Sha256;
+use std::sync::Arc;
+
+/// Largest notification body read (Dropbox's list at most a few thousand account ids).
+const MAX_BODY: usize = 1024 * 1024;
+/// Longest challenge echoed.
+const MAX_CHALLENGE: usize = 1024;
+
+#[derive(Deserialize)]
+struct Notification {
+    #[serde(default)]
+    list_folder: Option<ListFolder>,
+}
+
+#[derive(Deserialize)]
+struct ListFolder {
+    #[serde(default)]
+    accounts: Vec<String>,
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Answers `/webhook`.
+pub async fn handle(app: &Arc<App>, parts: &Parts, body: Incoming) -> Response<Body> {
+    match parts.method {
+        Method::GET => challenge(parts),
+        Method::POST => notification(app, parts, body).await,
+        _ => {
+            let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "GET or POST\n");
+            resp.headers_mut()
+                .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, POST"));
+            resp
+        }
+    }
+}
+
+fn challenge(parts: &Parts) -> Response<Body> {
+    let query = parts.uri.query().unwrap_or_default();
+    let challenge = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "challenge")
+        .map(|(_, v)| v.into_owned());
+    match challenge {
+        Some(c) if !c.is_empty() && c.len() <= MAX_CHALLENGE => {
+            let mut resp = text(StatusCode::OK, c);
+            // SECURITY: the echo is the caller's own text; never let a browser sniff it as HTML.
+            resp.headers_mut()
+                .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            resp
+        }
+        _ => text(
+            StatusCode::BAD_REQUEST,
+            "expected ?challenge= (1 to 1024 characters)\n",
+        ),
+    }
+}
+
+/// Whether `signature` (hex) is the HMAC-SHA256 of `body` under `secret`, compared in
+/// constant time.
+pub fn verify(secret: &[u8], body: &[u8], signature: &str) -> bool {
+    let Ok(given) = hex::decode(signature.trim()) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key");
+    mac.update(body);
+    mac.verify_slice(&given).is_ok()
+}
+
+async fn notification(app: &Arc<App>, parts: &Parts, body: Incoming) -> Response<Body> {
+    let forbidden = || text(StatusCode::FORBIDDEN, "bad or missing signature\n");
+    // SECURITY: nothing is read into action before the signature over the raw bytes holds.
+    let Some(secret) = &app.config.dropbox.app_secret else {
+        tracing::warn!("webhook refused: dropbox.app_secret is not configured");
+        return forbidden();
+    };
+    let Some(signature) = parts
+        .headers
+        .get("x-dropbox-signature")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return forbidden();
+    };
+    let raw = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n"),
+    };
+    if !verify(secret.expose().as_bytes(), &raw, signature) {
+        tracing::warn!("webhook refused: bad signature");
+        return forbidden();
+    }
+    let Ok(note) = serde_json::from_slice::<Notification>(&raw) else {
+        return text(StatusCode::BAD_REQUEST, "not a Dropbox notification\n");
+    };
+    let named = note.list_folder.map(|l| l.accounts).unwrap_or_default();
+    if !app.config.feed.enabled {
+        tracing::info!(
+            accounts = named.len(),
+            "webhook received; the change feed is off"
+        );
+        return text(StatusCode::OK, "ok\n");
+    }
+    // Accounts whose id is not learned yet might be the ones named: poke them too.
+    let poked: Vec<_> = app
+        .accounts
+        .all()
+        .into_iter()
+        .filter(|a| {
+            a.feed
+                .account_id()
+                .is_none_or(|id| named.iter().any(|n| n == id))
+        })
+        .collect();
+    tracing::info!(named = named.len(), poked = poked.len(), "webhook received");
+    // Answer at once; telling the other instances may wait on Redis.
+    let app = app.clone();
+    tokio::spawn(async move {
+        for account in poked {
+            app.feeds.poke(&account).await;
+        }
+    });
+    text(StatusCode::OK, "ok\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn signatures_verify_only_over_the_exact_bytes_and_key() {
+        // RFC 4231 test case 2.
+        let sig = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        let body = b"what do ya want for nothing?";
+        assert!(super::verify(b"Jefe", body, sig));
+        assert!(super::verify(b"Jefe", body, &sig.to_uppercase()));
+        assert!(!super::verify(b"Jeff", body, sig));
+        assert!(!super::verify(
+            b"Jefe",
+            b"what do ya want for nothing!",
+            sig
+        ));
+        assert!(!super::verify(b"Jefe", body, &sig[..62]));
+        assert!(!super::verify(b"Jefe", body, "not hex"));
+        assert!(!super::verify(b"Jefe", body, ""));
+    }
+}
