@@ -6,6 +6,7 @@ use crate::body::Bodies;
 use crate::config::Config;
 use crate::meta::feed::Feeds;
 use crate::meta::{Freshness, MetaCache};
+use crate::metrics::Metrics;
 use crate::server;
 use crate::store::{Store, StoreError};
 use crate::upstream::client::Dropbox;
@@ -42,6 +43,7 @@ pub struct App {
     pub requests: AtomicU64,
     /// This process among the instances sharing a store.
     pub instance: String,
+    pub metrics: Metrics,
 }
 
 impl App {
@@ -100,8 +102,17 @@ impl App {
             cache_control,
             requests: AtomicU64::new(0),
             instance,
+            metrics: Metrics::new(),
             config,
         }))
+    }
+}
+
+impl App {
+    /// Whether the store answers a probe within a second.
+    pub async fn store_up(&self) -> bool {
+        let probe = tokio::time::timeout(std::time::Duration::from_secs(1), self.store.ping());
+        matches!(probe.await, Ok(Ok(())))
     }
 }
 

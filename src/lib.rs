@@ -10,6 +10,7 @@ pub mod demo;
 pub mod emulator;
 pub mod http;
 pub mod meta;
+pub mod metrics;
 pub mod proxy;
 pub mod secret;
 pub mod server;

@@ -74,6 +74,28 @@ async fn dropbox_failures_serve_stale_metadata_and_cached_bodies() {
 }
 
 #[tokio::test]
+async fn an_unreachable_dropbox_is_an_outage_too() {
+    let h = Harness::start().await;
+    h.put("/Public/a.txt", "one").await;
+    let p = TestProxy::start(&h.running.base_url, &always_stale()).await;
+    assert_eq!(p.get("/alice/a.txt", &[]).await.text(), "one");
+    drop(h);
+    eventually("Dropbox is gone and the cached copy stands in", || async {
+        let a = p.get("/alice/a.txt", &[]).await;
+        a.header("x-cache-status") == Some("STALE") && a.text() == "one"
+    })
+    .await;
+    let started = Instant::now();
+    let uncached = p.get("/alice/b.txt", &[]).await;
+    assert_eq!(
+        uncached.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "cannot connect"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
 async fn stale_content_is_served_only_up_to_the_configured_age() {
     let h = Harness::start().await;
     h.put("/Public/a.txt", "one").await;
@@ -270,6 +292,12 @@ async fn a_refused_refresh_token_needs_a_relink_without_a_retry_storm() {
     assert_eq!(h.emu().calls("oauth2/token"), 1, "asked once, then no more");
     let ready = p.get("/readyz", &[]).await;
     assert!(ready.text().contains("re-link: dave"), "{}", ready.text());
+    let metrics = p.get("/metrics", &[]).await.text();
+    assert!(
+        metrics.contains("dropcache_account_relink_required{account=\"dave\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("dropcache_account_relink_required{account=\"alice\"} 0"));
     // The other accounts are untouched.
     assert_eq!(p.get("/alice/a.txt", &[]).await.text(), "one");
     let _ = APP_KEY;
@@ -309,6 +337,8 @@ async fn a_redis_outage_degrades_readiness_while_requests_succeed() {
     let ready = p.get("/readyz", &[]).await;
     assert_eq!(ready.status, StatusCode::OK);
     assert!(ready.text().contains("degraded"), "{}", ready.text());
+    let metrics = p.get("/metrics", &[]).await.text();
+    assert!(metrics.contains("dropcache_store_up 0"), "{metrics}");
 
     redis.restart();
     eventually("the proxy reconnects by itself", || async {
@@ -323,4 +353,6 @@ async fn a_redis_outage_degrades_readiness_while_requests_succeed() {
             .await
             .unwrap();
     assert!(saved.is_some(), "writes reach Redis again");
+    let metrics = p.get("/metrics", &[]).await.text();
+    assert!(metrics.contains("dropcache_store_up 1"), "{metrics}");
 }

@@ -10,7 +10,7 @@ use hyper::{Request, Response};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tracing::Instrument;
 
 /// Routes one request; every outcome is a response.
@@ -22,6 +22,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
         "/webhook" => "/webhook",
+        "/metrics" => "/metrics",
         _ => "/{alias}/{path}",
     };
     let span = tracing::info_span!("request", id, method = %parts.method, route);
@@ -30,6 +31,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
             "/healthz" => Ok(health("ok\n".into())),
             "/readyz" => Ok(health(readiness(&app).await)),
             "/webhook" => Ok(super::webhook::handle(&app, &parts, body).await),
+            "/metrics" => Ok(metrics(&app).await),
             _ => proxy::serve(&app, &parts).await,
         };
         let resp = result.unwrap_or_else(|e: ProxyError| {
@@ -60,9 +62,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
 /// ready; it is degraded (still 200: requests succeed from memory and disk) while Redis is
 /// unreachable or its invalidations are not arriving.
 async fn readiness(app: &App) -> String {
-    let probe = tokio::time::timeout(Duration::from_secs(1), app.store.ping()).await;
     let mut degraded = Vec::new();
-    if !matches!(probe, Ok(Ok(()))) {
+    if !app.store_up().await {
         degraded.push("store unreachable: serving from memory and disk, reconnecting");
     }
     if !app.meta.is_listening() {
@@ -87,6 +88,18 @@ async fn readiness(app: &App) -> String {
         ));
     }
     text
+}
+
+async fn metrics(app: &App) -> Response<Body> {
+    let text = app
+        .metrics
+        .render(&app.accounts, &app.meta, app.store_up().await);
+    let mut resp = health(text);
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
 }
 
 fn health(text: String) -> Response<Body> {

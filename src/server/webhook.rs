@@ -94,7 +94,11 @@ pub fn verify(secret: &[u8], body: &[u8], signature: &str) -> bool {
 }
 
 async fn notification(app: &Arc<App>, parts: &Parts, body: Incoming) -> Response<Body> {
-    let forbidden = || text(StatusCode::FORBIDDEN, "bad or missing signature\n");
+    let outcome = |o: &str| app.metrics.webhooks.with_label_values(&[o]).inc();
+    let forbidden = || {
+        outcome("forbidden");
+        text(StatusCode::FORBIDDEN, "bad or missing signature\n")
+    };
     // SECURITY: nothing is read into action before the signature over the raw bytes holds.
     let Some(secret) = &app.config.dropbox.app_secret else {
         tracing::warn!("webhook refused: dropbox.app_secret is not configured");
@@ -109,15 +113,20 @@ async fn notification(app: &Arc<App>, parts: &Parts, body: Incoming) -> Response
     };
     let raw = match Limited::new(body, MAX_BODY).collect().await {
         Ok(c) => c.to_bytes(),
-        Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n"),
+        Err(_) => {
+            outcome("malformed");
+            return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
+        }
     };
     if !verify(secret.expose().as_bytes(), &raw, signature) {
         tracing::warn!("webhook refused: bad signature");
         return forbidden();
     }
     let Ok(note) = serde_json::from_slice::<Notification>(&raw) else {
+        outcome("malformed");
         return text(StatusCode::BAD_REQUEST, "not a Dropbox notification\n");
     };
+    outcome("accepted");
     let named = note.list_folder.map(|l| l.accounts).unwrap_or_default();
     if !app.config.feed.enabled {
         tracing::info!(
