@@ -184,6 +184,32 @@ async fn a_restart_resumes_from_the_saved_cursor() {
 }
 
 #[tokio::test]
+async fn a_changed_root_starts_the_feed_afresh() {
+    let h = Harness::start().await;
+    h.put("/Public/a.txt", "public").await;
+    h.put("/Site/a.txt", "site").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings {
+        store_path: Some(dir.path().join("store")),
+        ..fed()
+    };
+    let first = TestProxy::start(&h.running.base_url, &settings).await;
+    first.feed_live("alice").await;
+    assert_eq!(body(&first, "/alice/a.txt").await, "public");
+    first.stop().await;
+    settings.accounts = vec![("alice", "/Site")];
+    let second = TestProxy::start(&h.running.base_url, &settings).await;
+    second.feed_live("alice").await;
+    assert_eq!(body(&second, "/alice/a.txt").await, "site");
+    assert_eq!(h.emu().calls("files/list_folder/get_latest_cursor"), 2);
+    h.put("/Site/a.txt", "site, changed").await;
+    eventually("the new root's changes arrive", || async {
+        body(&second, "/alice/a.txt").await == "site, changed"
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_reset_cursor_is_resynced() {
     let h = Harness::start().await;
     h.put("/Public/a.txt", "one").await;

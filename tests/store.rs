@@ -51,7 +51,10 @@ async fn contract(store: &Store) {
     ] {
         store.set(name, b"v", None).await.unwrap();
     }
-    store.delete_prefix("meta:x:/d/").await.unwrap();
+    store
+        .delete_prefixes("meta:x:", &["meta:x:/d/".to_owned()])
+        .await
+        .unwrap();
     for (name, kept) in [
         ("meta:x:/d/1", false),
         ("meta:x:/d/2/3", false),
@@ -61,9 +64,44 @@ async fn contract(store: &Store) {
     ] {
         assert_eq!(store.get(name).await.unwrap().is_some(), kept, "{name}");
     }
-    store.delete_prefix("meta:x:/d*").await.unwrap();
+    store
+        .delete_prefixes(
+            "meta:",
+            &["meta:x:/d*".to_owned(), "meta:nothing".to_owned()],
+        )
+        .await
+        .unwrap();
     assert!(store.get("meta:x:/d*").await.unwrap().is_none());
     assert!(store.get("meta:x:/dz").await.unwrap().is_some());
+    // A conditional set keeps an entry confirmed later than the one offered.
+    let entry = |ms: u64| format!("{{\"v\":1,\"checked_ms\":{ms},\"state\":{{}}}}");
+    let long = Duration::from_secs(60);
+    assert!(
+        store
+            .set_if_newer("meta:c", entry(200).as_bytes(), 200, long)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_if_newer("meta:c", entry(100).as_bytes(), 100, long)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get("meta:c").await.unwrap(),
+        Some(entry(200).into_bytes())
+    );
+    assert!(
+        store
+            .set_if_newer("meta:c", entry(300).as_bytes(), 300, long)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get("meta:c").await.unwrap(),
+        Some(entry(300).into_bytes())
+    );
     // A lease: one holder at a time, renewable by its holder, free once it lapses.
     let ttl = Duration::from_millis(300);
     assert!(store.hold_lease("lease:t", "one", ttl).await.unwrap());

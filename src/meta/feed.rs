@@ -18,7 +18,7 @@
 use super::entry::{Entry, State, now_ms};
 use super::{MetaCache, lock};
 use crate::account::Account;
-use crate::store::{Store, Subscription};
+use crate::store::{Store, StoreError, Subscription};
 use crate::upstream::client::Dropbox;
 use crate::upstream::error::UpstreamError;
 use crate::upstream::types::Metadata;
@@ -47,6 +47,11 @@ pub struct FeedStatus {
     account_id: OnceLock<String>,
     wake: Notify,
     pokes: AtomicU64,
+    /// The last attempt to start the feed failed (logged once until it works).
+    start_failing: std::sync::atomic::AtomicBool,
+    /// Moves whenever the feed changes this account's entries here, so a lookup that started
+    /// before does not cache what it found (it may predate the change).
+    generation: AtomicU64,
 }
 
 impl FeedStatus {
@@ -54,6 +59,15 @@ impl FeedStatus {
     pub fn trusted_since(&self) -> Option<u64> {
         (now_ms() < self.live_until_ms.load(Ordering::Relaxed))
             .then(|| self.since_ms.load(Ordering::Relaxed))
+    }
+
+    /// Changes applied (or heard of) so far.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     fn set_live(&self, since_ms: u64, until_ms: u64) {
@@ -85,6 +99,8 @@ impl FeedStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Record {
     v: u32,
+    /// The published root the cursor follows (a changed root starts afresh).
+    root: String,
     cursor: String,
     since_ms: u64,
     /// Unix ms until which the holder vouches for the feed (0: it is failing).
@@ -246,17 +262,18 @@ impl Ctx {
         }
     }
 
-    /// A cursor for "now", covering from just before it was asked for.
+    /// A cursor for "now". It covers changes from when Dropbox made it, somewhere before
+    /// its answer arrived: entries confirmed from then on are covered.
     async fn start_cursor(&self, account: &Account) -> Result<Record, UpstreamError> {
-        let since_ms = now_ms();
         let cursor = self
             .dropbox
             .get_latest_cursor(&account.tokens, &account.root, true)
             .await?;
         Ok(Record {
             v: VERSION,
+            root: account.root.clone(),
             cursor,
-            since_ms,
+            since_ms: now_ms(),
             live_until_ms: 0,
         })
     }
@@ -364,9 +381,13 @@ impl Lease<'_> {
     }
 
     /// Starts over from a new cursor: nothing confirmed before now is trusted any more.
-    async fn restart(&mut self) -> Option<()> {
+    /// Some(false) when no new cursor could be had.
+    async fn restart(&mut self) -> Option<bool> {
         let (ctx, account) = (self.ctx, self.account);
         tracing::info!(alias = %account.alias, "the feed's cursor was reset; resyncing");
+        // Changes may have been missed: vouch for nothing until the new cursor is there.
+        self.healthy = false;
+        self.announce().await;
         match self.keep(ctx.start_cursor(account)).await? {
             Ok(record) => {
                 self.record = record;
@@ -384,26 +405,46 @@ impl Lease<'_> {
                     ..Message::default()
                 };
                 ctx.publish(&msg).await;
+                Some(true)
             }
-            Err(e) => self.fail(&e),
+            Err(e) => {
+                self.fail(&e);
+                Some(false)
+            }
         }
-        Some(())
     }
 }
 
 /// Follows the feed while the lease holds (None once it is lost).
 async fn hold(ctx: &Ctx, account: &Account, tick: &mut Interval) -> Option<()> {
-    // A saved cursor is caught up on before the feed vouches for anything.
-    let (record, mut behind) = match ctx.load_record(account).await {
+    // A saved cursor is caught up on before the feed vouches for anything; one saved for
+    // another root is void, and so is everything cached under this alias.
+    let saved = match ctx.load_record(account).await {
+        Some(r) if r.root != account.root => {
+            tracing::info!(alias = %account.alias, "the published root changed; starting afresh");
+            let all = [MetaCache::key(account, "")];
+            if ctx.meta.forget_prefixes(account, &all).await.is_err() {
+                return Some(());
+            }
+            None
+        }
+        other => other,
+    };
+    let (record, mut behind) = match saved {
         Some(r) => (r, true),
         None => match ctx.start_cursor(account).await {
             Ok(r) => (r, false),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot start the change feed; retrying");
+                if !account.feed.start_failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(alias = %account.alias, error = %e,
+                        "cannot start the change feed (is the published root there?); \
+                         retrying, with TTLs meanwhile");
+                }
                 return Some(());
             }
         },
     };
+    account.feed.start_failing.store(false, Ordering::Relaxed);
     let mut lease = Lease {
         ctx,
         account,
@@ -445,7 +486,9 @@ async fn hold(ctx: &Ctx, account: &Account, tick: &mut Interval) -> Option<()> {
                     }
                 }
                 Some(Err(UpstreamError::Reset)) => {
-                    lease.restart().await?;
+                    if !lease.restart().await? {
+                        failures += 1;
+                    }
                     continue;
                 }
                 Some(Err(e)) => {
@@ -458,7 +501,21 @@ async fn hold(ctx: &Ctx, account: &Account, tick: &mut Interval) -> Option<()> {
         // 2. Read them, apply them, tell the others, then move the cursor on.
         match lease.keep(changes_since(ctx, account, cursor)).await? {
             Ok((deltas, next)) => {
-                let msg = apply(&ctx.meta, account, &deltas, &ctx.instance).await;
+                // The cursor moves on only once every change is in the store.
+                let applied = lease
+                    .keep(apply(&ctx.meta, account, &deltas, &ctx.instance))
+                    .await?;
+                let msg = match applied {
+                    Ok(msg) => msg,
+                    Err(e) => {
+                        tracing::warn!(alias = %account.alias, error = %e,
+                            "cannot apply changes to the store; retrying them");
+                        lease.healthy = false;
+                        lease.announce().await;
+                        failures += 1;
+                        continue;
+                    }
+                };
                 if !msg.keys.is_empty() || !msg.prefixes.is_empty() {
                     ctx.publish(&msg).await;
                 }
@@ -470,7 +527,11 @@ async fn hold(ctx: &Ctx, account: &Account, tick: &mut Interval) -> Option<()> {
                     tracing::info!(alias = %account.alias, changes = deltas.len(), "applied changes from Dropbox");
                 }
             }
-            Err(UpstreamError::Reset) => lease.restart().await?,
+            Err(UpstreamError::Reset) => {
+                if !lease.restart().await? {
+                    failures += 1;
+                }
+            }
             Err(e) => {
                 lease.fail(&e);
                 failures += 1;
@@ -511,7 +572,12 @@ fn parent_of(rel: &str) -> Option<&str> {
 }
 
 /// Applies deltas in order to L1 and the store; returns what other instances must drop.
-async fn apply(meta: &MetaCache, account: &Account, deltas: &[Metadata], from: &str) -> Message {
+async fn apply(
+    meta: &MetaCache,
+    account: &Account,
+    deltas: &[Metadata],
+    from: &str,
+) -> Result<Message, StoreError> {
     let root = account.root.to_lowercase();
     let mut msg = Message {
         v: VERSION,
@@ -519,6 +585,12 @@ async fn apply(meta: &MetaCache, account: &Account, deltas: &[Metadata], from: &
         alias: account.alias.clone(),
         ..Message::default()
     };
+    if deltas.is_empty() {
+        return Ok(msg);
+    }
+    // Lookups under way may have read the old state: they must not cache it.
+    account.feed.bump();
+    let since = account.feed.since_ms.load(Ordering::Relaxed);
     let mut parents: Vec<(String, Vec<Metadata>)> = Vec::new();
     for m in deltas {
         let Some(rel) = m.path_lower().and_then(|abs| relative(&root, abs)) else {
@@ -529,11 +601,14 @@ async fn apply(meta: &MetaCache, account: &Account, deltas: &[Metadata], from: &
             // A file replaces anything at its path, children included.
             Metadata::File(f) => {
                 meta.save(&key, Arc::new(Entry::new(State::File(f.clone()))))
-                    .await;
+                    .await?;
                 msg.prefixes.push(format!("{key}/"));
             }
+            // Gone, with everything under it: remembered as missing (a tombstone, so a slower
+            // lookup cannot bring the old entry back).
             Metadata::Deleted(_) => {
-                meta.forget_key(&key).await;
+                meta.save(&key, Arc::new(Entry::new(State::Missing)))
+                    .await?;
                 msg.prefixes.push(format!("{key}/"));
             }
             // A folder keeps its children; a listing already cached stays as it is.
@@ -546,7 +621,7 @@ async fn apply(meta: &MetaCache, account: &Account, deltas: &[Metadata], from: &
                         ..
                     })
                 ) {
-                    meta.forget_key(&key).await;
+                    meta.forget_key(&key).await?;
                 }
             }
         }
@@ -560,36 +635,49 @@ async fn apply(meta: &MetaCache, account: &Account, deltas: &[Metadata], from: &
     }
     msg.prefixes.sort();
     msg.prefixes.dedup();
-    for prefix in &msg.prefixes {
-        meta.forget_prefix(prefix).await;
-    }
+    meta.forget_prefixes(account, &msg.prefixes).await?;
     // Each parent listing takes its deltas in place (it keeps its own cursor: replaying them
     // on a later revalidation changes nothing).
     for (parent, ds) in parents {
         let key = MetaCache::key(account, &parent);
-        let updated = match meta.load(&key).await.as_deref() {
+        let cached = meta.load(&key).await;
+        let updated = match cached.as_deref() {
             Some(Entry {
                 state: State::Folder(listing),
+                checked_ms,
                 ..
-            }) => listing.apply(&format!("{root}{parent}"), &ds, listing.cursor.clone()),
+            }) => listing
+                .apply(&format!("{root}{parent}"), &ds, listing.cursor.clone())
+                .map(|l| {
+                    let mut e = Entry::new(State::Folder(l));
+                    // A listing the feed did not vouch for stays unvouched: it may lack a
+                    // change from before the feed's start.
+                    if *checked_ms < since {
+                        e.checked_ms = *checked_ms;
+                    }
+                    e
+                }),
             _ => None,
         };
         match updated {
-            Some(listing) => {
-                meta.save(&key, Arc::new(Entry::new(State::Folder(listing))))
-                    .await
-            }
-            None => meta.forget_key(&key).await,
+            Some(entry) => meta.save(&key, Arc::new(entry)).await?,
+            None => meta.forget_key(&key).await?,
         }
         msg.keys.push(key);
     }
     msg.keys.sort();
     msg.keys.dedup();
-    msg
+    Ok(msg)
 }
 
 /// Hears other instances: drops what they invalidated from L1, wakes feeds they poke.
-async fn listen(ctx: Arc<Ctx>, accounts: HashMap<String, Arc<Account>>, mut sub: Subscription) {
+async fn listen(ctx: Arc<Ctx>, accounts: HashMap<String, Arc<Account>>, sub: Subscription) {
+    hear(&ctx, &accounts, sub).await;
+    // Nobody is listening any more: trust nothing the others might have changed.
+    ctx.meta.listening.store(false, Ordering::Relaxed);
+}
+
+async fn hear(ctx: &Ctx, accounts: &HashMap<String, Arc<Account>>, mut sub: Subscription) {
     loop {
         tokio::select! {
             msg = sub.messages.recv() => {
@@ -602,6 +690,9 @@ async fn listen(ctx: Arc<Ctx>, accounts: HashMap<String, Arc<Account>>, mut sub:
                     continue;
                 }
                 let Some(account) = accounts.get(&msg.alias) else { continue };
+                if !msg.keys.is_empty() || !msg.prefixes.is_empty() {
+                    account.feed.bump();
+                }
                 ctx.meta.drop_l1(&msg.keys, &msg.prefixes);
                 if let Some(since) = msg.since_ms {
                     account.feed.since_ms.fetch_max(since, Ordering::Relaxed);

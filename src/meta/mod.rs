@@ -16,7 +16,7 @@ pub mod entry;
 pub mod feed;
 
 use crate::account::Account;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::upstream::client::Dropbox;
 use crate::upstream::error::UpstreamError;
 use crate::upstream::types::{FileMetadata, Metadata};
@@ -158,10 +158,14 @@ impl MetaCache {
         }
         // 2–3. L2 then Dropbox, one flight per key.
         self.flight(&key, async {
+            // What the feed changes meanwhile is newer than anything this flight finds.
+            let generation = account.feed.generation();
             let mut stale = l1;
             if let Some(entry) = self.load(&key).await {
                 if self.is_fresh(account, &entry) {
-                    self.remember(&key, entry.clone());
+                    if account.feed.generation() == generation {
+                        self.remember(&key, entry.clone());
+                    }
                     return Ok(Looked {
                         entry,
                         source: Source::Cache,
@@ -174,7 +178,8 @@ impl MetaCache {
                     stale = Some(entry);
                 }
             }
-            self.fetch_or_stale(account, display, &key, stale).await
+            self.fetch_or_stale(account, display, &key, stale, generation)
+                .await
         })
         .await
     }
@@ -196,10 +201,11 @@ impl MetaCache {
             let display = display.to_owned();
             let stale = entry.clone();
             tokio::spawn(async move {
+                let generation = account.feed.generation();
                 let refreshed = me
                     .flight(
                         &key,
-                        me.fetch_or_stale(&account, &display, &key, Some(stale)),
+                        me.fetch_or_stale(&account, &display, &key, Some(stale), generation),
                     )
                     .await;
                 if let Err(e) = refreshed {
@@ -214,12 +220,15 @@ impl MetaCache {
     }
 
     /// Asks Dropbox; when Dropbox fails, serves `stale` if it was confirmed recently enough.
+    /// The answer is cached unless the account's feed changed something since `generation`
+    /// (the answer may predate that change).
     async fn fetch_or_stale(
         &self,
         account: &Account,
         display: &str,
         key: &str,
         stale: Option<Arc<Entry>>,
+        generation: u64,
     ) -> Result<Looked, Arc<UpstreamError>> {
         let started = entry::now_ms();
         match self.fetch(account, display, stale.as_deref()).await {
@@ -228,7 +237,11 @@ impl MetaCache {
                 // meanwhile is newer than this.
                 entry.checked_ms = started;
                 let entry = Arc::new(entry);
-                self.save(key, entry.clone()).await;
+                if account.feed.generation() == generation {
+                    if let Err(e) = self.save(key, entry.clone()).await {
+                        tracing::warn!(error = %e, "cannot write a metadata entry to the store");
+                    }
+                }
                 Ok(Looked { entry, source })
             }
             Err(e) if e.is_outage() => match stale {
@@ -248,28 +261,40 @@ impl MetaCache {
     /// Records a file's metadata seen elsewhere (e.g. in a download's result).
     pub async fn record_file(&self, account: &Account, lower: &str, file: FileMetadata) {
         let key = Self::key(account, lower);
-        self.save(&key, Arc::new(Entry::new(State::File(file))))
-            .await;
+        if let Err(e) = self
+            .save(&key, Arc::new(Entry::new(State::File(file))))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot write a metadata entry to the store");
+        }
     }
 
     /// Drops what is cached of one path, in L1 and the store.
     pub async fn forget(&self, account: &Account, lower: &str) {
-        self.forget_key(&Self::key(account, lower)).await;
-    }
-
-    async fn forget_key(&self, key: &str) {
-        lock(&self.l1).pop(key);
-        if let Err(e) = self.store.delete(key).await {
+        if let Err(e) = self.forget_key(&Self::key(account, lower)).await {
             tracing::warn!(error = %e, "cannot delete a metadata entry from the store");
         }
     }
 
-    /// Drops every entry whose key starts with `prefix`, in L1 and the store.
-    async fn forget_prefix(&self, prefix: &str) {
-        self.drop_l1(&[], &[prefix.to_owned()]);
-        if let Err(e) = self.store.delete_prefix(prefix).await {
-            tracing::warn!(error = %e, "cannot delete metadata entries from the store");
+    async fn forget_key(&self, key: &str) -> Result<(), StoreError> {
+        lock(&self.l1).pop(key);
+        self.store.delete(key).await
+    }
+
+    /// Drops every entry of `account` whose key starts with one of `prefixes`, in L1 and the
+    /// store.
+    async fn forget_prefixes(
+        &self,
+        account: &Account,
+        prefixes: &[String],
+    ) -> Result<(), StoreError> {
+        if prefixes.is_empty() {
+            return Ok(());
         }
+        self.drop_l1(&[], prefixes);
+        self.store
+            .delete_prefixes(&Self::key(account, ""), prefixes)
+            .await
     }
 
     /// Drops entries from L1 only (another instance changed the store).
@@ -293,21 +318,43 @@ impl MetaCache {
     }
 
     /// Runs `fetch` once for every concurrent caller asking for `key`. If the caller running
-    /// it goes away, a waiting one takes over (OnceCell semantics).
+    /// it goes away, a waiting one takes over (OnceCell semantics); when every caller has gone,
+    /// the flight is forgotten.
     async fn flight(
         &self,
         key: &str,
         fetch: impl Future<Output = Result<Looked, Arc<UpstreamError>>>,
     ) -> Result<Looked, Arc<UpstreamError>> {
+        /// Removes the flight when its last caller is done or dropped.
+        struct Landing<'a> {
+            flights: &'a Mutex<HashMap<String, Flight>>,
+            key: &'a str,
+            cell: Flight,
+        }
+        impl Drop for Landing<'_> {
+            fn drop(&mut self) {
+                let mut flights = lock(self.flights);
+                // Ours and nobody else's (the map holds one reference, we hold one).
+                if flights
+                    .get(self.key)
+                    .is_some_and(|c| Arc::ptr_eq(c, &self.cell) && Arc::strong_count(c) <= 2)
+                {
+                    flights.remove(self.key);
+                }
+            }
+        }
         let cell = lock(&self.flights)
             .entry(key.to_owned())
             .or_default()
             .clone();
+        let landing = Landing {
+            flights: &self.flights,
+            key,
+            cell: cell.clone(),
+        };
         let out = cell.get_or_init(|| fetch).await.clone();
-        let mut flights = lock(&self.flights);
-        if flights.get(key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-            flights.remove(key);
-        }
+        drop(cell);
+        drop(landing);
         out
     }
 
@@ -337,16 +384,19 @@ impl MetaCache {
         }
     }
 
-    async fn save(&self, key: &str, entry: Arc<Entry>) {
+    /// Keeps an entry in L1 and the store, unless either has a later confirmation of it.
+    async fn save(&self, key: &str, entry: Arc<Entry>) -> Result<(), StoreError> {
         let retain = match entry.state {
             State::Missing => self.fresh.negative_ttl.max(self.fresh.stale_if_error),
             _ => RETAIN.max(self.fresh.ttl).max(self.fresh.stale_if_error),
         };
         let value = serde_json::to_vec(&*entry).expect("an entry serializes");
+        let checked_ms = entry.checked_ms;
         self.remember(key, entry);
-        if let Err(e) = self.store.set(key, &value, Some(retain)).await {
-            tracing::warn!(error = %e, "cannot write a metadata entry to the store");
-        }
+        self.store
+            .set_if_newer(key, &value, checked_ms, retain)
+            .await
+            .map(drop)
     }
 
     /// Asks Dropbox, revalidating `stale` when it can.

@@ -98,19 +98,60 @@ impl EmbeddedStore {
         .await
     }
 
-    /// Deletes every key starting with `prefix`.
-    pub async fn delete_prefix(&self, prefix: String) -> Result<(), StoreError> {
+    /// Deletes every key that starts with one of `prefixes`.
+    pub async fn delete_prefixes(&self, prefixes: Vec<String>) -> Result<(), StoreError> {
         let db = self.db.clone();
         blocking(move || {
             let txn = db.begin_write()?;
             {
                 let mut table = txn.open_table(TABLE)?;
-                // Every key with the prefix sorts between it and it + the last code point.
-                let upper = format!("{prefix}\u{10FFFF}");
-                table.retain_in(prefix.as_str()..upper.as_str(), |_, _| false)?;
+                for prefix in &prefixes {
+                    // Every key with the prefix sorts between it and it + the last code point.
+                    let upper = format!("{prefix}\u{10FFFF}");
+                    table.retain_in(prefix.as_str()..upper.as_str(), |_, _| false)?;
+                }
             }
             txn.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Sets `value` unless the stored entry was confirmed after `checked_ms`; false if kept.
+    pub async fn set_if_newer(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        checked_ms: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Checked {
+            checked_ms: u64,
+        }
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            let set = {
+                let mut table = txn.open_table(TABLE)?;
+                let newer = table.get(key.as_str())?.is_some_and(|raw| {
+                    let raw = raw.value();
+                    let (expiry, stored) = raw.split_at(8.min(raw.len()));
+                    let expiry = u64::from_be_bytes(expiry.try_into().unwrap_or([0; 8]));
+                    (expiry == 0 || expiry > now_ms())
+                        && serde_json::from_slice::<Checked>(stored)
+                            .is_ok_and(|c| c.checked_ms > checked_ms)
+                });
+                if !newer {
+                    let expiry = now_ms() + (ttl.as_millis() as u64).max(1);
+                    let mut raw = expiry.to_be_bytes().to_vec();
+                    raw.extend_from_slice(&value);
+                    table.insert(key.as_str(), raw.as_slice())?;
+                }
+                !newer
+            };
+            txn.commit()?;
+            Ok(set)
         })
         .await
     }

@@ -103,12 +103,29 @@ impl Store {
         }
     }
 
-    /// Deletes every entry whose name starts with `prefix`.
-    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
-        let key = Store::key(prefix);
+    /// Deletes every entry under `base` whose name starts with one of `prefixes` (each
+    /// beginning with `base`).
+    pub async fn delete_prefixes(&self, base: &str, prefixes: &[String]) -> Result<(), StoreError> {
+        let full: Vec<String> = prefixes.iter().map(|p| Store::key(p)).collect();
         match self {
-            Store::Redis(r) => r.delete_prefix(&key).await,
-            Store::Embedded(e) => e.delete_prefix(key).await,
+            Store::Redis(r) => r.delete_prefixes(&Store::key(base), &full).await,
+            Store::Embedded(e) => e.delete_prefixes(full).await,
+        }
+    }
+
+    /// Sets a metadata entry unless the stored one was confirmed after `checked_ms` (a slow
+    /// answer never overwrites what the change feed wrote meanwhile); false if it was kept.
+    pub async fn set_if_newer(
+        &self,
+        name: &str,
+        value: &[u8],
+        checked_ms: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let key = Store::key(name);
+        match self {
+            Store::Redis(r) => r.set_if_newer(&key, value, checked_ms, ttl).await,
+            Store::Embedded(e) => e.set_if_newer(key, value.to_vec(), checked_ms, ttl).await,
         }
     }
 

@@ -21,6 +21,14 @@ const HOLD: &str = "local v = redis.call('get', KEYS[1]) \
     if v == false then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end \
     if v == ARGV[1] then redis.call('pexpire', KEYS[1], ARGV[2]) return 1 end \
     return 0";
+/// Sets a metadata entry unless the stored one was confirmed later (its `checked_ms`).
+const SET_IF_NEWER: &str = "local v = redis.call('get', KEYS[1]) \
+    if v then local c = tonumber(string.match(v, '\"checked_ms\":(%d+)')) \
+      if c and c > tonumber(ARGV[2]) then return 0 end end \
+    redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[3]) return 1";
+/// How often a quiet subscription is probed, and how long the probe may take.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Deletes a lease only when ours.
 const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
     return redis.call('del', KEYS[1]) end return 0";
@@ -109,9 +117,10 @@ impl RedisStore {
         self.call(async |mut c| c.del(key).await).await
     }
 
-    /// Deletes every key starting with `prefix` (SCAN, so Redis is never blocked).
-    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
-        let pattern = format!("{}*", glob_escape(prefix));
+    /// Deletes every key under `base` that starts with one of `prefixes` (one SCAN pass,
+    /// so Redis is never blocked).
+    pub async fn delete_prefixes(&self, base: &str, prefixes: &[String]) -> Result<(), StoreError> {
+        let pattern = format!("{}*", glob_escape(base));
         self.call(async |mut c| {
             let mut cursor: u64 = 0;
             loop {
@@ -120,17 +129,44 @@ impl RedisStore {
                     .arg("MATCH")
                     .arg(&pattern)
                     .arg("COUNT")
-                    .arg(500)
+                    .arg(1000)
                     .query_async(&mut c)
                     .await?;
-                if !keys.is_empty() {
-                    c.unlink::<_, ()>(keys).await?;
+                let doomed: Vec<String> = keys
+                    .into_iter()
+                    .filter(|k| prefixes.iter().any(|p| k.starts_with(p.as_str())))
+                    .collect();
+                if !doomed.is_empty() {
+                    c.unlink::<_, ()>(doomed).await?;
                 }
                 if next == 0 {
                     return Ok(());
                 }
                 cursor = next;
             }
+        })
+        .await
+    }
+
+    /// Sets `value` unless the stored entry was confirmed after `checked_ms`; false if kept.
+    pub async fn set_if_newer(
+        &self,
+        key: &str,
+        value: &[u8],
+        checked_ms: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.call(async |mut c| {
+            redis::cmd("EVAL")
+                .arg(SET_IF_NEWER)
+                .arg(1)
+                .arg(key)
+                .arg(value)
+                .arg(checked_ms)
+                .arg(ttl.as_millis().max(1) as u64)
+                .query_async::<i64>(&mut c)
+                .await
+                .map(|set| set == 1)
         })
         .await
     }
@@ -203,10 +239,26 @@ impl RedisStore {
                     failures = 0;
                     healthy.send_replace(true);
                     tracing::info!("subscribed to store invalidations");
-                    let mut messages = pubsub.into_on_message();
-                    while let Some(msg) = messages.next().await {
-                        if tx.send(msg.get_payload_bytes().to_vec()).is_err() {
-                            return;
+                    let (mut sink, mut messages) = pubsub.split();
+                    let mut probe = tokio::time::interval(PROBE_EVERY);
+                    probe.tick().await;
+                    // A half-open connection delivers nothing and says nothing: probe it.
+                    loop {
+                        tokio::select! {
+                            msg = messages.next() => match msg {
+                                Some(msg) => {
+                                    if tx.send(msg.get_payload_bytes().to_vec()).is_err() {
+                                        return;
+                                    }
+                                }
+                                None => break,
+                            },
+                            _ = probe.tick() => {
+                                let pong = tokio::time::timeout(PROBE_TIMEOUT, sink.ping::<String>());
+                                if !matches!(pong.await, Ok(Ok(_))) {
+                                    break;
+                                }
+                            }
                         }
                     }
                     healthy.send_replace(false);
@@ -240,6 +292,16 @@ fn glob_escape(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_checked_ms_pattern_finds_the_entry_field() {
+        // The Lua pattern `"checked_ms":(%d+)` reads the first occurrence: the entry's own
+        // field, which serde writes before `state` (whose names could contain the text).
+        let e = crate::meta::Entry::new(crate::meta::State::Missing);
+        let json = String::from_utf8(serde_json::to_vec(&e).unwrap()).unwrap();
+        let at = json.find("\"checked_ms\":").unwrap();
+        assert!(at < json.find("\"state\"").unwrap(), "{json}");
+    }
+
     #[test]
     fn glob_characters_are_escaped() {
         assert_eq!(super::glob_escape("a*b?[c]\\d"), "a\\*b\\?\\[c\\]\\\\d");

@@ -5,7 +5,8 @@
 //!
 //! The governor: after a 429 an account makes no call at all until its Retry-After has passed
 //! (callers within their budget wait, the others get `RateLimited` at once), and calls in flight
-//! are capped per account and overall (a download holds its permits until its body ends). An
+//! are capped per account and overall (a download's permits cover its request, not the body's
+//! transfer, so a client that stops reading cannot hold an account's calls up). An
 //! account whose refresh token is refused (`invalid_grant`) needs re-linking: its calls fail
 //! with `Relink` at once, with no retry storm against the token endpoint.
 
@@ -101,6 +102,9 @@ pub struct TokenSet {
     /// Calls in flight for this account.
     calls: Arc<Semaphore>,
 }
+
+/// After a failed refresh ahead of expiry, the next try waits this long (or until expiry).
+const RETRY_REFRESH: Duration = Duration::from_secs(60);
 
 /// Unbounded enough for a `TokenSet` built without a cap.
 const UNCAPPED: usize = Semaphore::MAX_PERMITS;
@@ -358,6 +362,7 @@ impl Dropbox {
             let req = req.body(Full::default());
             async move {
                 let resp = self.send(req.map_err(UpstreamError::Request)?).await?;
+                drop(permits);
                 let result = resp
                     .headers()
                     .get("dropbox-api-result")
@@ -379,7 +384,9 @@ impl Dropbox {
                     status,
                     content_range,
                     content_length,
-                    body: TimeoutBody::new(resp.into_body(), self.read_timeout).holding(permits),
+                    // The permits cover the call, not the body's transfer: a client that stops
+                    // reading must not hold the account's calls up.
+                    body: TimeoutBody::new(resp.into_body(), self.read_timeout),
                 })
             }
         })
@@ -451,7 +458,8 @@ impl Dropbox {
             429 => {
                 let json_wait =
                     parsed.and_then(|p| p.error.get("retry_after").and_then(Value::as_u64));
-                let secs = retry_header.or(json_wait).unwrap_or(1);
+                // Never "0": a retry at once would be a hot loop.
+                let secs = retry_header.or(json_wait).unwrap_or(1).max(1);
                 UpstreamError::RateLimited {
                     retry_after: Duration::from_secs(secs),
                 }
@@ -549,6 +557,11 @@ impl Dropbox {
             Err(UpstreamError::Relink) => Err(UpstreamError::Relink),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot refresh an expiring token ahead of time");
+                // Try again in a while, not on every call.
+                let mut access = auth.access.write().unwrap_or_else(|p| p.into_inner());
+                if let Some(a) = access.as_mut().filter(|a| a.token == current.token) {
+                    a.refresh_at = Some((now + RETRY_REFRESH).min(expires));
+                }
                 Ok(current.token)
             }
         }

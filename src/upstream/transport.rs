@@ -70,12 +70,10 @@ pub fn http_client(
 }
 
 /// A response body whose every read must arrive within `timeout`.
-/// It holds the call's governor permits until it is dropped.
 pub struct TimeoutBody {
     inner: Incoming,
     timeout: Duration,
     sleep: Pin<Box<Sleep>>,
-    permits: Option<super::client::Permits>,
 }
 
 impl TimeoutBody {
@@ -84,14 +82,7 @@ impl TimeoutBody {
             inner,
             timeout,
             sleep: Box::pin(tokio::time::sleep(timeout)),
-            permits: None,
         }
-    }
-
-    /// Keeps the call's permits for as long as the body lives.
-    pub fn holding(mut self, permits: super::client::Permits) -> Self {
-        self.permits = Some(permits);
-        self
     }
 }
 
@@ -105,10 +96,6 @@ impl Body for TimeoutBody {
     ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(None) => {
-                this.permits = None;
-                Poll::Ready(None)
-            }
             Poll::Ready(frame) => {
                 let deadline = tokio::time::Instant::now() + this.timeout;
                 this.sleep.as_mut().reset(deadline);
