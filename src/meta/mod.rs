@@ -237,10 +237,10 @@ impl MetaCache {
                 // meanwhile is newer than this.
                 entry.checked_ms = started;
                 let entry = Arc::new(entry);
-                if account.feed.generation() == generation {
-                    if let Err(e) = self.save(key, entry.clone()).await {
-                        tracing::warn!(error = %e, "cannot write a metadata entry to the store");
-                    }
+                if account.feed.generation() == generation
+                    && let Err(e) = self.save(key, entry.clone()).await
+                {
+                    tracing::warn!(error = %e, "cannot write a metadata entry to the store");
                 }
                 Ok(Looked { entry, source })
             }
