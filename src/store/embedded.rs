@@ -23,6 +23,22 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// A stored value: 8 bytes of expiry (Unix ms, 0 = never), then the value.
+fn pack(value: &[u8], ttl: Option<Duration>) -> Vec<u8> {
+    let expiry = ttl.map_or(0, |t| now_ms() + (t.as_millis() as u64).max(1));
+    let mut raw = Vec::with_capacity(8 + value.len());
+    raw.extend_from_slice(&expiry.to_be_bytes());
+    raw.extend_from_slice(value);
+    raw
+}
+
+/// The value in `raw`, unless it has expired.
+fn unpack(raw: &[u8]) -> Option<&[u8]> {
+    let (expiry, value) = raw.split_at(8.min(raw.len()));
+    let expiry = u64::from_be_bytes(expiry.try_into().unwrap_or([0; 8]));
+    (expiry == 0 || expiry > now_ms()).then_some(value)
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, redb::Error> + Send + 'static,
 ) -> Result<T, StoreError> {
@@ -58,10 +74,7 @@ impl EmbeddedStore {
             let Some(raw) = table.get(key.as_str())? else {
                 return Ok(None);
             };
-            let raw = raw.value();
-            let (expiry, value) = raw.split_at(8.min(raw.len()));
-            let expiry = u64::from_be_bytes(expiry.try_into().unwrap_or([0; 8]));
-            Ok((expiry == 0 || expiry > now_ms()).then(|| value.to_vec()))
+            Ok(unpack(raw.value()).map(<[u8]>::to_vec))
         })
         .await
     }
@@ -73,11 +86,8 @@ impl EmbeddedStore {
         ttl: Option<Duration>,
     ) -> Result<(), StoreError> {
         let db = self.db.clone();
-        let expiry = ttl.map_or(0, |t| now_ms() + (t.as_millis() as u64).max(1));
+        let raw = pack(&value, ttl);
         blocking(move || {
-            let mut raw = Vec::with_capacity(8 + value.len());
-            raw.extend_from_slice(&expiry.to_be_bytes());
-            raw.extend_from_slice(&value);
             let txn = db.begin_write()?;
             txn.open_table(TABLE)?
                 .insert(key.as_str(), raw.as_slice())?;
@@ -135,18 +145,13 @@ impl EmbeddedStore {
             let set = {
                 let mut table = txn.open_table(TABLE)?;
                 let newer = table.get(key.as_str())?.is_some_and(|raw| {
-                    let raw = raw.value();
-                    let (expiry, stored) = raw.split_at(8.min(raw.len()));
-                    let expiry = u64::from_be_bytes(expiry.try_into().unwrap_or([0; 8]));
-                    (expiry == 0 || expiry > now_ms())
-                        && serde_json::from_slice::<Checked>(stored)
+                    unpack(raw.value()).is_some_and(|stored| {
+                        serde_json::from_slice::<Checked>(stored)
                             .is_ok_and(|c| c.checked_ms > checked_ms)
+                    })
                 });
                 if !newer {
-                    let expiry = now_ms() + (ttl.as_millis() as u64).max(1);
-                    let mut raw = expiry.to_be_bytes().to_vec();
-                    raw.extend_from_slice(&value);
-                    table.insert(key.as_str(), raw.as_slice())?;
+                    table.insert(key.as_str(), pack(&value, Some(ttl)).as_slice())?;
                 }
                 !newer
             };
@@ -168,18 +173,12 @@ impl EmbeddedStore {
             let txn = db.begin_write()?;
             let held = {
                 let mut table = txn.open_table(TABLE)?;
-                let holder = table.get(key.as_str())?.and_then(|raw| {
-                    let raw = raw.value();
-                    let (expiry, value) = raw.split_at(8.min(raw.len()));
-                    let expiry = u64::from_be_bytes(expiry.try_into().unwrap_or([0; 8]));
-                    (expiry == 0 || expiry > now_ms()).then(|| value.to_vec())
-                });
+                let holder = table
+                    .get(key.as_str())?
+                    .and_then(|raw| unpack(raw.value()).map(<[u8]>::to_vec));
                 let free = holder.as_deref().is_none_or(|h| h == owner.as_bytes());
                 if free {
-                    let expiry = now_ms() + (ttl.as_millis() as u64).max(1);
-                    let mut raw = expiry.to_be_bytes().to_vec();
-                    raw.extend_from_slice(owner.as_bytes());
-                    table.insert(key.as_str(), raw.as_slice())?;
+                    table.insert(key.as_str(), pack(owner.as_bytes(), Some(ttl)).as_slice())?;
                 }
                 free
             };

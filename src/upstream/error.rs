@@ -77,14 +77,7 @@ impl UpstreamError {
     /// Dropbox is failing (5xx, timeouts, unreachable, rate limiting) rather than saying
     /// something about the request: cached content may stand in (stale-if-error).
     pub fn is_outage(&self) -> bool {
-        matches!(
-            self,
-            UpstreamError::Server { .. }
-                | UpstreamError::Transport(_)
-                | UpstreamError::Timeout(_)
-                | UpstreamError::RateLimited { .. }
-                | UpstreamError::Body(_)
-        )
+        self.is_retryable() || matches!(self, UpstreamError::Body(_))
     }
 
     /// Dropbox could not be reached or did not answer in time (→ 504 rather than 502).
