@@ -98,9 +98,9 @@ impl Metrics {
             self.relink
                 .with_label_values(&alias)
                 .set(i64::from(a.tokens.needs_relink()));
-            self.feed_live.with_label_values(&alias).set(i64::from(
-                a.feed.trusted_since().is_some() && meta.is_listening(),
-            ));
+            self.feed_live
+                .with_label_values(&alias)
+                .set(i64::from(meta.feed_since(&a).is_some()));
             self.feed_pokes
                 .with_label_values(&alias)
                 .set(a.feed.pokes() as i64);

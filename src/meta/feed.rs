@@ -128,6 +128,18 @@ pub struct Message {
     pub poke: bool,
 }
 
+impl Message {
+    /// An empty message about `alias` from the instance `from`.
+    fn new(from: &str, alias: &str) -> Message {
+        Message {
+            v: VERSION,
+            from: from.to_owned(),
+            alias: alias.to_owned(),
+            ..Message::default()
+        }
+    }
+}
+
 /// What a feed needs, shared by its tasks.
 struct Ctx {
     meta: Arc<MetaCache>,
@@ -208,11 +220,8 @@ impl Feeds {
         account.feed.poke();
         let Some(ctx) = &self.ctx else { return };
         let msg = Message {
-            v: VERSION,
-            from: ctx.instance.clone(),
-            alias: account.alias.clone(),
             poke: true,
-            ..Message::default()
+            ..Message::new(&ctx.instance, &account.alias)
         };
         ctx.publish(&msg).await;
     }
@@ -392,17 +401,11 @@ impl Lease<'_> {
             Ok(record) => {
                 self.record = record;
                 self.healthy = true;
-                account
-                    .feed
-                    .since_ms
-                    .store(self.record.since_ms, Ordering::Relaxed);
+                // Raises this instance's `since` to the new cursor's.
                 self.announce().await;
                 let msg = Message {
-                    v: VERSION,
-                    from: ctx.instance.clone(),
-                    alias: account.alias.clone(),
                     since_ms: Some(self.record.since_ms),
-                    ..Message::default()
+                    ..Message::new(&ctx.instance, &account.alias)
                 };
                 ctx.publish(&msg).await;
                 Some(true)
@@ -499,7 +502,7 @@ async fn hold(ctx: &Ctx, account: &Account, tick: &mut Interval) -> Option<()> {
             }
         }
         // 2. Read them, apply them, tell the others, then move the cursor on.
-        match lease.keep(changes_since(ctx, account, cursor)).await? {
+        match lease.keep(ctx.meta.changes(account, &cursor)).await? {
             Ok((deltas, next)) => {
                 // The cursor moves on only once every change is in the store.
                 let applied = lease
@@ -540,26 +543,6 @@ async fn hold(ctx: &Ctx, account: &Account, tick: &mut Interval) -> Option<()> {
     }
 }
 
-/// Every delta after `cursor`, following `has_more`.
-async fn changes_since(
-    ctx: &Ctx,
-    account: &Account,
-    mut cursor: String,
-) -> Result<(Vec<Metadata>, String), UpstreamError> {
-    let mut deltas = Vec::new();
-    loop {
-        let page = ctx
-            .dropbox
-            .list_folder_continue(&account.tokens, &cursor)
-            .await?;
-        deltas.extend(page.entries);
-        cursor = page.cursor;
-        if !page.has_more {
-            return Ok((deltas, cursor));
-        }
-    }
-}
-
 /// `abs` (a Dropbox `path_lower`) relative to the root `root_lower`: `""` for the root.
 fn relative<'a>(root_lower: &str, abs: &'a str) -> Option<&'a str> {
     let rest = abs.strip_prefix(root_lower)?;
@@ -579,12 +562,7 @@ async fn apply(
     from: &str,
 ) -> Result<Message, StoreError> {
     let root = account.root.to_lowercase();
-    let mut msg = Message {
-        v: VERSION,
-        from: from.to_owned(),
-        alias: account.alias.clone(),
-        ..Message::default()
-    };
+    let mut msg = Message::new(from, &account.alias);
     if deltas.is_empty() {
         return Ok(msg);
     }

@@ -98,6 +98,12 @@ impl MetaCache {
         }
     }
 
+    /// From when `account`'s entries are vouched for by its change feed, if the feed is live
+    /// here and this instance hears the others' invalidations.
+    pub fn feed_since(&self, account: &Account) -> Option<u64> {
+        account.feed.trusted_since().filter(|_| self.is_listening())
+    }
+
     /// Whether invalidations from other instances are arriving (always, with one instance).
     pub fn is_listening(&self) -> bool {
         self.listening.load(Ordering::Relaxed)
@@ -119,11 +125,7 @@ impl MetaCache {
     /// older entry is revalidated once, whatever its TTL: the feed may have missed its change,
     /// e.g. after a cursor reset); otherwise confirmed within its TTL.
     fn is_fresh(&self, account: &Account, e: &Entry) -> bool {
-        let since = account
-            .feed
-            .trusted_since()
-            .filter(|_| self.listening.load(Ordering::Relaxed));
-        match since {
+        match self.feed_since(account) {
             Some(since) => e.checked_ms >= since,
             None => e.is_fresh(self.ttl(e)),
         }

@@ -3,9 +3,9 @@
 //! Dropbox's own error text, or paths.
 
 use super::normalize::NormalizeError;
-use crate::server::{Body, full};
+use crate::server::{Body, plain};
 use crate::upstream::error::UpstreamError;
-use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{ALLOW, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,14 +91,8 @@ impl ProxyError {
                 _ => "Dropbox could not be read\n".into(),
             },
         };
-        let mut resp = Response::new(full(text));
-        *resp.status_mut() = status;
+        let mut resp = plain(status, text);
         let h = resp.headers_mut();
-        h.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if status == StatusCode::METHOD_NOT_ALLOWED {
             h.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         }

@@ -33,6 +33,20 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(|e| match e {}).boxed()
 }
 
+/// A short `text/plain` answer that no cache keeps (errors, health, the webhook's replies).
+pub fn plain(status: hyper::StatusCode, text: impl Into<Bytes>) -> Response<Body> {
+    use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+    let mut resp = Response::new(full(text));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
 /// An empty body.
 pub fn empty() -> Body {
     full(Bytes::new())

@@ -3,10 +3,10 @@
 
 use crate::app::App;
 use crate::proxy::{self, ProxyError};
-use crate::server::{Body, full};
+use crate::server::{Body, plain};
 use hyper::body::Incoming;
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
-use hyper::{Request, Response};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Request, Response, StatusCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -103,12 +103,5 @@ async fn metrics(app: &App) -> Response<Body> {
 }
 
 fn health(text: String) -> Response<Body> {
-    let mut resp = Response::new(full(text));
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    plain(StatusCode::OK, text)
 }

@@ -7,12 +7,11 @@
 //! instance holds it); a bad or missing one is 403 and nothing happens.
 
 use crate::app::App;
-use crate::server::{Body, full};
-use bytes::Bytes;
+use crate::server::{Body, plain};
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, X_CONTENT_TYPE_OPTIONS};
+use hyper::header::{HeaderValue, X_CONTENT_TYPE_OPTIONS};
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
 use serde::Deserialize;
@@ -36,25 +35,13 @@ struct ListFolder {
     accounts: Vec<String>,
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut resp = Response::new(full(body));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
 /// Answers `/webhook`.
 pub async fn handle(app: &Arc<App>, parts: &Parts, body: Incoming) -> Response<Body> {
     match parts.method {
         Method::GET => challenge(parts),
         Method::POST => notification(app, parts, body).await,
         _ => {
-            let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "GET or POST\n");
+            let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "GET or POST\n");
             resp.headers_mut()
                 .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, POST"));
             resp
@@ -69,13 +56,13 @@ fn challenge(parts: &Parts) -> Response<Body> {
         .map(|(_, v)| v.into_owned());
     match challenge {
         Some(c) if !c.is_empty() && c.len() <= MAX_CHALLENGE => {
-            let mut resp = text(StatusCode::OK, c);
+            let mut resp = plain(StatusCode::OK, c);
             // SECURITY: the echo is the caller's own text; never let a browser sniff it as HTML.
             resp.headers_mut()
                 .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
             resp
         }
-        _ => text(
+        _ => plain(
             StatusCode::BAD_REQUEST,
             "expected ?challenge= (1 to 1024 characters)\n",
         ),
@@ -97,7 +84,7 @@ async fn notification(app: &Arc<App>, parts: &Parts, body: Incoming) -> Response
     let outcome = |o: &str| app.metrics.webhooks.with_label_values(&[o]).inc();
     let forbidden = || {
         outcome("forbidden");
-        text(StatusCode::FORBIDDEN, "bad or missing signature\n")
+        plain(StatusCode::FORBIDDEN, "bad or missing signature\n")
     };
     // SECURITY: nothing is read into action before the signature over the raw bytes holds.
     let Some(secret) = &app.config.dropbox.app_secret else {
@@ -115,7 +102,7 @@ async fn notification(app: &Arc<App>, parts: &Parts, body: Incoming) -> Response
         Ok(c) => c.to_bytes(),
         Err(_) => {
             outcome("malformed");
-            return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
+            return plain(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
         }
     };
     if !verify(secret.expose().as_bytes(), &raw, signature) {
@@ -124,7 +111,7 @@ async fn notification(app: &Arc<App>, parts: &Parts, body: Incoming) -> Response
     }
     let Ok(note) = serde_json::from_slice::<Notification>(&raw) else {
         outcome("malformed");
-        return text(StatusCode::BAD_REQUEST, "not a Dropbox notification\n");
+        return plain(StatusCode::BAD_REQUEST, "not a Dropbox notification\n");
     };
     outcome("accepted");
     let named = note.list_folder.map(|l| l.accounts).unwrap_or_default();
@@ -133,7 +120,7 @@ async fn notification(app: &Arc<App>, parts: &Parts, body: Incoming) -> Response
             accounts = named.len(),
             "webhook received; the change feed is off"
         );
-        return text(StatusCode::OK, "ok\n");
+        return plain(StatusCode::OK, "ok\n");
     }
     // Accounts whose id is not learned yet might be the ones named: poke them too.
     let poked: Vec<_> = app
@@ -154,7 +141,7 @@ async fn notification(app: &Arc<App>, parts: &Parts, body: Incoming) -> Response
             app.feeds.poke(&account).await;
         }
     });
-    text(StatusCode::OK, "ok\n")
+    plain(StatusCode::OK, "ok\n")
 }
 
 #[cfg(test)]

@@ -157,10 +157,7 @@ impl RedisStore {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         self.call(async |mut c| {
-            redis::cmd("EVAL")
-                .arg(SET_IF_NEWER)
-                .arg(1)
-                .arg(key)
+            eval(SET_IF_NEWER, key)
                 .arg(value)
                 .arg(checked_ms)
                 .arg(ttl.as_millis().max(1) as u64)
@@ -178,10 +175,7 @@ impl RedisStore {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         self.call(async |mut c| {
-            redis::cmd("EVAL")
-                .arg(HOLD)
-                .arg(1)
-                .arg(key)
+            eval(HOLD, key)
                 .arg(owner)
                 .arg(ttl.as_millis().max(1) as u64)
                 .query_async::<i64>(&mut c)
@@ -193,10 +187,7 @@ impl RedisStore {
 
     pub async fn release_lease(&self, key: &str, owner: &str) -> Result<(), StoreError> {
         self.call(async |mut c| {
-            redis::cmd("EVAL")
-                .arg(RELEASE)
-                .arg(1)
-                .arg(key)
+            eval(RELEASE, key)
                 .arg(owner)
                 .query_async::<i64>(&mut c)
                 .await
@@ -276,6 +267,13 @@ impl RedisStore {
             tokio::time::sleep(Duration::from_millis(wait)).await;
         }
     }
+}
+
+/// `EVAL script 1 key`, for the caller to add the script's arguments.
+fn eval(script: &str, key: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(script).arg(1).arg(key);
+    cmd
 }
 
 /// Escapes Redis glob characters so a key prefix matches only itself.

@@ -166,7 +166,7 @@ impl TokenSet {
 
 /// The permits a call holds while in flight: the account's and the overall one.
 #[derive(Debug)]
-pub struct Permits {
+struct Permits {
     _account: OwnedSemaphorePermit,
     _all: OwnedSemaphorePermit,
 }
@@ -266,13 +266,7 @@ impl Dropbox {
             .body(Full::new(Bytes::from(to_header_safe(&arg))))
             .map_err(UpstreamError::Request)?;
         let deadline = timeout + Duration::from_secs(90) + self.read_timeout;
-        let resp = tokio::time::timeout(deadline, self.http.request(req))
-            .await
-            .map_err(|_| UpstreamError::Timeout(deadline))?
-            .map_err(UpstreamError::Transport)?;
-        if !resp.status().is_success() {
-            return Err(self.error_from(resp).await);
-        }
+        let resp = self.send_within(req, deadline).await?;
         let bytes = self.read_all(resp).await?;
         serde_json::from_slice(&bytes).map_err(UpstreamError::Decode)
     }
@@ -395,9 +389,18 @@ impl Dropbox {
 
     /// Sends; answers 2xx (and 206) as they are, maps everything else to an error.
     async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, UpstreamError> {
-        let resp = tokio::time::timeout(self.read_timeout, self.http.request(req))
+        self.send_within(req, self.read_timeout).await
+    }
+
+    /// `send`, waiting up to `limit` for the answer's head.
+    async fn send_within(
+        &self,
+        req: Request<Full<Bytes>>,
+        limit: Duration,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let resp = tokio::time::timeout(limit, self.http.request(req))
             .await
-            .map_err(|_| UpstreamError::Timeout(self.read_timeout))?
+            .map_err(|_| UpstreamError::Timeout(limit))?
             .map_err(UpstreamError::Transport)?;
         if resp.status().is_success() {
             return Ok(resp);

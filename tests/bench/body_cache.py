@@ -14,24 +14,12 @@ import hashlib
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "target", "release", "dropcache")
-
-
-def start(args, env=None):
-    p = subprocess.Popen([BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         env={**os.environ, **(env or {})}, text=True)
-    line = p.stdout.readline().strip()
-    if not line.startswith("listening on "):
-        p.kill()
-        sys.exit(f"{args[0]} did not start: {line!r}")
-    return p, line[len("listening on "):]
+from spawn import BIN, start
 
 
 def config(path, emulator, cache, store, **cache_keys):

@@ -26,20 +26,8 @@ import time
 import urllib.parse
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "target", "release", "dropcache")
+from spawn import BIN, start
 TOKEN = "bench-token"
-
-
-def start(args, env=None, log=None):
-    p = subprocess.Popen([BIN] + args, stdout=subprocess.PIPE,
-                         stderr=log or subprocess.DEVNULL,
-                         env={**os.environ, **(env or {})}, text=True)
-    line = p.stdout.readline().strip()
-    if not line.startswith("listening on "):
-        p.kill()
-        sys.exit(f"{args[0]} did not start: {line!r}")
-    return p, line[len("listening on "):]
 
 
 def free_port():
@@ -107,7 +95,7 @@ def start_emulator(work):
                  env={"DROPCACHE_EMULATOR_TOKEN": TOKEN})
 
 
-def wait_live(url):
+def wait_live():
     """The first GET after the feed is up; the feed's start is not observable from outside,
     so give the lease and the first longpoll a moment."""
     time.sleep(1.0)
@@ -131,7 +119,7 @@ def propagation(instances, changes):
             p, url = start(["serve", "--config", cfg], log=open(os.path.join(d, "log"), "w"))
             procs.append(p)
             urls.append(url)
-        wait_live(urls[0])
+        wait_live()
         clients = [Client(u) for u in urls]
         for c in clients:
             assert c.get("/bench/site/page.txt") == (200, b"v0")
@@ -184,7 +172,7 @@ def unchanged(requests):
         config(cfg, emu_url, work, ttl="1s")
         p, url = start(["serve", "--config", cfg])
         procs.append(p)
-        wait_live(url)
+        wait_live()
         paths = [f"/bench/gallery/{i}.jpg" for i in range(10)] + ["/bench/gallery/"]
         c = Client(url)
         for path in paths:

@@ -193,7 +193,7 @@ impl TestProxy {
     pub async fn feed_live(&self, alias: &str) {
         let account = self.account(alias);
         within("the change feed goes live", async {
-            while account.feed.trusted_since().is_none() || !self.app.meta.is_listening() {
+            while self.app.meta.feed_since(&account).is_none() {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         })

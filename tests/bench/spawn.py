@@ -1,0 +1,20 @@
+"""What the benchmark scripts share: the release binary, and starting one of its commands."""
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "target", "release", "dropcache")
+
+
+def start(args, env=None, log=None):
+    """Runs `dropcache ARGS` and waits for its first line, `listening on URL`; returns
+    (process, URL). Its log goes to `log` (a file), or nowhere."""
+    p = subprocess.Popen([BIN] + args, stdout=subprocess.PIPE,
+                         stderr=log or subprocess.DEVNULL,
+                         env={**os.environ, **(env or {})}, text=True)
+    line = p.stdout.readline().strip()
+    if not line.startswith("listening on "):
+        p.kill()
+        sys.exit(f"{args[0]} did not start: {line!r}")
+    return p, line[len("listening on "):]
