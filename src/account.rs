@@ -88,14 +88,6 @@ impl Accounts {
         self.by_alias.values().cloned().collect()
     }
 
-    /// The account Dropbox knows as `account_id` (webhooks name accounts so), if any.
-    pub fn by_dropbox_id(&self, account_id: &str) -> Option<Arc<Account>> {
-        self.by_alias
-            .values()
-            .find(|a| a.feed.account_id() == Some(account_id))
-            .cloned()
-    }
-
     /// The account published as `alias`, if any.
     pub fn lookup(&self, alias: &str) -> Option<Arc<Account>> {
         self.by_alias.get(alias).cloned()

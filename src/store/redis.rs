@@ -84,11 +84,6 @@ impl RedisStore {
         }
     }
 
-    /// Whether the last calls succeeded (the breaker is closed).
-    pub fn is_up(&self) -> bool {
-        now_ms() >= self.down_until.load(Ordering::Relaxed)
-    }
-
     pub async fn ping(&self) -> Result<(), StoreError> {
         // A probe goes through even with the breaker open: it is how /readyz sees recovery.
         self.down_until.store(0, Ordering::Relaxed);
