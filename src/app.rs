@@ -31,9 +31,11 @@ pub enum AppError {
 
 pub struct App {
     pub config: Config,
-    pub accounts: Accounts,
+    pub accounts: Arc<Accounts>,
+    pub dropbox: Arc<Dropbox>,
     pub meta: Arc<MetaCache>,
-    /// The change feed's tasks (none when `feed.enabled` is false).
+    /// The change feed's tasks (no followers when `feed.enabled` is false) and the listener of
+    /// other instances.
     pub feeds: Feeds,
     pub bodies: Bodies,
     pub store: Store,
@@ -64,8 +66,12 @@ impl App {
         let bodies = Bodies::load(&config.cache, dropbox.clone())
             .await
             .map_err(AppError::Cache)?;
-        let accounts = Accounts::from_config(&config.accounts, &config.dropbox);
+        let accounts = Arc::new(Accounts::from_config(&config));
         accounts.record(&store).await?;
+        let linked = accounts.load_linked(&store).await?;
+        if linked > 0 {
+            tracing::info!(linked, "linked accounts loaded");
+        }
         let c = &config.cache;
         let meta = Arc::new(MetaCache::new(
             store.clone(),
@@ -79,22 +85,19 @@ impl App {
             },
         ));
         let instance = hex::encode(rand::random::<[u8; 8]>());
-        let feeds = if config.feed.enabled {
-            Feeds::start(
-                meta.clone(),
-                dropbox.clone(),
-                store.clone(),
-                accounts.all(),
-                &config.feed,
-                instance.clone(),
-            )
-        } else {
-            Feeds::default()
-        };
+        let feeds = Feeds::start(
+            meta.clone(),
+            dropbox.clone(),
+            store.clone(),
+            accounts.clone(),
+            &config.feed,
+            instance.clone(),
+        );
         let cache_control = HeaderValue::from_str(&c.cache_control)
             .expect("config validation checked cache.cache_control");
         Ok(Arc::new(App {
             accounts,
+            dropbox,
             meta,
             feeds,
             bodies,

@@ -6,6 +6,7 @@
 use crate::proxy::normalize::{RESERVED_ALIASES, valid_alias};
 use crate::secret::Secret;
 use crate::upstream::client::Endpoints;
+use base64::Engine;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -50,8 +51,36 @@ struct RawConfig {
     http: RawHttp,
     #[serde(default)]
     feed: RawFeed,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    oauth: RawOauth,
     #[serde(default, rename = "account")]
     accounts: Vec<RawAccount>,
+    #[serde(default, rename = "shared_link")]
+    shared_links: Vec<RawSharedLink>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOauth {
+    redirect_uri: Option<String>,
+    secret_key: Option<String>,
+    state_ttl: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSharedLink {
+    name: String,
+    url: String,
+    password: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +96,7 @@ struct RawDropbox {
     content_url: Option<String>,
     notify_url: Option<String>,
     oauth_url: Option<String>,
+    authorize_url: Option<String>,
     app_key: Option<String>,
     app_secret: Option<String>,
     ca_file: Option<PathBuf>,
@@ -136,9 +166,31 @@ pub struct Config {
     pub cache: CacheConfig,
     pub max_ranges: usize,
     pub feed: FeedConfig,
+    /// Bearer token of `/admin/*` and `/oauth/start`; None: those routes are closed.
+    pub admin_token: Option<Secret<String>>,
+    pub oauth: OauthConfig,
     pub accounts: Vec<AccountConfig>,
+    pub shared_links: Vec<SharedLinkConfig>,
 }
 
+/// Linking accounts through OAuth (reference §5).
+#[derive(Debug, Clone)]
+pub struct OauthConfig {
+    /// Where Dropbox sends the browser back: this proxy's `/oauth/callback`.
+    pub redirect_uri: String,
+    /// 32 bytes: seals refresh tokens at rest and signs OAuth `state`. None: linking is off.
+    pub secret_key: Option<Secret<[u8; 32]>>,
+    /// How long a started link may take to come back.
+    pub state_ttl: Duration,
+}
+
+/// A shared link published under `/s/<name>/`.
+#[derive(Debug, Clone)]
+pub struct SharedLinkConfig {
+    pub name: String,
+    pub url: String,
+    pub password: Option<Secret<String>>,
+}
 /// The change feed: one follower per account (a lease in the store), longpoll, webhooks.
 #[derive(Debug, Clone)]
 pub struct FeedConfig {
@@ -234,6 +286,20 @@ fn url(key: &str, value: Option<String>, default: &str) -> Result<String, Config
     Ok(text.trim_end_matches('/').to_owned())
 }
 
+/// A published root: `""` (everything) or an absolute Dropbox path with no empty, `.` or `..`
+/// segment (a trailing `/` is dropped); None when it is not one.
+pub fn parse_root(text: &str) -> Option<String> {
+    let root = text.trim_end_matches('/');
+    let ok = (root.is_empty() || root.starts_with('/'))
+        && root.len() <= 1024
+        && !root.chars().any(char::is_control)
+        && !root
+            .split('/')
+            .skip(1)
+            .any(|s| s.is_empty() || s == "." || s == ".." || s.contains('\\'));
+    ok.then(|| root.to_owned())
+}
+
 /// The environment variable name for an account secret.
 pub fn account_env(alias: &str, what: &str) -> String {
     format!(
@@ -262,7 +328,7 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let listen_text = raw.server.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
-        let listen = listen_text.parse().map_err(|_| {
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
             invalid(
                 "server.listen",
                 format!("{listen_text:?} is not an IP:PORT address"),
@@ -275,6 +341,11 @@ impl Config {
             content: url("dropbox.content_url", d.content_url, &defaults.content)?,
             notify: url("dropbox.notify_url", d.notify_url, &defaults.notify)?,
             oauth: url("dropbox.oauth_url", d.oauth_url, &defaults.oauth)?,
+            authorize: url(
+                "dropbox.authorize_url",
+                d.authorize_url,
+                &defaults.authorize,
+            )?,
         };
         let app_secret = d
             .app_secret
@@ -392,6 +463,76 @@ impl Config {
         if feed.lease_ttl < Duration::from_millis(300) {
             return Err(invalid("feed.lease_ttl", "must be at least 300ms"));
         }
+        let admin_token = raw
+            .admin
+            .token
+            .or_else(|| env("DROPCACHE_ADMIN_TOKEN"))
+            .filter(|t| !t.is_empty());
+        if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(invalid("admin.token", "must be at least 16 characters"));
+        }
+        let o = raw.oauth;
+        let redirect_uri = url(
+            "oauth.redirect_uri",
+            o.redirect_uri,
+            &format!("http://localhost:{}/oauth/callback", listen.port()),
+        )?;
+        let secret_key = match o.secret_key.or_else(|| env("DROPCACHE_SECRET_KEY")) {
+            None => None,
+            Some(text) if text.is_empty() => None,
+            // SECURITY: never echo the key.
+            Some(text) => Some(Secret::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(text.trim())
+                    .ok()
+                    .and_then(|k| <[u8; 32]>::try_from(k).ok())
+                    .ok_or_else(|| {
+                        invalid(
+                            "oauth.secret_key",
+                            "must be 32 bytes in base64 (e.g. from `openssl rand -base64 32`)",
+                        )
+                    })?,
+            )),
+        };
+        let oauth = OauthConfig {
+            redirect_uri,
+            secret_key,
+            state_ttl: duration("oauth.state_ttl", o.state_ttl, "10m")?,
+        };
+        if oauth.state_ttl.is_zero() {
+            return Err(invalid("oauth.state_ttl", "must be above zero"));
+        }
+        let mut shared_links = Vec::new();
+        let mut names = HashSet::new();
+        for (i, l) in raw.shared_links.into_iter().enumerate() {
+            let key = |k: &str| format!("shared_link[{i}].{k}");
+            if !valid_alias(&l.name) {
+                return Err(invalid(
+                    key("name"),
+                    format!("{:?} must be 1-64 of a-z, 0-9, '-', '_'", l.name),
+                ));
+            }
+            if !names.insert(l.name.clone()) {
+                return Err(invalid(key("name"), format!("{:?} is used twice", l.name)));
+            }
+            if !l.url.starts_with("https://") {
+                return Err(invalid(
+                    key("url"),
+                    "must be a Dropbox shared link (https://www.dropbox.com/...)",
+                ));
+            }
+            shared_links.push(SharedLinkConfig {
+                name: l.name,
+                url: l.url,
+                password: l.password.map(Secret::new),
+            });
+        }
+        if !shared_links.is_empty() && (dropbox.app_key.is_none() || dropbox.app_secret.is_none()) {
+            return Err(invalid(
+                "dropbox.app_secret",
+                "shared links are read with the app's key and secret: set both",
+            ));
+        }
         let mut seen = HashSet::new();
         let mut accounts = Vec::new();
         for (i, a) in raw.accounts.into_iter().enumerate() {
@@ -414,21 +555,15 @@ impl Config {
                     format!("{:?} is used twice", a.alias),
                 ));
             }
-            let root = a.root.trim_end_matches('/').to_owned();
-            if !(root.is_empty() || root.starts_with('/'))
-                || root
-                    .split('/')
-                    .skip(1)
-                    .any(|s| s.is_empty() || s == "." || s == "..")
-            {
-                return Err(invalid(
+            let root = parse_root(&a.root).ok_or_else(|| {
+                invalid(
                     key("root"),
                     format!(
                         "{:?} must be \"\" or an absolute Dropbox path like \"/Public\"",
                         a.root
                     ),
-                ));
-            }
+                )
+            })?;
             let access_token = a
                 .access_token
                 .or_else(|| env(&account_env(&a.alias, "ACCESS_TOKEN")))
@@ -472,7 +607,10 @@ impl Config {
             cache,
             max_ranges,
             feed,
+            admin_token: admin_token.map(Secret::new),
+            oauth,
             accounts,
+            shared_links,
         })
     }
 }
@@ -510,6 +648,8 @@ mod tests {
         assert_eq!(format!("{:?}", empty.cache), format!("{:?}", c.cache));
         assert_eq!(format!("{:?}", empty.dropbox), format!("{:?}", c.dropbox));
         assert_eq!(format!("{:?}", empty.feed), format!("{:?}", c.feed));
+        assert_eq!(format!("{:?}", empty.oauth), format!("{:?}", c.oauth));
+        assert_eq!(c.oauth.redirect_uri, "http://localhost:8080/oauth/callback");
         assert!(c.feed.enabled);
     }
 
@@ -550,6 +690,17 @@ mod tests {
             ("[feed]\nlease_ttl = \"10ms\"", "feed.lease_ttl"),
             ("[dropbox]\nmax_concurrent = 0", "dropbox.max_concurrent"),
             ("[cache]\nstale_if_error = \"old\"", "cache.stale_if_error"),
+            ("[admin]\ntoken = \"short\"", "admin.token"),
+            ("[oauth]\nsecret_key = \"c2hvcnQ=\"", "oauth.secret_key"),
+            ("[oauth]\nredirect_uri = \"/cb\"", "oauth.redirect_uri"),
+            (
+                "[[shared_link]]\nname = \"p\"\nurl = \"https://www.dropbox.com/scl/fo/x\"",
+                "dropbox.app_secret",
+            ),
+            (
+                "[[shared_link]]\nname = \"Bad Name\"\nurl = \"https://x\"",
+                "shared_link[0].name",
+            ),
         ];
         for (text, key) in cases {
             let err = Config::parse(text, &no_env).expect_err(text).to_string();
@@ -560,13 +711,16 @@ mod tests {
     #[test]
     fn secrets_do_not_print() {
         let c = Config::parse(
-            "[store]\nredis_url = \"redis://:hunter2@localhost/0\"\n[[account]]\nalias = \"a\"\naccess_token = \"sl.secret\"",
+            "[store]\nredis_url = \"redis://:hunter2@localhost/0\"\n[admin]\ntoken = \"admin-secret-0123456789\"\n[oauth]\nsecret_key = \"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\"\n[[account]]\nalias = \"a\"\naccess_token = \"sl.secret\"",
             &no_env,
         )
         .unwrap();
         let shown = format!("{c:?}");
         assert!(
-            !shown.contains("hunter2") && !shown.contains("sl.secret"),
+            !shown.contains("hunter2")
+                && !shown.contains("sl.secret")
+                && !shown.contains("admin-secret")
+                && !shown.contains("[7, 7"),
             "{shown}"
         );
     }

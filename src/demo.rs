@@ -142,7 +142,7 @@ pub async fn start(dir: &Path, listen: &str) -> Result<(RunningEmulator, Config)
     let base = &emulator.base_url;
     let text = format!(
         "[server]\nlisten = {listen:?}\n\
-         [dropbox]\napi_url = {base:?}\ncontent_url = {base:?}\nnotify_url = {base:?}\noauth_url = {base:?}\n\
+         [dropbox]\napi_url = {base:?}\ncontent_url = {base:?}\nnotify_url = {base:?}\noauth_url = {base:?}\nauthorize_url = \"{base}/oauth2/authorize\"\n\
          [store]\npath = {store:?}\n[cache]\ndir = {cache:?}\n\
          [[account]]\nalias = {ALIAS:?}\nroot = \"/site\"\naccess_token = {TOKEN:?}\n",
         store = dir.join("store").display().to_string(),

@@ -6,6 +6,7 @@ pub mod account;
 pub mod app;
 pub mod body;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod emulator;
 pub mod http;

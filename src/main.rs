@@ -41,11 +41,55 @@ enum Command {
     },
     /// Run a local Dropbox API v2 emulator (api, content and notify routes on one listener).
     Emulator(Box<EmulatorArgs>),
+    /// Link, list and unlink Dropbox accounts on a running proxy (through its admin API).
+    Accounts(AccountsArgs),
     /// Validate a config file and exit non-zero naming the offending key (like `nginx -t`).
     CheckConfig {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+}
+
+#[derive(Args)]
+struct AccountsArgs {
+    /// The proxy's config file: where it listens, and its admin token.
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// The proxy's URL [default: http://<server.listen> from --config].
+    #[arg(long, value_name = "URL", global = true)]
+    server: Option<String>,
+    /// The admin token [default: admin.token from --config].
+    #[arg(
+        long,
+        env = "DROPCACHE_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    admin_token: Option<String>,
+    #[command(subcommand)]
+    action: AccountsAction,
+}
+
+#[derive(Subcommand)]
+enum AccountsAction {
+    /// Link a Dropbox account as NAME: prints Dropbox's authorize URL, then finishes when the
+    /// browser comes back to the proxy, or when you paste the code (or the URL it landed on).
+    Link {
+        name: String,
+        /// The folder to publish ("" is the whole app folder or Dropbox).
+        #[arg(long, default_value = "")]
+        root: String,
+        /// Have Dropbox show a code to paste instead of redirecting to oauth.redirect_uri.
+        #[arg(long)]
+        no_redirect: bool,
+        /// Give up after this long.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+    /// List the published accounts.
+    List,
+    /// Stop publishing a linked account NAME, revoke its token and forget it.
+    Unlink { name: String },
 }
 
 #[derive(Args)]
@@ -118,8 +162,83 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { config } => run_serve(&config).await,
         Command::Demo { listen, dir } => run_demo(&listen, dir).await,
         Command::Emulator(args) => run_emulator(*args).await,
+        Command::Accounts(args) => run_accounts(args).await,
         Command::CheckConfig { config } => check_config(&config),
     }
+}
+
+async fn run_accounts(args: AccountsArgs) -> anyhow::Result<()> {
+    use dropcache::console::Console;
+    use dropcache::secret::Secret;
+    let config = args.config.as_deref().map(load_config);
+    let server = match (args.server, &config) {
+        (Some(s), _) => s,
+        (None, Some(c)) => {
+            let mut addr = c.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        }
+        (None, None) => anyhow::bail!("say which proxy: --server URL or --config FILE"),
+    };
+    let token = args
+        .admin_token
+        .or_else(|| config.as_ref()?.admin_token.as_ref().map(|t| t.expose().clone()))
+        .context("the admin token is needed: --admin-token, DROPCACHE_ADMIN_TOKEN or admin.token in --config")?;
+    let console = Console::new(&server, Secret::new(token))?;
+    match args.action {
+        AccountsAction::Link {
+            name,
+            root,
+            no_redirect,
+            wait,
+        } => {
+            let mut out = std::io::stdout();
+            let done = console
+                .link(&name, &root, !no_redirect, wait, &mut out)
+                .await?;
+            println!("{done}");
+        }
+        AccountsAction::List => {
+            let list = console.list().await?;
+            println!(
+                "{:<20} {:<8} {:<24} DROPBOX ACCOUNT",
+                "ALIAS", "ORIGIN", "ROOT"
+            );
+            for a in list {
+                let who = match (a["name"].as_str(), a["email"].as_str()) {
+                    (Some(n), Some(e)) => format!("{n} <{e}>"),
+                    _ => "-".into(),
+                };
+                let relink = if a["relink_required"].as_bool() == Some(true) {
+                    "  (must be linked again)"
+                } else {
+                    ""
+                };
+                let root = a["root"].as_str().unwrap_or_default();
+                println!(
+                    "{:<20} {:<8} {:<24} {who}{relink}",
+                    a["alias"].as_str().unwrap_or_default(),
+                    a["origin"].as_str().unwrap_or_default(),
+                    if root.is_empty() { "(all)" } else { root },
+                );
+            }
+        }
+        AccountsAction::Unlink { name } => {
+            let done = console.unlink(&name).await?;
+            if done["revoked"].as_bool() == Some(true) {
+                println!("unlinked {name}; its Dropbox token is revoked");
+            } else {
+                println!(
+                    "unlinked {name}; its token could not be revoked ({}): revoke it at https://www.dropbox.com/account/connected_apps",
+                    done["revoke_error"].as_str().unwrap_or("unknown")
+                );
+            }
+        }
+    }
+    // Reading stdin holds a thread that would keep the runtime from ending.
+    std::process::exit(0)
 }
 
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {

@@ -11,6 +11,29 @@ use redis_server::RedisServer;
 use std::time::Duration;
 
 async fn contract(store: &Store) {
+    // take: single use, and one winner among concurrent takers.
+    store
+        .set("once:n", b"v", Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(store.take("once:n"), store.take("once:n"));
+    let mut got = [a.unwrap(), b.unwrap()];
+    got.sort();
+    assert_eq!(got, [None, Some(b"v".to_vec())]);
+    assert_eq!(store.get("once:n").await.unwrap(), None);
+    // list: every entry under a prefix, names without the version prefix, nothing else.
+    store.set("acct:x", b"1", None).await.unwrap();
+    store.set("acct:y", b"2", None).await.unwrap();
+    store.set("acctz", b"3", None).await.unwrap();
+    let mut listed = store.list("acct:").await.unwrap();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            ("acct:x".to_owned(), b"1".to_vec()),
+            ("acct:y".to_owned(), b"2".to_vec())
+        ]
+    );
     assert_eq!(store.get("meta:a").await.unwrap(), None);
     store.set("meta:a", b"one", None).await.unwrap();
     assert_eq!(

@@ -1,5 +1,5 @@
 //! `/_emulator/*`, served only with `--admin`: the request log, faults, forced token expiry,
-//! forced cursor reset, and accounts.
+//! forced cursor reset, accounts, and who is signed in to the browser (OAuth approves for them).
 
 use super::faults::Faults;
 use super::state::AccountSpec;
@@ -16,6 +16,12 @@ use serde_json::{Value, json};
 #[serde(deny_unknown_fields)]
 struct Expire {
     token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    account: usize,
 }
 
 #[derive(Deserialize)]
@@ -78,6 +84,11 @@ pub(super) async fn handle(emu: &Emulator, req: Request<Incoming>) -> Response<B
         (Method::POST, "expire_tokens") => match body_json(req, Some(Expire { token: None })).await
         {
             Ok(e) => ok(json!({"expired": emu.expire_tokens(e.token.as_deref())})),
+            Err(e) => bad(e),
+        },
+        (Method::POST, "sign_in") => match body_json::<SignIn>(req, None).await {
+            Ok(s) if emu.sign_in(s.account) => ok(json!({"signed_in": s.account})),
+            Ok(s) => bad(format!("no account {}", s.account)),
             Err(e) => bad(e),
         },
         (Method::POST, "reset_cursors") => {

@@ -384,6 +384,40 @@ impl Emulator {
             .map(|a| a.account_id.clone())
     }
 
+    /// Signs the browser in as account `index`: `/oauth2/authorize` approves for it. False
+    /// when there is no such account.
+    pub fn sign_in(&self, index: usize) -> bool {
+        let mut world = self.world();
+        let ok = index < world.accounts.len();
+        if ok {
+            world.signed_in = index;
+        }
+        ok
+    }
+
+    /// The refresh tokens minted by `/oauth2/token` and still valid.
+    pub fn refresh_tokens(&self) -> Vec<String> {
+        self.world().refresh.keys().cloned().collect()
+    }
+
+    /// Every secret `/oauth2/token` has handed out and that still works: refresh tokens and
+    /// the access tokens minted from them (for tests that look for leaks).
+    pub fn oauth_secrets(&self) -> Vec<String> {
+        let world = self.world();
+        world
+            .refresh
+            .keys()
+            .cloned()
+            .chain(
+                world
+                    .tokens
+                    .iter()
+                    .filter(|(_, t)| t.refresh.is_some())
+                    .map(|(k, _)| k.clone()),
+            )
+            .collect()
+    }
+
     /// Adds an in-memory account with a fixed token; returns its account id.
     pub fn add_account(&self, spec: &AccountSpec) -> std::io::Result<String> {
         let mut world = self.world();

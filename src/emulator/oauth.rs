@@ -1,4 +1,5 @@
-//! OAuth 2 (reference §5): `/oauth2/authorize` auto-approves for the default account,
+//! OAuth 2 (reference §5): `/oauth2/authorize` auto-approves for the signed-in account (the
+//! default one unless `Emulator::sign_in` or `/_emulator/sign_in` chose another),
 //! `/oauth2/token` exchanges codes (client secret or PKCE) and refresh tokens; plus
 //! `auth/token/revoke` and `users/get_current_account`.
 
@@ -111,10 +112,12 @@ pub(super) fn authorize(emu: &Emulator, req: &Request<Incoming>) -> Response<Bod
     };
     let offline = get("token_access_type") == Some("offline");
     let code = secret(32);
-    emu.world().codes.insert(
+    let mut world = emu.world();
+    let account = world.signed_in;
+    world.codes.insert(
         code.clone(),
         CodeGrant {
-            account: 0,
+            account,
             redirect_uri: redirect.clone(),
             challenge,
             offline,
@@ -122,6 +125,7 @@ pub(super) fn authorize(emu: &Emulator, req: &Request<Incoming>) -> Response<Bod
             created: Instant::now(),
         },
     );
+    drop(world);
     match redirect {
         Some(r) => Response::builder()
             .status(StatusCode::FOUND)

@@ -130,6 +130,8 @@ pub struct World {
     pub codes: HashMap<String, CodeGrant>,
     pub links: Vec<Link>,
     pub temp_links: HashMap<String, TempLink>,
+    /// The account signed in to the browser: `/oauth2/authorize` approves for it.
+    pub signed_in: usize,
 }
 
 /// A random URL-safe secret of `bytes` bytes.

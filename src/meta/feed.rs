@@ -17,7 +17,7 @@
 
 use super::entry::{Entry, State, now_ms};
 use super::{MetaCache, lock};
-use crate::account::Account;
+use crate::account::{Account, Accounts};
 use crate::store::{Store, StoreError, Subscription};
 use crate::upstream::client::Dropbox;
 use crate::upstream::error::UpstreamError;
@@ -126,6 +126,9 @@ pub struct Message {
     /// A webhook named the account: its holder should read changes now.
     #[serde(default)]
     pub poke: bool,
+    /// The alias was linked, re-linked or unlinked: read it again from the store.
+    #[serde(default)]
+    pub account: bool,
 }
 
 impl Message {
@@ -150,29 +153,48 @@ struct Ctx {
     lease_ttl: Duration,
 }
 
-/// The running feed tasks; dropping this stops them.
+/// The running feed tasks and the listener of other instances; dropping this stops them.
 #[derive(Default)]
 pub struct Feeds {
-    tasks: Vec<JoinHandle<()>>,
-    ctx: Option<Arc<Ctx>>,
-    accounts: Vec<Arc<Account>>,
+    shared: Option<Arc<Shared>>,
+    listener: Option<JoinHandle<()>>,
+}
+
+/// What the followers and the listener share.
+struct Shared {
+    ctx: Arc<Ctx>,
+    /// `feed.enabled`: without it nothing is followed, but links are still heard.
+    enabled: bool,
+    accounts: Arc<Accounts>,
+    followers: std::sync::Mutex<HashMap<String, Follower>>,
+}
+
+struct Follower {
+    account: Arc<Account>,
+    task: JoinHandle<()>,
 }
 
 impl Drop for Feeds {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
+        if let Some(l) = &self.listener {
+            l.abort();
+        }
+        if let Some(shared) = &self.shared {
+            for f in lock(&shared.followers).values() {
+                f.task.abort();
+            }
         }
     }
 }
 
 impl Feeds {
-    /// Starts one follower per account, and the listener of other instances' messages.
+    /// Starts one follower per account (when `feed.enabled`), and the listener of other
+    /// instances' messages (with Redis).
     pub fn start(
         meta: Arc<MetaCache>,
         dropbox: Arc<Dropbox>,
         store: Store,
-        accounts: Vec<Arc<Account>>,
+        accounts: Arc<Accounts>,
         config: &crate::config::FeedConfig,
         instance: String,
     ) -> Feeds {
@@ -184,46 +206,99 @@ impl Feeds {
             longpoll_timeout: config.longpoll_timeout,
             lease_ttl: config.lease_ttl,
         });
-        let mut tasks: Vec<JoinHandle<()>> = accounts
-            .iter()
-            .map(|a| tokio::spawn(follow(ctx.clone(), a.clone())))
-            .collect();
-        if let Some(sub) = ctx.store.subscribe() {
+        let shared = Arc::new(Shared {
+            ctx: ctx.clone(),
+            enabled: config.enabled,
+            accounts: accounts.clone(),
+            followers: Default::default(),
+        });
+        for a in accounts.all() {
+            shared.follow(a);
+        }
+        let listener = ctx.store.subscribe().map(|sub| {
             // Until the subscription is up, other instances' changes could be missed.
             ctx.meta.listening.store(false, Ordering::Relaxed);
-            let by_alias = accounts
-                .iter()
-                .map(|a| (a.alias.clone(), a.clone()))
-                .collect();
-            tasks.push(tokio::spawn(listen(ctx.clone(), by_alias, sub)));
-        }
+            tokio::spawn(listen(shared.clone(), sub))
+        });
         Feeds {
-            tasks,
-            ctx: Some(ctx),
-            accounts,
+            shared: Some(shared),
+            listener,
         }
     }
 
     /// Stops following and gives up the leases, so another instance takes over at once.
     pub async fn stop(&self) {
-        for t in &self.tasks {
-            t.abort();
+        if let Some(l) = &self.listener {
+            l.abort();
         }
-        let Some(ctx) = &self.ctx else { return };
-        for a in &self.accounts {
-            let _ = ctx.store.release_lease(&lease_name(a), &ctx.instance).await;
+        let Some(shared) = &self.shared else { return };
+        let followers: Vec<Follower> = lock(&shared.followers).drain().map(|(_, f)| f).collect();
+        for f in followers {
+            shared.release(f).await;
         }
+    }
+
+    /// Follows a newly linked (or re-linked) account, in place of any before it.
+    pub async fn follow(&self, account: Arc<Account>) {
+        let Some(shared) = &self.shared else { return };
+        if let Some(old) = shared.follow(account) {
+            shared.release(old).await;
+        }
+    }
+
+    /// Stops following an unlinked account.
+    pub async fn unfollow(&self, alias: &str) {
+        let Some(shared) = &self.shared else { return };
+        let old = lock(&shared.followers).remove(alias);
+        if let Some(old) = old {
+            shared.release(old).await;
+        }
+    }
+
+    /// Tells the other instances that `alias` was linked, re-linked or unlinked.
+    pub async fn announce_account(&self, alias: &str) {
+        let Some(shared) = &self.shared else { return };
+        let msg = Message {
+            account: true,
+            ..Message::new(&shared.ctx.instance, alias)
+        };
+        shared.ctx.publish(&msg).await;
     }
 
     /// Tells every instance's holder of `account` to read its changes now.
     pub async fn poke(&self, account: &Account) {
         account.feed.poke();
-        let Some(ctx) = &self.ctx else { return };
+        let Some(shared) = &self.shared else { return };
         let msg = Message {
             poke: true,
-            ..Message::new(&ctx.instance, &account.alias)
+            ..Message::new(&shared.ctx.instance, &account.alias)
         };
-        ctx.publish(&msg).await;
+        shared.ctx.publish(&msg).await;
+    }
+}
+
+impl Shared {
+    /// Starts following `account`; returns the follower it replaces.
+    fn follow(&self, account: Arc<Account>) -> Option<Follower> {
+        if !self.enabled {
+            return None;
+        }
+        let task = tokio::spawn(follow(self.ctx.clone(), account.clone()));
+        let old = lock(&self.followers).insert(account.alias.clone(), Follower { account, task });
+        if let Some(old) = &old {
+            old.task.abort();
+        }
+        old
+    }
+
+    /// Ends a follower and gives its lease up.
+    async fn release(&self, f: Follower) {
+        f.task.abort();
+        let _ = self
+            .ctx
+            .store
+            .release_lease(&lease_name(&f.account), &self.ctx.instance)
+            .await;
     }
 }
 
@@ -231,8 +306,9 @@ fn lease_name(account: &Account) -> String {
     format!("lease:feed:{}", account.alias)
 }
 
-fn record_name(account: &Account) -> String {
-    format!("feed:{}", account.alias)
+/// The store name of an account's feed record (its cursor).
+pub fn record_name(alias: &str) -> String {
+    format!("feed:{alias}")
 }
 
 fn backoff(failures: usize) -> Duration {
@@ -248,7 +324,7 @@ impl Ctx {
     }
 
     async fn load_record(&self, account: &Account) -> Option<Record> {
-        let bytes = self.store.get(&record_name(account)).await.ok()??;
+        let bytes = self.store.get(&record_name(&account.alias)).await.ok()??;
         serde_json::from_slice::<Record>(&bytes)
             .ok()
             .filter(|r| r.v == VERSION)
@@ -256,7 +332,11 @@ impl Ctx {
 
     async fn save_record(&self, account: &Account, record: &Record) {
         let bytes = serde_json::to_vec(record).expect("a record serializes");
-        if let Err(e) = self.store.set(&record_name(account), &bytes, None).await {
+        if let Err(e) = self
+            .store
+            .set(&record_name(&account.alias), &bytes, None)
+            .await
+        {
             tracing::warn!(error = %e, "cannot save the feed's cursor");
         }
     }
@@ -648,14 +728,16 @@ async fn apply(
     Ok(msg)
 }
 
-/// Hears other instances: drops what they invalidated from L1, wakes feeds they poke.
-async fn listen(ctx: Arc<Ctx>, accounts: HashMap<String, Arc<Account>>, sub: Subscription) {
-    hear(&ctx, &accounts, sub).await;
+/// Hears other instances: drops what they invalidated from L1, wakes feeds they poke, and
+/// takes up the accounts they link or unlink.
+async fn listen(shared: Arc<Shared>, sub: Subscription) {
+    hear(&shared, sub).await;
     // Nobody is listening any more: trust nothing the others might have changed.
-    ctx.meta.listening.store(false, Ordering::Relaxed);
+    shared.ctx.meta.listening.store(false, Ordering::Relaxed);
 }
 
-async fn hear(ctx: &Ctx, accounts: &HashMap<String, Arc<Account>>, mut sub: Subscription) {
+async fn hear(shared: &Shared, mut sub: Subscription) {
+    let ctx = &shared.ctx;
     loop {
         tokio::select! {
             msg = sub.messages.recv() => {
@@ -667,7 +749,11 @@ async fn hear(ctx: &Ctx, accounts: &HashMap<String, Arc<Account>>, mut sub: Subs
                 if msg.v != VERSION || msg.from == ctx.instance {
                     continue;
                 }
-                let Some(account) = accounts.get(&msg.alias) else { continue };
+                if msg.account {
+                    relink(shared, &msg.alias).await;
+                    continue;
+                }
+                let Some(account) = shared.accounts.lookup(&msg.alias) else { continue };
                 if !msg.keys.is_empty() || !msg.prefixes.is_empty() {
                     account.feed.bump();
                 }
@@ -691,6 +777,31 @@ async fn hear(ctx: &Ctx, accounts: &HashMap<String, Arc<Account>>, mut sub: Subs
                 ctx.meta.listening.store(healthy, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// Another instance linked or unlinked `alias`: publish what the store now says.
+async fn relink(shared: &Shared, alias: &str) {
+    let ctx = &shared.ctx;
+    match shared.accounts.reload(&ctx.store, alias).await {
+        Ok((gone, came)) => {
+            if gone.is_some() || came.is_some() {
+                ctx.meta.drop_l1(&[], &[MetaCache::key_prefix(alias)]);
+                tracing::info!(
+                    alias,
+                    linked = came.is_some(),
+                    "an account changed elsewhere"
+                );
+            }
+            let old = match came {
+                Some(new) => shared.follow(new),
+                None => lock(&shared.followers).remove(alias),
+            };
+            if let Some(old) = old {
+                old.task.abort();
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, alias, "cannot read a changed account"),
     }
 }
 

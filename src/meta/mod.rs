@@ -114,6 +114,20 @@ impl MetaCache {
         format!("meta:{}:{lower}", account.key())
     }
 
+    /// The prefix of every entry of the account `alias`.
+    pub fn key_prefix(alias: &str) -> String {
+        format!("meta:{alias}:")
+    }
+
+    /// Drops everything cached of `alias` (it was unlinked, or linked to another Dropbox).
+    pub async fn forget_account(&self, alias: &str) -> Result<(), StoreError> {
+        let prefix = Self::key_prefix(alias);
+        self.drop_l1(&[], std::slice::from_ref(&prefix));
+        self.store
+            .delete_prefixes(&prefix, std::slice::from_ref(&prefix))
+            .await
+    }
+
     fn ttl(&self, e: &Entry) -> Duration {
         match e.state {
             State::Missing => self.fresh.negative_ttl,

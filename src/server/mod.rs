@@ -3,6 +3,7 @@
 //! `serve` takes the listener so callers (and tests) bind port 0 themselves. The proxy's router
 //! joins this module with the read path; the emulator uses the same accept loop.
 
+pub mod admin;
 pub mod channel;
 pub mod router;
 pub mod tls;

@@ -18,11 +18,17 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let started = Instant::now();
     let id = app.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let (parts, body) = req.into_parts();
-    let route = match parts.uri.path() {
+    let path = parts.uri.path();
+    let route = match path {
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
         "/webhook" => "/webhook",
         "/metrics" => "/metrics",
+        "/oauth/start" => "/oauth/start",
+        "/oauth/callback" => "/oauth/callback",
+        "/admin/accounts" => "/admin/accounts",
+        p if p.starts_with("/admin/accounts/") => "/admin/accounts/{alias}",
+        p if p.starts_with("/s/") => "/s/{link}/{path}",
         _ => "/{alias}/{path}",
     };
     let span = tracing::info_span!("request", id, method = %parts.method, route);
@@ -32,6 +38,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
             "/readyz" => Ok(health(readiness(&app).await)),
             "/webhook" => Ok(super::webhook::handle(&app, &parts, body).await),
             "/metrics" => Ok(metrics(&app).await),
+            "/oauth/start" => Ok(super::admin::oauth_start(&app, &parts).await),
+            "/oauth/callback" => Ok(super::admin::oauth_callback(&app, &parts).await),
+            "/admin/accounts" | "/admin/accounts/{alias}" => {
+                Ok(super::admin::accounts(&app, &parts).await)
+            }
             _ => proxy::serve(&app, &parts).await,
         };
         let resp = result.unwrap_or_else(|e: ProxyError| {

@@ -108,6 +108,40 @@ impl EmbeddedStore {
         .await
     }
 
+    /// Gets and deletes `key` in one transaction.
+    pub async fn take(&self, key: String) -> Result<Option<Vec<u8>>, StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            let value = txn
+                .open_table(TABLE)?
+                .remove(key.as_str())?
+                .and_then(|raw| unpack(raw.value()).map(<[u8]>::to_vec));
+            txn.commit()?;
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Every live key starting with `prefix`, with its value.
+    pub async fn list(&self, prefix: String) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(TABLE)?;
+            let upper = format!("{prefix}\u{10FFFF}");
+            let mut found = Vec::new();
+            for row in table.range(prefix.as_str()..upper.as_str())? {
+                let (k, v) = row?;
+                if let Some(value) = unpack(v.value()) {
+                    found.push((k.value().to_owned(), value.to_vec()));
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
     /// Deletes every key that starts with one of `prefixes`.
     pub async fn delete_prefixes(&self, prefixes: Vec<String>) -> Result<(), StoreError> {
         let db = self.db.clone();

@@ -95,6 +95,30 @@ impl Store {
         }
     }
 
+    /// Gets `name` and deletes it in one step: of concurrent callers, one gets the value
+    /// (single-use tokens).
+    pub async fn take(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = Store::key(name);
+        match self {
+            Store::Redis(r) => r.take(&key).await,
+            Store::Embedded(e) => e.take(key).await,
+        }
+    }
+
+    /// Every entry whose name starts with `prefix`: (name, value), names without the
+    /// version prefix.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let key = Store::key(prefix);
+        let found = match self {
+            Store::Redis(r) => r.list(&key).await?,
+            Store::Embedded(e) => e.list(key).await?,
+        };
+        Ok(found
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(PREFIX)?.to_owned(), v)))
+            .collect())
+    }
+
     /// Which backend, for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

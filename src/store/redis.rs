@@ -26,6 +26,9 @@ const SET_IF_NEWER: &str = "local v = redis.call('get', KEYS[1]) \
     if v then local c = tonumber(string.match(v, '\"checked_ms\":(%d+)')) \
       if c and c > tonumber(ARGV[2]) then return 0 end end \
     redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[3]) return 1";
+/// Gets a value and deletes it, atomically (GETDEL, for Redis before 6.2 too).
+const TAKE: &str = "local v = redis.call('get', KEYS[1]) \
+    if v then redis.call('del', KEYS[1]) end return v";
 /// How often a quiet subscription is probed, and how long the probe may take.
 const PROBE_EVERY: Duration = Duration::from_secs(5);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -110,6 +113,41 @@ impl RedisStore {
 
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.call(async |mut c| c.del(key).await).await
+    }
+
+    /// Gets and deletes `key` in one step: of two callers, one gets the value.
+    pub async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(async |mut c| eval(TAKE, key).query_async(&mut c).await)
+            .await
+    }
+
+    /// Every key starting with `prefix`, with its value (SCAN, so Redis is never blocked).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let pattern = format!("{}*", glob_escape(prefix));
+        self.call(async |mut c| {
+            let mut cursor: u64 = 0;
+            let mut found = Vec::new();
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut c)
+                    .await?;
+                for k in keys {
+                    if let Some(v) = c.get::<_, Option<Vec<u8>>>(&k).await? {
+                        found.push((k, v));
+                    }
+                }
+                if next == 0 {
+                    return Ok(found);
+                }
+                cursor = next;
+            }
+        })
+        .await
     }
 
     /// Deletes every key under `base` that starts with one of `prefixes` (one SCAN pass,

@@ -44,6 +44,8 @@ pub struct Endpoints {
     pub notify: String,
     /// Where `/oauth2/token` lives.
     pub oauth: String,
+    /// The browser's authorize page (a full URL).
+    pub authorize: String,
 }
 
 impl Default for Endpoints {
@@ -53,6 +55,7 @@ impl Default for Endpoints {
             content: "https://content.dropboxapi.com".into(),
             notify: "https://notify.dropboxapi.com".into(),
             oauth: "https://api.dropboxapi.com".into(),
+            authorize: "https://www.dropbox.com/oauth2/authorize".into(),
         }
     }
 }
@@ -65,6 +68,7 @@ impl Endpoints {
             api: base.clone(),
             content: base.clone(),
             notify: base.clone(),
+            authorize: format!("{base}/oauth2/authorize"),
             oauth: base,
         }
     }
@@ -123,6 +127,14 @@ impl TokenSet {
             blocked_until: Mutex::new(None),
             calls: Arc::new(Semaphore::new(UNCAPPED)),
         }
+    }
+
+    /// Tokens that cannot work (a refresh token that does not unseal): every call answers
+    /// `Relink` until the account is linked again.
+    pub fn needing_relink() -> Self {
+        let tokens = TokenSet::new(None, None);
+        tokens.relink.store(true, Ordering::Relaxed);
+        tokens
     }
 
     /// Caps this account's Dropbox calls in flight.
@@ -239,14 +251,7 @@ impl Dropbox {
 
     /// The account's Dropbox id (`users/get_current_account`), which webhooks name.
     pub async fn account_id(&self, auth: &TokenSet) -> Result<String, UpstreamError> {
-        #[derive(serde::Deserialize)]
-        struct Account {
-            account_id: String,
-        }
-        let a: Account = self
-            .rpc(auth, "users/get_current_account", &Value::Null)
-            .await?;
-        Ok(a.account_id)
+        Ok(self.current_account(auth).await?.account_id)
     }
 
     /// `files/list_folder/longpoll` on the notify host: no Authorization, no governor (it
@@ -597,7 +602,7 @@ impl Dropbox {
         let grant = auth
             .refresh
             .as_ref()
-            .ok_or_else(|| UpstreamError::Refresh("no access token and no refresh token".into()))?;
+            .ok_or_else(|| UpstreamError::Token("no access token and no refresh token".into()))?;
         let _guard = auth.refreshing.lock().await;
         if auth.needs_relink() {
             return Err(UpstreamError::Relink);
@@ -618,27 +623,9 @@ impl Dropbox {
             }
             form.finish()
         };
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("{}/oauth2/token", self.endpoints.oauth))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(USER_AGENT, UA)
-            .body(Full::new(Bytes::from(form)))
-            .map_err(UpstreamError::Request)?;
         let asked = Instant::now();
-        let resp = tokio::time::timeout(self.read_timeout, self.http.request(req))
-            .await
-            .map_err(|_| UpstreamError::Timeout(self.read_timeout))?
-            .map_err(UpstreamError::Transport)?;
-        let status = resp.status();
-        let body = self.read_all(resp).await?;
-        if !status.is_success() {
-            // SECURITY: the OAuth error code only; never the request, which holds the secret.
-            let code = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_else(|| status.to_string());
-            if code == "invalid_grant" {
+        let token = match self.token_call(form).await {
+            Err(UpstreamError::Token(code)) if code == "invalid_grant" => {
                 auth.relink.store(true, Ordering::Relaxed);
                 tracing::error!(
                     "Dropbox refused the account's refresh token (invalid_grant): \
@@ -646,9 +633,8 @@ impl Dropbox {
                 );
                 return Err(UpstreamError::Relink);
             }
-            return Err(UpstreamError::Refresh(code));
-        }
-        let token: TokenResponse = serde_json::from_slice(&body).map_err(UpstreamError::Decode)?;
+            other => other?,
+        };
         let new = Secret::new(token.access_token);
         let life = Duration::from_secs(token.expires_in);
         let early = self.refresh_ahead.min(life / 2);
@@ -660,6 +646,85 @@ impl Dropbox {
         tracing::info!(expires_in = ?token.expires_in, "refreshed a Dropbox access token");
         Ok(new)
     }
+}
+
+impl Dropbox {
+    /// `POST /oauth2/token` with a form; a refusal is `Token(<OAuth error code>)`.
+    ///
+    /// SECURITY: the form holds secrets; errors carry Dropbox's error code only.
+    async fn token_call(&self, form: String) -> Result<TokenResponse, UpstreamError> {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}/oauth2/token", self.endpoints.oauth))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(USER_AGENT, UA)
+            .body(Full::new(Bytes::from(form)))
+            .map_err(UpstreamError::Request)?;
+        let resp = tokio::time::timeout(self.read_timeout, self.http.request(req))
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.read_timeout))?
+            .map_err(UpstreamError::Transport)?;
+        let status = resp.status();
+        let body = self.read_all(resp).await?;
+        if !status.is_success() {
+            let code = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| status.to_string());
+            return Err(UpstreamError::Token(code));
+        }
+        serde_json::from_slice(&body).map_err(UpstreamError::Decode)
+    }
+
+    /// Exchanges an authorization code (PKCE: the verifier stands in for the app secret).
+    pub async fn exchange_code(
+        &self,
+        app_key: &str,
+        code: &str,
+        verifier: &Secret<String>,
+        redirect_uri: Option<&str>,
+    ) -> Result<TokenResponse, UpstreamError> {
+        let form = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "authorization_code")
+                .append_pair("code", code)
+                .append_pair("client_id", app_key)
+                .append_pair("code_verifier", verifier.expose());
+            if let Some(uri) = redirect_uri {
+                form.append_pair("redirect_uri", uri);
+            }
+            form.finish()
+        };
+        self.token_call(form).await
+    }
+
+    /// `users/get_current_account`: who the tokens belong to.
+    pub async fn current_account(&self, auth: &TokenSet) -> Result<CurrentAccount, UpstreamError> {
+        self.rpc(auth, "users/get_current_account", &Value::Null)
+            .await
+    }
+
+    /// `auth/token/revoke`: the access token, its refresh token and every token minted from
+    /// it stop working.
+    pub async fn revoke(&self, auth: &TokenSet) -> Result<(), UpstreamError> {
+        self.rpc::<Value>(auth, "auth/token/revoke", &Value::Null)
+            .await
+            .map(drop)
+    }
+}
+
+/// The parts of `FullAccount` (reference §5.4) the proxy keeps.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CurrentAccount {
+    pub account_id: String,
+    pub name: AccountName,
+    #[serde(default)]
+    pub email: String,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct AccountName {
+    pub display_name: String,
 }
 
 fn bearer(token: &Secret<String>) -> String {

@@ -45,8 +45,9 @@ pub enum UpstreamError {
     /// The bytes did not hash to the content hash Dropbox announced.
     #[error("Dropbox's bytes do not match their content hash")]
     Integrity,
-    #[error("token refresh failed: {0}")]
-    Refresh(String),
+    /// The token endpoint refused (its OAuth error code, e.g. `invalid_grant`).
+    #[error("Dropbox's token endpoint answered {0}")]
+    Token(String),
     /// The refresh token was refused (`invalid_grant`): the account must be linked again.
     #[error("Dropbox refused the refresh token (invalid_grant); the account must be linked again")]
     Relink,

@@ -310,7 +310,12 @@ impl Harness {
 
     /// Uploads through `files/upload` with a JSON argument; returns the answer.
     pub async fn upload_with(&self, arg: Value, data: impl Into<Bytes>) -> Answer {
-        let auth = format!("Bearer {TOKEN}");
+        self.upload_as(TOKEN, arg, data).await
+    }
+
+    /// `files/upload` with `token`'s account.
+    pub async fn upload_as(&self, token: &str, arg: Value, data: impl Into<Bytes>) -> Answer {
+        let auth = format!("Bearer {token}");
         let arg = to_header_safe(&arg);
         let headers = [
             ("Authorization", auth.as_str()),
@@ -319,6 +324,39 @@ impl Harness {
         ];
         self.send(self.request(Method::POST, "/2/files/upload", &headers, data))
             .await
+    }
+
+    /// Uploads (overwrite) to `token`'s account.
+    pub async fn put_as(&self, token: &str, path: &str, data: impl Into<Bytes>) -> Value {
+        self.upload_as(
+            token,
+            serde_json::json!({"path": path, "mode": "overwrite"}),
+            data,
+        )
+        .await
+        .ok()
+    }
+
+    /// Follows an authorize URL the way a signed-in browser would: the query Dropbox sends
+    /// back to the redirect URI (`code` and `state`, or `error`), or the code it shows.
+    pub async fn approve(&self, authorize_url: &str) -> Vec<(String, String)> {
+        let path = authorize_url
+            .strip_prefix(&self.running.base_url)
+            .expect("the authorize URL is the emulator's");
+        let a = self.send(self.request(Method::GET, path, &[], "")).await;
+        match a.header("location") {
+            Some(location) => {
+                form_urlencoded::parse(location.split_once('?').unwrap().1.as_bytes())
+                    .into_owned()
+                    .collect()
+            }
+            None => {
+                let text = a.text();
+                let code = text.split("into your app: ").nth(1).expect("a shown code");
+                let code = code.split('<').next().unwrap().trim().to_owned();
+                vec![("code".into(), code)]
+            }
+        }
     }
 
     /// Uploads (overwrite) and returns the FileMetadata.

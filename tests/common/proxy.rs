@@ -86,6 +86,7 @@ impl Settings {
             "[server]\nlisten = \"127.0.0.1:0\"\n\
              [dropbox]\napi_url = {emulator:?}\ncontent_url = {emulator:?}\n\
              notify_url = {emulator:?}\noauth_url = {emulator:?}\n\
+             authorize_url = \"{emulator}/oauth2/authorize\"\n\
              app_key = {key:?}\napp_secret = {secret:?}\n\
              read_timeout = {rt:?}\nmax_retries = {mr}\nrate_limit_budget = {rl:?}\n\
              {extra_dropbox}\

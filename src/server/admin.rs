@@ -1,0 +1,204 @@
+//! The operator's endpoints, behind `admin.token` (`Authorization: Bearer <token>`):
+//! `/oauth/start` (begin linking an account), `GET /admin/accounts` (what is published) and
+//! `DELETE /admin/accounts/<alias>` (unlink). `/oauth/callback` is open: the `state` Dropbox
+//! hands back is its credential.
+
+use crate::account::link::{self, LinkError};
+use crate::account::{Account, Origin};
+use crate::app::App;
+use crate::server::{Body, full, plain};
+use hyper::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION, WWW_AUTHENTICATE,
+};
+use hyper::http::request::Parts;
+use hyper::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// The query's parameters.
+fn query(parts: &Parts) -> Vec<(String, String)> {
+    parts
+        .uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn param<'q>(q: &'q [(String, String)], name: &str) -> Option<&'q str> {
+    q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// None when the request carries the admin token; else the answer to give.
+///
+/// SECURITY: compares digests, so the time taken says nothing about the token.
+fn refuse(app: &App, parts: &Parts) -> Option<Response<Body>> {
+    let Some(token) = &app.config.admin_token else {
+        return Some(plain(
+            StatusCode::FORBIDDEN,
+            "the admin API is off: set admin.token (or DROPCACHE_ADMIN_TOKEN)\n",
+        ));
+    };
+    let given = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if Sha256::digest(given.as_bytes()) == Sha256::digest(token.expose().as_bytes()) {
+        return None;
+    }
+    let mut resp = plain(
+        StatusCode::UNAUTHORIZED,
+        "the admin token is missing or wrong\n",
+    );
+    resp.headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Some(resp)
+}
+
+fn link_error(e: LinkError) -> Response<Body> {
+    let status = match &e {
+        LinkError::Off(_) | LinkError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        LinkError::BadAlias(_)
+        | LinkError::BadRoot(_)
+        | LinkError::BadState(_)
+        | LinkError::Denied(_) => StatusCode::BAD_REQUEST,
+        LinkError::Configured(_) => StatusCode::CONFLICT,
+        LinkError::Unknown(_) => StatusCode::NOT_FOUND,
+        LinkError::NoRefreshToken | LinkError::Dropbox(_) => StatusCode::BAD_GATEWAY,
+    };
+    if status.is_server_error() {
+        tracing::warn!(error = %e, "linking failed");
+    }
+    // SECURITY: LinkError's texts name settings, aliases and OAuth codes, never secrets.
+    plain(status, format!("{e}\n"))
+}
+
+fn json_answer(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut resp = Response::new(full(
+        serde_json::to_vec_pretty(value).expect("JSON serializes"),
+    ));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn get_only(parts: &Parts) -> Option<Response<Body>> {
+    (parts.method != Method::GET).then(|| plain(StatusCode::METHOD_NOT_ALLOWED, "GET only\n"))
+}
+
+/// `GET /oauth/start?alias=NAME[&root=/Folder][&redirect=none]` → 302 to Dropbox.
+pub async fn oauth_start(app: &App, parts: &Parts) -> Response<Body> {
+    if let Some(refused) = get_only(parts).or_else(|| refuse(app, parts)) {
+        return refused;
+    }
+    let q = query(parts);
+    let Some(alias) = param(&q, "alias") else {
+        return plain(StatusCode::BAD_REQUEST, "alias=NAME is required\n");
+    };
+    let root = param(&q, "root").unwrap_or_default();
+    let redirect = param(&q, "redirect") != Some("none");
+    match link::start(app, alias, root, redirect).await {
+        Ok(started) => {
+            let mut resp = plain(
+                StatusCode::FOUND,
+                format!("continue at Dropbox: {}\n", started.authorize_url),
+            );
+            resp.headers_mut().insert(
+                LOCATION,
+                HeaderValue::from_str(&started.authorize_url).expect("an encoded URL"),
+            );
+            resp
+        }
+        Err(e) => link_error(e),
+    }
+}
+
+/// `GET /oauth/callback?code=…&state=…` (or `error=…`): where Dropbox sends the owner back.
+pub async fn oauth_callback(app: &App, parts: &Parts) -> Response<Body> {
+    if let Some(refused) = get_only(parts) {
+        return refused;
+    }
+    let q = query(parts);
+    let Some(state) = param(&q, "state") else {
+        return plain(StatusCode::BAD_REQUEST, "no state: start linking again\n");
+    };
+    match link::finish(app, state, param(&q, "code"), param(&q, "error")).await {
+        Ok(account) => {
+            let Origin::Linked(l) = &account.origin else {
+                unreachable!("finish links")
+            };
+            plain(
+                StatusCode::OK,
+                format!(
+                    "linked: /{}/ publishes {} of {} <{}>\n",
+                    account.alias,
+                    if account.root.is_empty() {
+                        "everything"
+                    } else {
+                        &account.root
+                    },
+                    l.name,
+                    l.email
+                ),
+            )
+        }
+        Err(e) => link_error(e),
+    }
+}
+
+/// What the admin API shows of an account (no secrets).
+pub fn describe(account: &Account) -> Value {
+    let mut v = json!({
+        "alias": account.alias,
+        "root": account.root,
+        "origin": match account.origin { Origin::Config => "config", Origin::Linked(_) => "linked" },
+        "relink_required": account.tokens.needs_relink(),
+    });
+    if let Origin::Linked(l) = &account.origin {
+        v["account_id"] = json!(l.account_id);
+        v["name"] = json!(l.name);
+        v["email"] = json!(l.email);
+        v["linked_at"] = json!(crate::upstream::types::timestamp(
+            UNIX_EPOCH + Duration::from_millis(l.linked_ms)
+        ));
+    }
+    v
+}
+
+/// `/admin/accounts` and `/admin/accounts/<alias>`.
+pub async fn accounts(app: &App, parts: &Parts) -> Response<Body> {
+    if let Some(refused) = refuse(app, parts) {
+        return refused;
+    }
+    let rest = parts.uri.path().trim_start_matches("/admin/accounts");
+    match (&parts.method, rest.trim_start_matches('/')) {
+        (&Method::GET, "") => {
+            let list: Vec<Value> = app.accounts.all().iter().map(|a| describe(a)).collect();
+            json_answer(StatusCode::OK, &json!(list))
+        }
+        (&Method::GET, alias) => match app.accounts.lookup(alias) {
+            Some(a) => json_answer(StatusCode::OK, &describe(&a)),
+            None => plain(StatusCode::NOT_FOUND, format!("no account {alias:?}\n")),
+        },
+        (&Method::DELETE, alias) if !alias.is_empty() => match link::unlink(app, alias).await {
+            Ok(u) => json_answer(
+                StatusCode::OK,
+                &json!({
+                    "alias": alias,
+                    "unlinked": true,
+                    "revoked": u.revoked.is_ok(),
+                    "revoke_error": u.revoked.err().map(|e| e.to_string()),
+                }),
+            ),
+            Err(e) => link_error(e),
+        },
+        _ => plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET /admin/accounts[/ALIAS] or DELETE /admin/accounts/ALIAS\n",
+        ),
+    }
+}
