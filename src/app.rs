@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::meta::feed::Feeds;
 use crate::meta::{Freshness, MetaCache};
 use crate::metrics::Metrics;
+use crate::proxy::link::Links;
 use crate::server;
 use crate::store::{Store, StoreError};
 use crate::upstream::client::Dropbox;
@@ -33,6 +34,8 @@ pub struct App {
     pub config: Config,
     pub accounts: Arc<Accounts>,
     pub dropbox: Arc<Dropbox>,
+    /// Shared links served under `/s/`.
+    pub links: Links,
     pub meta: Arc<MetaCache>,
     /// The change feed's tasks (no followers when `feed.enabled` is false) and the listener of
     /// other instances.
@@ -96,6 +99,7 @@ impl App {
         let cache_control = HeaderValue::from_str(&c.cache_control)
             .expect("config validation checked cache.cache_control");
         Ok(Arc::new(App {
+            links: Links::from_config(&config),
             accounts,
             dropbox,
             meta,

@@ -13,7 +13,9 @@ use crate::config::{AccountConfig, Config, DropboxConfig};
 use crate::meta::feed::FeedStatus;
 use crate::secret::Secret;
 use crate::store::{Store, StoreError};
-use crate::upstream::client::{RefreshGrant, TokenSet};
+use crate::upstream::client::{Download, Dropbox, RefreshGrant, TokenSet};
+use crate::upstream::error::UpstreamError;
+use crate::upstream::types::LinkArg;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -28,6 +30,15 @@ pub enum Origin {
     Config,
     /// Linked through OAuth; what Dropbox said of the account then.
     Linked(Linked),
+    /// A shared link, read with the app's key and secret (`/s/<link>/…`).
+    Link(LinkRef),
+}
+
+/// A shared link (the URL holds its key, so it is a secret) and its password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRef {
+    pub url: Secret<String>,
+    pub password: Option<Secret<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +74,43 @@ impl Account {
     /// The store key prefix of this account's entries.
     pub fn key(&self) -> &str {
         &self.alias
+    }
+
+    /// The shared link this stands for, if it is one.
+    pub fn link(&self) -> Option<&LinkRef> {
+        match &self.origin {
+            Origin::Link(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// Downloads the file at Dropbox path `path` (for a link: the path inside it, `""` for a
+    /// file link's own file), optionally a range of it.
+    pub async fn download(
+        &self,
+        dropbox: &Dropbox,
+        path: &str,
+        range: Option<&str>,
+    ) -> Result<Download, UpstreamError> {
+        match self.link() {
+            None => dropbox.download(&self.tokens, path, range).await,
+            Some(link) => {
+                dropbox
+                    .shared_link_file(&self.tokens, &link.arg(path), range)
+                    .await
+            }
+        }
+    }
+}
+
+impl LinkRef {
+    /// The `sharing/*` argument for `path` inside the link.
+    pub fn arg<'a>(&'a self, path: &'a str) -> LinkArg<'a> {
+        LinkArg {
+            url: self.url.expose(),
+            path,
+            password: self.password.as_ref().map(|p| p.expose().as_str()),
+        }
     }
 }
 

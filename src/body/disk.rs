@@ -23,9 +23,30 @@ pub fn secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// A valid blob name: a content hash (64 lowercase hex digits).
+/// Ends the name of a blob whose bytes have no Dropbox content hash to check (a shared link's
+/// file, a thumbnail): 64 hex digits of a name derived from what it is, then this.
+pub const DERIVED: &str = ".d";
+
+/// A valid blob name: a content hash (64 lowercase hex digits), or a derived name.
 pub fn is_blob_name(name: &str) -> bool {
-    crate::upstream::content_hash::is_content_hash(name)
+    let hash = name.strip_suffix(DERIVED).unwrap_or(name);
+    crate::upstream::content_hash::is_content_hash(hash)
+}
+
+/// Whether a blob's name is its bytes' content hash (so they can be checked against it).
+pub fn is_hashed(name: &str) -> bool {
+    !name.ends_with(DERIVED)
+}
+
+/// A derived blob name for `parts` (see `DERIVED`).
+pub fn derived_name(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    format!("{}{DERIVED}", hex::encode(h.finalize()))
 }
 
 impl Disk {

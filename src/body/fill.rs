@@ -87,17 +87,17 @@ pub fn start(job: Job) -> Arc<Fill> {
 }
 
 async fn run(job: Job, tx: &watch::Sender<Progress>) -> State {
-    let download = match job
-        .dropbox
-        .download(&job.account.tokens, &job.path, None)
-        .await
-    {
+    let download = match job.account.download(&job.dropbox, &job.path, None).await {
         Ok(d) => d,
         Err(e) => return State::Failed(Arc::new(e)),
     };
-    if download.metadata.content_hash.as_deref() != Some(job.hash.as_str())
-        || download.metadata.size != job.meta.size
-    {
+    let hashed = super::disk::is_hashed(&job.hash);
+    let same = if hashed {
+        download.metadata.content_hash.as_deref() == Some(job.hash.as_str())
+    } else {
+        download.metadata.rev == job.meta.rev
+    };
+    if !same || download.metadata.size != job.meta.size {
         return State::Changed(Box::new(download.metadata));
     }
     tx.send_modify(|p| p.state = State::Running);
@@ -132,7 +132,7 @@ async fn run(job: Job, tx: &watch::Sender<Progress>) -> State {
         tx.send_modify(|p| p.written = written);
     }
     let digest = hasher.finish();
-    if written != job.meta.size || digest != job.hash {
+    if written != job.meta.size || (hashed && digest != job.hash) {
         tracing::warn!(
             written,
             expected = job.meta.size,

@@ -131,7 +131,7 @@ impl Bodies {
             path: path.to_owned(),
             rev: f.rev.clone(),
         };
-        let Some(hash) = f.content_hash.clone().filter(|h| disk::is_blob_name(h)) else {
+        let Some(hash) = blob_name(account, path, f) else {
             return self.passthrough(account, path, f, span).await;
         };
         // 1. a blob
@@ -205,7 +205,7 @@ impl Bodies {
                 .read(true)
                 .write(touch)
                 .open(&path)?;
-            if !verified {
+            if !verified && disk::is_hashed(&name) {
                 // Found on disk at start-up: hash it once before trusting it.
                 let mut hasher = ContentHasher::new();
                 let mut buf = vec![0u8; 256 * 1024];
@@ -346,9 +346,8 @@ impl Bodies {
         let range = span
             .as_ref()
             .map(|r| format!("bytes={}-{}", r.start(), r.end()));
-        let download = match self
-            .dropbox
-            .download(&account.tokens, path, range.as_deref())
+        let download = match account
+            .download(&self.dropbox, path, range.as_deref())
             .await
         {
             Ok(d) => d,
@@ -381,6 +380,26 @@ impl Bodies {
             cache: "BYPASS",
         })
     }
+}
+
+/// The blob that keeps a file's bytes: its content hash; for a shared link's file, which has
+/// none, a name derived from the link, the path in it and the rev (checked by size).
+fn blob_name(account: &Account, path: &str, f: &FileMetadata) -> Option<String> {
+    if let Some(hash) = f
+        .content_hash
+        .clone()
+        .filter(|h| disk::is_hashed(h) && disk::is_blob_name(h))
+    {
+        return Some(hash);
+    }
+    let link = account.link()?;
+    Some(disk::derived_name(&[
+        "link file",
+        link.url.expose(),
+        &path.to_lowercase(),
+        &f.rev,
+        &f.size.to_string(),
+    ]))
 }
 
 /// The first byte position of `bytes a-b/n`.

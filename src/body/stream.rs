@@ -143,8 +143,8 @@ async fn pump(
 async fn passthrough(mut pos: u64, end: u64, tx: &Sender, fb: &Fallback) -> Result<(), BoxError> {
     let range = format!("bytes={pos}-{}", end - 1);
     let download = fb
-        .dropbox
-        .download(&fb.account.tokens, &fb.path, Some(&range))
+        .account
+        .download(&fb.dropbox, &fb.path, Some(&range))
         .await?;
     if download.metadata.rev != fb.rev {
         return Err("the file changed in Dropbox".into());

@@ -52,6 +52,7 @@ impl ProxyError {
                 UpstreamError::NotFound | UpstreamError::NotFile | UpstreamError::NotFolder => {
                     StatusCode::NOT_FOUND
                 }
+                UpstreamError::AccessDenied => StatusCode::FORBIDDEN,
                 UpstreamError::RateLimited { .. } | UpstreamError::Relink => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
@@ -86,6 +87,9 @@ impl ProxyError {
             }
             ProxyError::Upstream(_) => match status {
                 StatusCode::NOT_FOUND => "not found\n".into(),
+                StatusCode::FORBIDDEN => {
+                    "the shared link refuses access (a password, or not public)\n".into()
+                }
                 StatusCode::SERVICE_UNAVAILABLE => "Dropbox is rate limiting; try later\n".into(),
                 StatusCode::GATEWAY_TIMEOUT => "Dropbox did not answer in time\n".into(),
                 _ => "Dropbox could not be read\n".into(),

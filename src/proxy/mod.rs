@@ -1,18 +1,23 @@
-//! The read path for `GET` / `HEAD /<alias>/<path>`, top to bottom: method → normalize →
-//! account → metadata → (conditionals, ranges, body, respond in `respond`).
+//! The read path for `GET` / `HEAD /<alias>/<path>` (and `/s/<link>/<path>`), top to bottom:
+//! method → normalize → account → metadata → (conditionals, ranges, body, respond in
+//! `respond`).
 
 pub mod error;
+pub mod link;
 pub mod listing;
 pub mod normalize;
 pub mod respond;
 
+use crate::account::Account;
 use crate::app::App;
 use crate::meta::State;
 use crate::server::Body;
 pub use error::ProxyError;
 use hyper::http::request::Parts;
 use hyper::{Method, Response};
+use normalize::Target;
 use respond::Served;
+use std::sync::Arc;
 
 /// Serves one request for a published path.
 pub async fn serve(app: &App, req: &Parts) -> Result<Response<Body>, ProxyError> {
@@ -27,30 +32,59 @@ pub async fn serve(app: &App, req: &Parts) -> Result<Response<Body>, ProxyError>
         .accounts
         .lookup(&target.alias)
         .ok_or(ProxyError::UnknownAccount)?;
+    serve_at(app, req, &account, &target).await
+}
+
+/// Serves `GET` / `HEAD /s/<link>/<path>`: a shared link, like an account rooted at it.
+pub async fn serve_link(app: &App, req: &Parts) -> Result<Response<Body>, ProxyError> {
+    if req.method != Method::GET && req.method != Method::HEAD {
+        return Err(ProxyError::Method);
+    }
+    let (segment, target) = link::target(req.uri.path())?;
+    let account = app.links.resolve(segment).ok_or(ProxyError::NotFound)?;
+    serve_at(app, req, &account, &target).await
+}
+
+/// Steps 4–7 for a checked target of a known account (or link).
+async fn serve_at(
+    app: &App,
+    req: &Parts,
+    account: &Arc<Account>,
+    target: &Target,
+) -> Result<Response<Body>, ProxyError> {
     let path = account.dropbox_path(&target.display);
     // 4. metadata; a download that meets another version starts once more from it
     let mut retried = false;
     loop {
         let looked = app
             .meta
-            .lookup(&account, &target.display, &target.lower)
+            .lookup(account, &target.display, &target.lower)
             .await?;
         let f = match &looked.entry.state {
             State::Missing => return Err(ProxyError::NotFound),
+            State::Folder(listing) if account.link().is_some() => {
+                return Ok(respond::link_folder(
+                    app,
+                    req,
+                    &target.display,
+                    listing,
+                    looked.source,
+                ));
+            }
             State::Folder(listing) => {
-                return Ok(respond::folder(app, req, &account, listing, looked.source));
+                return Ok(respond::folder(app, req, account, listing, looked.source));
             }
             State::File(_) if target.trailing_slash => return Err(ProxyError::NotFound),
             State::File(f) => f,
         };
         // 5–7. conditionals, ranges, body
-        match respond::file(app, req, &account, &path, f, looked.source).await? {
+        match respond::file(app, req, account, &path, f, looked.source).await? {
             Served::Done(resp) => return Ok(resp),
             Served::Changed(_) if retried => return Err(ProxyError::Changing),
             Served::Changed(Some(newer)) => {
-                app.meta.record_file(&account, &target.lower, newer).await;
+                app.meta.record_file(account, &target.lower, newer).await;
             }
-            Served::Changed(None) => app.meta.forget(&account, &target.lower).await,
+            Served::Changed(None) => app.meta.forget(account, &target.lower).await,
         }
         retried = true;
     }

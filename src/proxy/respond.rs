@@ -121,6 +121,37 @@ pub fn folder(
     resp
 }
 
+/// A shared link's folder: `/metadata/link`-style JSON with its strong ETag.
+pub fn link_folder(
+    app: &App,
+    req: &Parts,
+    display: &str,
+    listing: &Listing,
+    source: Source,
+) -> Response<Body> {
+    let etag = EntityTag::strong(format!("{}-link", listing.tag));
+    let validators = Validators {
+        etag: Some(etag.clone()),
+        last_modified: None,
+    };
+    let cache = cache_status(source);
+    match conditional::evaluate(&req.method, &req.headers, &validators) {
+        Outcome::PreconditionFailed => precondition_failed(),
+        Outcome::NotModified => answer(app, StatusCode::NOT_MODIFIED, &etag, cache),
+        Outcome::Proceed { .. } => {
+            let bytes = super::link::json(listing, display);
+            let mut resp = answer(app, StatusCode::OK, &etag, cache);
+            let h = resp.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            h.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            if req.method != Method::HEAD {
+                *resp.body_mut() = full(bytes);
+            }
+            resp
+        }
+    }
+}
+
 /// What serving a file came to.
 pub enum Served {
     Done(Response<Body>),

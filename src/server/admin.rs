@@ -155,7 +155,11 @@ pub fn describe(account: &Account) -> Value {
     let mut v = json!({
         "alias": account.alias,
         "root": account.root,
-        "origin": match account.origin { Origin::Config => "config", Origin::Linked(_) => "linked" },
+        "origin": match account.origin {
+            Origin::Config => "config",
+            Origin::Linked(_) => "linked",
+            Origin::Link(_) => "shared_link",
+        },
         "relink_required": account.tokens.needs_relink(),
     });
     if let Origin::Linked(l) = &account.origin {

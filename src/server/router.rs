@@ -43,6 +43,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
             "/admin/accounts" | "/admin/accounts/{alias}" => {
                 Ok(super::admin::accounts(&app, &parts).await)
             }
+            "/s/{link}/{path}" => proxy::serve_link(&app, &parts).await,
             _ => proxy::serve(&app, &parts).await,
         };
         let resp = result.unwrap_or_else(|e: ProxyError| {

@@ -15,7 +15,8 @@ use super::json::to_header_safe;
 use super::retry::RetryPolicy;
 use super::transport::{HttpClient, TimeoutBody};
 use super::types::{
-    ApiErrorBody, FileMetadata, ListFolderResult, LongpollResult, Metadata, TokenResponse,
+    ApiErrorBody, FileMetadata, LinkArg, ListFolderResult, LongpollResult, Metadata,
+    SharedLinkMetadata, TokenResponse,
 };
 use crate::secret::Secret;
 use bytes::Bytes;
@@ -105,6 +106,8 @@ pub struct TokenSet {
     blocked_until: Mutex<Option<Instant>>,
     /// Calls in flight for this account.
     calls: Arc<Semaphore>,
+    /// `Bearer` (a user's token) or `Basic` (the app's key and secret).
+    scheme: &'static str,
 }
 
 /// After a failed refresh ahead of expiry, the next try waits this long (or until expiry).
@@ -126,7 +129,25 @@ impl TokenSet {
             relink: AtomicBool::new(false),
             blocked_until: Mutex::new(None),
             calls: Arc::new(Semaphore::new(UNCAPPED)),
+            scheme: "Bearer",
         }
+    }
+
+    /// App authentication (`Basic base64(key:secret)`), for the routes that take it: shared
+    /// links' metadata, folders, files and thumbnails (reference §4.4).
+    pub fn app(key: &str, secret: &Secret<String>) -> Self {
+        use base64::Engine;
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("{key}:{}", secret.expose()));
+        TokenSet {
+            scheme: "Basic",
+            ..TokenSet::new(Some(Secret::new(basic)), None)
+        }
+    }
+
+    /// The `Authorization` value for `token`.
+    fn authorization(&self, token: &Secret<String>) -> String {
+        format!("{} {}", self.scheme, token.expose())
     }
 
     /// Tokens that cannot work (a refresh token that does not unseal): every call answers
@@ -325,7 +346,7 @@ impl Dropbox {
             let req = Request::builder()
                 .method(Method::POST)
                 .uri(&url)
-                .header(AUTHORIZATION, bearer(&token))
+                .header(AUTHORIZATION, auth.authorization(&token))
                 .header(CONTENT_TYPE, "application/json")
                 .header(USER_AGENT, UA)
                 .body(Full::new(body.clone()));
@@ -346,13 +367,81 @@ impl Dropbox {
         path: &str,
         range: Option<&str>,
     ) -> Result<Download, UpstreamError> {
-        let url = format!("{}/2/files/download", self.endpoints.content);
-        let arg = to_header_safe(&json!({ "path": path }));
+        self.content(
+            auth,
+            "files/download",
+            &json!({ "path": path }),
+            range,
+            |result| serde_json::from_slice::<FileMetadata>(result),
+        )
+        .await
+    }
+
+    /// `sharing/get_shared_link_file`: a shared link's file (or a file inside a folder link),
+    /// with app auth. Its result has no content hash.
+    pub async fn shared_link_file(
+        &self,
+        auth: &TokenSet,
+        link: &LinkArg<'_>,
+        range: Option<&str>,
+    ) -> Result<Download, UpstreamError> {
+        let arg = link.arg();
+        self.content(
+            auth,
+            "sharing/get_shared_link_file",
+            &arg,
+            range,
+            |result| serde_json::from_slice::<SharedLinkMetadata>(result).map(|m| m.file()),
+        )
+        .await
+    }
+
+    /// `sharing/get_shared_link_metadata`.
+    pub async fn shared_link_metadata(
+        &self,
+        auth: &TokenSet,
+        link: &LinkArg<'_>,
+    ) -> Result<SharedLinkMetadata, UpstreamError> {
+        self.rpc(auth, "sharing/get_shared_link_metadata", &link.arg())
+            .await
+    }
+
+    /// `files/list_folder` of a folder link (`path` relative to it; non-recursive only).
+    pub async fn list_link_folder(
+        &self,
+        auth: &TokenSet,
+        link: &LinkArg<'_>,
+    ) -> Result<ListFolderResult, UpstreamError> {
+        let mut shared = json!({ "url": link.url });
+        if let Some(p) = link.password {
+            shared["password"] = json!(p);
+        }
+        self.rpc(
+            auth,
+            "files/list_folder",
+            &json!({"path": link.path, "shared_link": shared}),
+        )
+        .await
+    }
+
+    /// A content-download call: the argument in `Dropbox-API-Arg`, the result (read by
+    /// `result`) in `Dropbox-API-Result`, the body streamed.
+    async fn content(
+        &self,
+        auth: &TokenSet,
+        route: &str,
+        arg: &Value,
+        range: Option<&str>,
+        result: impl Fn(&[u8]) -> Result<FileMetadata, serde_json::Error>,
+    ) -> Result<Download, UpstreamError> {
+        let url = format!("{}/2/{route}", self.endpoints.content);
+        let arg = to_header_safe(arg);
+        let result = &result;
         self.with_retries(auth, |token, permits| {
             let mut req = Request::builder()
                 .method(Method::POST)
                 .uri(&url)
-                .header(AUTHORIZATION, bearer(&token))
+                .header(AUTHORIZATION, auth.authorization(&token))
                 .header("Dropbox-API-Arg", arg.as_str())
                 .header(USER_AGENT, UA);
             if let Some(r) = range {
@@ -362,13 +451,12 @@ impl Dropbox {
             async move {
                 let resp = self.send(req.map_err(UpstreamError::Request)?).await?;
                 drop(permits);
-                let result = resp
+                let raw = resp
                     .headers()
                     .get("dropbox-api-result")
                     .map(|v| v.as_bytes().to_vec())
                     .unwrap_or_default();
-                let metadata: FileMetadata =
-                    serde_json::from_slice(&result).map_err(UpstreamError::Decode)?;
+                let metadata = result(&raw).map_err(UpstreamError::Decode)?;
                 let header = |name| {
                     resp.headers()
                         .get(name)
@@ -458,6 +546,11 @@ impl Dropbox {
                     [_, "not_found", ..] => UpstreamError::NotFound,
                     [_, "not_file", ..] => UpstreamError::NotFile,
                     [_, "not_folder", ..] => UpstreamError::NotFolder,
+                    ["shared_link_not_found" | "not_found", ..] => UpstreamError::NotFound,
+                    ["shared_link_is_directory", ..] => UpstreamError::NotFile,
+                    ["shared_link_access_denied" | "access_denied", ..] => {
+                        UpstreamError::AccessDenied
+                    }
                     _ => UpstreamError::Route {
                         summary: p.error_summary,
                     },
@@ -725,8 +818,4 @@ pub struct CurrentAccount {
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct AccountName {
     pub display_name: String,
-}
-
-fn bearer(token: &Secret<String>) -> String {
-    format!("Bearer {}", token.expose())
 }

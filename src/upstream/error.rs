@@ -13,6 +13,9 @@ pub enum UpstreamError {
     /// 409 `path/not_folder`.
     #[error("not a folder")]
     NotFolder,
+    /// 409 `shared_link_access_denied`: the link wants a password, or is not for us.
+    #[error("the shared link refuses access")]
+    AccessDenied,
     /// 409 `reset`: the cursor is no longer valid.
     #[error("cursor reset")]
     Reset,

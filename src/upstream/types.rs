@@ -163,6 +163,88 @@ pub struct TokenResponse {
     pub account_id: Option<String>,
 }
 
+/// A shared link and a path inside it: the argument of the `sharing/*` routes (reference §4).
+#[derive(Debug, Clone)]
+pub struct LinkArg<'a> {
+    pub url: &'a str,
+    /// `""` for the link itself, else `/a/b` inside a folder link.
+    pub path: &'a str,
+    pub password: Option<&'a str>,
+}
+
+impl LinkArg<'_> {
+    /// `{url, path?, link_password?}`.
+    pub fn arg(&self) -> serde_json::Value {
+        let mut arg = serde_json::json!({ "url": self.url });
+        if !self.path.is_empty() {
+            arg["path"] = self.path.into();
+        }
+        if let Some(p) = self.password {
+            arg["link_password"] = p.into();
+        }
+        arg
+    }
+}
+
+/// `SharedLinkMetadata` (`.tag` file or folder); the fields the proxy reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = ".tag", rename_all = "snake_case")]
+pub enum SharedLinkMetadata {
+    File(LinkFile),
+    Folder(LinkFolder),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkFile {
+    pub name: String,
+    #[serde(default)]
+    pub id: Option<String>,
+    pub client_modified: String,
+    pub server_modified: String,
+    pub rev: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkFolder {
+    pub name: String,
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+impl SharedLinkMetadata {
+    /// As `FileMetadata` (no paths, no content hash); a folder reads as an empty file, which
+    /// callers rule out first.
+    pub fn file(self) -> FileMetadata {
+        match self {
+            SharedLinkMetadata::File(f) => FileMetadata {
+                name: f.name,
+                path_lower: None,
+                path_display: None,
+                id: f.id.unwrap_or_default(),
+                client_modified: f.client_modified,
+                server_modified: f.server_modified,
+                rev: f.rev,
+                size: f.size,
+                is_downloadable: true,
+                content_hash: None,
+            },
+            SharedLinkMetadata::Folder(f) => FileMetadata {
+                name: f.name,
+                path_lower: None,
+                path_display: None,
+                id: f.id.unwrap_or_default(),
+                client_modified: String::new(),
+                server_modified: String::new(),
+                rev: String::new(),
+                size: 0,
+                is_downloadable: false,
+                content_hash: None,
+            },
+        }
+    }
+}
+
 /// Dropbox timestamps: UTC, whole seconds, `%Y-%m-%dT%H:%M:%SZ`.
 pub fn timestamp(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()

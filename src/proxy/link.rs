@@ -1,0 +1,256 @@
+//! `GET /s/<link>/<path>`: shared links read with the app's key and secret alone (reference
+//! §4). `<link>` is a name from the config (`[[shared_link]]`) or the link's URL itself,
+//! percent-encoded into one segment. Each link is served like an account whose root is the
+//! link: the same metadata cache, body cache and ETag / 304 / Range answers; a folder answers
+//! its metadata and contents as JSON in the manner of Dropbox's old `/metadata/link`.
+
+use super::ProxyError;
+use super::normalize::{self, Target, valid_alias};
+use super::respond::content_type;
+use crate::account::{Account, LinkRef, Origin};
+use crate::config::Config;
+use crate::meta::Listing;
+use crate::meta::feed::FeedStatus;
+use crate::secret::Secret;
+use crate::upstream::client::TokenSet;
+use crate::upstream::types::Metadata;
+use lru::LruCache;
+use percent_encoding::percent_decode_str;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+/// Links named by URL kept at once (each holds its governor; the cache is by key anyway).
+const BY_URL: usize = 1024;
+
+/// The shared links this proxy serves: the config's by name, others by URL as asked.
+pub struct Links {
+    named: HashMap<String, Arc<Account>>,
+    by_url: Mutex<LruCache<String, Arc<Account>>>,
+    /// The app's key and secret; None: only... nothing (links need app auth).
+    app: Option<(String, Secret<String>)>,
+    max_concurrent: usize,
+}
+
+impl Links {
+    pub fn from_config(config: &Config) -> Links {
+        let d = &config.dropbox;
+        let app = d.app_key.clone().zip(d.app_secret.clone());
+        let mut links = Links {
+            named: HashMap::new(),
+            by_url: Mutex::new(LruCache::new(NonZeroUsize::new(BY_URL).expect("non-zero"))),
+            app,
+            max_concurrent: d.max_concurrent_per_account,
+        };
+        for l in &config.shared_links {
+            // Validation guarantees the app's key and secret when links are configured.
+            if let Some(account) = links.account(&l.name, &l.url, l.password.clone()) {
+                links.named.insert(l.name.clone(), account);
+            }
+        }
+        links
+    }
+
+    /// An account standing for one link, keyed `~<name>` in the caches.
+    fn account(
+        &self,
+        key: &str,
+        url: &str,
+        password: Option<Secret<String>>,
+    ) -> Option<Arc<Account>> {
+        let (app_key, app_secret) = self.app.as_ref()?;
+        Some(Arc::new(Account {
+            alias: format!("~{key}"),
+            root: String::new(),
+            tokens: TokenSet::app(app_key, app_secret).with_max_concurrent(self.max_concurrent),
+            feed: FeedStatus::default(),
+            origin: Origin::Link(LinkRef {
+                url: Secret::new(url.to_owned()),
+                password,
+            }),
+        }))
+    }
+
+    /// The link a request's first segment names (still percent-encoded).
+    ///
+    /// SECURITY: a URL must be a Dropbox shared link (https, a dropbox.com host): the app's
+    /// credentials are never sent anywhere else, and nothing else is fetched.
+    pub fn resolve(&self, segment: &str) -> Option<Arc<Account>> {
+        let decoded = percent_decode_str(segment).decode_utf8().ok()?;
+        if valid_alias(&decoded) {
+            return self.named.get(decoded.as_ref()).cloned();
+        }
+        if !is_dropbox_link(&decoded) {
+            return None;
+        }
+        let mut cache = self.by_url.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = cache.get(decoded.as_ref()) {
+            return Some(a.clone());
+        }
+        let key = hex::encode(&Sha256::digest(decoded.as_bytes())[..16]);
+        let account = self.account(&key, &decoded, None)?;
+        cache.put(decoded.into_owned(), account.clone());
+        Some(account)
+    }
+}
+
+/// `https://www.dropbox.com/s/…`, `/sh/…`, `/scl/fi/…`, `/scl/fo/…` (any dropbox.com host).
+fn is_dropbox_link(url: &str) -> bool {
+    let Ok(uri) = url.parse::<hyper::Uri>() else {
+        return false;
+    };
+    let host_ok = uri
+        .host()
+        .is_some_and(|h| h == "dropbox.com" || h.ends_with(".dropbox.com"));
+    let path = uri.path();
+    uri.scheme_str() == Some("https")
+        && host_ok
+        && uri.port().is_none()
+        && ["/s/", "/sh/", "/scl/fi/", "/scl/fo/"]
+            .iter()
+            .any(|p| path.starts_with(p))
+}
+
+/// Splits `/s/<link>/<rest>` into the link's segment and the normalized path inside it.
+pub fn target(path: &str) -> Result<(&str, Target), ProxyError> {
+    let rest = path.strip_prefix("/s/").ok_or(ProxyError::NotFound)?;
+    let (segment, inner) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if segment.is_empty() {
+        return Err(ProxyError::NotFound);
+    }
+    // SECURITY: the path inside the link goes through the same normalization as any other.
+    let target = normalize::normalize(&format!("/s{inner}"))?;
+    Ok((segment, target))
+}
+
+/// `"222.8 KB"`: sizes as `/metadata/link` wrote them.
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KB", "MB", "GB", "TB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit < UNITS.len() - 1 {
+        size /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{size:.1} {}", UNITS[unit])
+    }
+}
+
+/// `"Fri, 28 Aug 2015 18:39:12 +0000"` from a Dropbox timestamp.
+fn rfc2822(timestamp: &str) -> Value {
+    humantime::parse_rfc3339(timestamp)
+        .map(|t| json!(httpdate::fmt_http_date(t).replace(" GMT", " +0000")))
+        .unwrap_or(Value::Null)
+}
+
+/// Thumbnails are made of these (reference §3.3).
+pub fn thumbnailable(name: &str) -> bool {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    matches!(
+        ext.as_deref(),
+        Some("jpg" | "jpeg" | "png" | "tiff" | "tif" | "gif" | "webp" | "ppm" | "bmp")
+    )
+}
+
+/// The folder `display` of a link, as `/metadata/link` answered: the folder and its
+/// `contents`, paths relative to the link.
+pub fn json(listing: &Listing, display: &str) -> Vec<u8> {
+    let contents: Vec<Value> = listing
+        .entries
+        .iter()
+        .map(|m| {
+            let path = format!("{display}/{}", m.name());
+            match m {
+                Metadata::File(f) => json!({
+                    "name": f.name, "path": path, "is_dir": false,
+                    "bytes": f.size, "size": human(f.size), "rev": f.rev,
+                    "mime_type": content_type(&f.name),
+                    "modified": rfc2822(&f.server_modified),
+                    "client_mtime": rfc2822(&f.client_modified),
+                    "thumb_exists": thumbnailable(&f.name),
+                }),
+                _ => json!({
+                    "name": m.name(), "path": path, "is_dir": true,
+                    "bytes": 0, "size": "0 bytes",
+                }),
+            }
+        })
+        .collect();
+    let name = listing
+        .folder
+        .as_ref()
+        .map(|f| f.name.clone())
+        .unwrap_or_default();
+    let mut out = serde_json::to_vec_pretty(&json!({
+        "name": name,
+        "path": if display.is_empty() { "/" } else { display },
+        "is_dir": true,
+        "root": "link",
+        "hash": listing.tag,
+        "contents": contents,
+    }))
+    .expect("a listing serializes");
+    out.push(b'\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dropbox_shared_links_are_fetched() {
+        for ok in [
+            "https://www.dropbox.com/scl/fo/abc/def?rlkey=x&dl=0",
+            "https://www.dropbox.com/scl/fi/abc/a.jpg?rlkey=x",
+            "https://dropbox.com/s/abc/a.jpg?dl=0",
+            "https://www.dropbox.com/sh/abc/def",
+        ] {
+            assert!(is_dropbox_link(ok), "{ok}");
+        }
+        for bad in [
+            "http://www.dropbox.com/scl/fo/abc",
+            "https://evil.example/scl/fo/abc",
+            "https://www.dropbox.com.evil.example/scl/fo/abc",
+            "https://www.dropbox.com:8443/scl/fo/abc",
+            "https://www.dropbox.com/home",
+            "https://user@evil.example/s/x",
+            "not a url",
+        ] {
+            assert!(!is_dropbox_link(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn targets_split_the_link_from_the_path() {
+        let (seg, t) = target("/s/photos/2024/A.jpg").unwrap();
+        assert_eq!(
+            (seg, t.display.as_str(), t.lower.as_str()),
+            ("photos", "/2024/A.jpg", "/2024/a.jpg")
+        );
+        let (seg, t) = target("/s/photos").unwrap();
+        assert_eq!((seg, t.display.as_str()), ("photos", ""));
+        assert!(target("/s/photos/../x").is_err());
+        assert!(target("/s/photos/%2e%2e/x").is_err());
+        assert!(target("/s/").is_err());
+    }
+
+    #[test]
+    fn sizes_and_dates_as_metadata_link_wrote_them() {
+        assert_eq!(human(7), "7 bytes");
+        assert_eq!(human(228_147), "222.8 KB");
+        assert_eq!(
+            rfc2822("2015-08-28T18:39:12Z"),
+            json!("Fri, 28 Aug 2015 18:39:12 +0000")
+        );
+        assert!(thumbnailable("a.JPG") && !thumbnailable("a.txt") && !thumbnailable("jpg"));
+    }
+}

@@ -1,0 +1,232 @@
+//! Shared links read with the app's key and secret only (`/s/<link>/<path>`): a folder link's
+//! metadata and contents as JSON, its files and sub-paths through the body cache with ETag /
+//! 304 / Range, links by config name or by URL, and Dropbox's refusals as 404 / 403. Then
+//! thumbnails (`?thumb=`), on published paths and on links, cached by content. The emulator's
+//! request log is the witness of what reached Dropbox, and with which credentials.
+
+mod common;
+
+use common::proxy::{Settings, TestProxy};
+use common::{Answer, Harness};
+use hyper::StatusCode;
+use serde_json::{Value, json};
+
+/// A 300×150 PNG.
+fn png() -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(300, 150, image::Rgb([0, 128, 255]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
+/// A link to `path` (with a password, if given): its URL.
+async fn share(h: &Harness, path: &str, password: Option<&str>) -> String {
+    let mut arg = json!({ "path": path });
+    if let Some(p) = password {
+        arg["settings"] = json!({"requested_visibility": {".tag": "password"}, "link_password": p});
+    }
+    h.call("sharing/create_shared_link_with_settings", arg)
+        .await
+        .ok()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+struct Setup {
+    h: Harness,
+    p: TestProxy,
+    file_url: String,
+}
+
+/// `/Gallery` (`a.png`, `notes.txt`, `Sub/b.txt`) shared as `gallery`, `/Private/p.txt` shared
+/// with a password as `private` (with it) and `locked` (without it), `/Gallery/notes.txt`
+/// shared on its own.
+async fn setup() -> Setup {
+    let h = Harness::start().await;
+    h.put("/Gallery/a.png", png()).await;
+    h.put("/Gallery/notes.txt", "0123456789").await;
+    h.put("/Gallery/Sub/b.txt", "bee").await;
+    h.put("/Private/p.txt", "secret words").await;
+    let gallery = share(&h, "/Gallery", None).await;
+    let private = share(&h, "/Private/p.txt", Some("pw")).await;
+    let file_url = share(&h, "/Gallery/notes.txt", None).await;
+    let settings = Settings {
+        extra: format!(
+            "[[shared_link]]\nname = \"gallery\"\nurl = {gallery:?}\n\
+             [[shared_link]]\nname = \"private\"\nurl = {private:?}\npassword = \"pw\"\n\
+             [[shared_link]]\nname = \"locked\"\nurl = {private:?}\n"
+        ),
+        ..Settings::default()
+    };
+    let p = TestProxy::start(&h.running.base_url, &settings).await;
+    h.emu().reset_log();
+    Setup { h, p, file_url }
+}
+
+/// Calls to `route`, and whether any carried a user's token (the log's account is the
+/// caller: `app` for app auth).
+fn calls(h: &Harness, route: &str) -> (u64, bool) {
+    let log = h.emu().log();
+    match log.routes.get(route) {
+        None => (0, false),
+        Some(r) => (r.total, r.accounts.keys().any(|a| a != "app")),
+    }
+}
+
+fn encoded(url: &str) -> String {
+    percent_encoding::utf8_percent_encode(url, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[tokio::test]
+async fn a_folder_link_answers_its_contents_and_serves_its_files_with_app_auth_only() {
+    let Setup { h, p, .. } = setup().await;
+    let a = p.get("/s/gallery/", &[]).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.header("content-type"), Some("application/json"));
+    let v = a.json();
+    assert_eq!(
+        (
+            v["path"].as_str(),
+            v["is_dir"].as_bool(),
+            v["name"].as_str()
+        ),
+        (Some("/"), Some(true), Some("Gallery"))
+    );
+    let contents = v["contents"].as_array().unwrap();
+    let names: Vec<&str> = contents
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Sub", "a.png", "notes.txt"]);
+    let notes = &contents[2];
+    assert_eq!(notes["path"], "/notes.txt");
+    assert_eq!(notes["bytes"], 10);
+    assert_eq!(notes["size"], "10 bytes");
+    assert_eq!(notes["mime_type"], "text/plain; charset=utf-8");
+    assert!(notes["rev"].as_str().is_some_and(|r| r.len() >= 9));
+    assert!(
+        notes["modified"].as_str().unwrap().ends_with(" +0000"),
+        "{notes}"
+    );
+    assert_eq!(contents[1]["thumb_exists"], true);
+    assert_eq!(contents[0]["is_dir"], true);
+    // Its validator: 304, without asking Dropbox.
+    let etag = a.header("etag").unwrap().to_owned();
+    let before = h.emu().log().total;
+    let again = p.get("/s/gallery/", &[("if-none-match", &etag)]).await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(h.emu().log().total, before);
+
+    // A sub-folder and a file inside it.
+    let sub = p.get("/s/gallery/Sub/", &[]).await.json();
+    assert_eq!(sub["path"], "/Sub");
+    assert_eq!(sub["contents"][0]["path"], "/Sub/b.txt");
+    assert_eq!(p.get("/s/gallery/sub/B.TXT", &[]).await.text(), "bee");
+
+    // A file: bytes once from Dropbox, then from the body cache, with ETag / 304 / Range.
+    let first = p.get("/s/gallery/notes.txt", &[]).await;
+    assert_eq!(
+        (first.status, first.text().as_str()),
+        (StatusCode::OK, "0123456789")
+    );
+    assert_eq!(first.header("x-cache-status"), Some("MISS"));
+    let etag = first.header("etag").unwrap().to_owned();
+    let hit = p.get("/s/gallery/notes.txt", &[]).await;
+    assert_eq!(hit.header("x-cache-status"), Some("HIT"));
+    assert_eq!(hit.header("etag"), Some(etag.as_str()));
+    let part = p
+        .get("/s/gallery/notes.txt", &[("range", "bytes=2-4")])
+        .await;
+    assert_eq!(
+        (part.status, part.text().as_str()),
+        (StatusCode::PARTIAL_CONTENT, "234")
+    );
+    assert_eq!(part.header("content-range"), Some("bytes 2-4/10"));
+    let not_modified = p
+        .get("/s/gallery/notes.txt", &[("if-none-match", &etag)])
+        .await;
+    assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        calls(&h, "sharing/get_shared_link_file").0,
+        2,
+        "notes.txt and Sub/b.txt, once each"
+    );
+    // Everything went with the app's key and secret: no user token, no user routes.
+    for route in [
+        "sharing/get_shared_link_metadata",
+        "files/list_folder",
+        "sharing/get_shared_link_file",
+    ] {
+        let (n, user) = calls(&h, route);
+        assert!(n > 0 && !user, "{route}: {n} calls, user token: {user}");
+    }
+    assert_eq!(
+        calls(&h, "files/download").0 + calls(&h, "files/get_metadata").0,
+        0
+    );
+
+    // Missing inside the link; escaping it is refused before anything is asked.
+    assert_eq!(
+        p.get("/s/gallery/nope.txt", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let s = p.raw_status(b"/s/gallery/../Private/p.txt").await;
+    assert!(s == 400 || s == 404, "{s}");
+    assert_eq!(
+        p.get("/s/gallery/%2e%2e/Private/p.txt", &[]).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        p.head("/s/gallery/notes.txt", &[])
+            .await
+            .header("content-length"),
+        Some("10")
+    );
+}
+
+#[tokio::test]
+async fn links_by_url_and_dropbox_refusals() {
+    let Setup { h, p, file_url } = setup().await;
+    // A file link by its URL, percent-encoded into one segment.
+    let by_url = p.get(&format!("/s/{}", encoded(&file_url)), &[]).await;
+    assert_eq!(
+        (by_url.status, by_url.text().as_str()),
+        (StatusCode::OK, "0123456789")
+    );
+    assert_eq!(
+        p.get(&format!("/s/{}/", encoded(&file_url)), &[])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // Unknown names, links Dropbox does not know, and URLs that are not Dropbox links.
+    assert_eq!(
+        p.get("/s/nosuchname/x", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let gone = encoded("https://www.dropbox.com/scl/fi/doesnotexist/x.txt?rlkey=nope&dl=0");
+    assert_eq!(
+        p.get(&format!("/s/{gone}"), &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let before = h.emu().log().total;
+    for elsewhere in [
+        "https://example.com/scl/fi/a/b",
+        "http://www.dropbox.com/scl/fi/a/b",
+    ] {
+        let a = p.get(&format!("/s/{}", encoded(elsewhere)), &[]).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{elsewhere}");
+    }
+    assert_eq!(h.emu().log().total, before, "nothing was fetched for them");
+    // A password link: 403 without the password, served with it.
+    let locked: Answer = p.get("/s/locked", &[]).await;
+    assert_eq!(locked.status, StatusCode::FORBIDDEN, "{}", locked.text());
+    assert!(!locked.text().contains("rlkey"));
+    assert_eq!(p.get("/s/private", &[]).await.text(), "secret words");
+    // Nothing of a link's URL (its key) is shown.
+    let v: Value = p.get("/s/gallery/", &[]).await.json();
+    assert!(!v.to_string().contains("rlkey"));
+}
