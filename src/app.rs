@@ -8,6 +8,7 @@ use crate::meta::feed::Feeds;
 use crate::meta::{Freshness, MetaCache};
 use crate::metrics::Metrics;
 use crate::proxy::link::Links;
+use crate::proxy::thumb::Thumbs;
 use crate::server;
 use crate::store::{Store, StoreError};
 use crate::upstream::client::Dropbox;
@@ -36,6 +37,8 @@ pub struct App {
     pub dropbox: Arc<Dropbox>,
     /// Shared links served under `/s/`.
     pub links: Links,
+    /// Thumbnails being made.
+    pub thumbs: Thumbs,
     pub meta: Arc<MetaCache>,
     /// The change feed's tasks (no followers when `feed.enabled` is false) and the listener of
     /// other instances.
@@ -100,6 +103,7 @@ impl App {
             .expect("config validation checked cache.cache_control");
         Ok(Arc::new(App {
             links: Links::from_config(&config),
+            thumbs: Thumbs::default(),
             accounts,
             dropbox,
             meta,

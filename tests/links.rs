@@ -7,7 +7,7 @@
 mod common;
 
 use common::proxy::{Settings, TestProxy};
-use common::{Answer, Harness};
+use common::{Answer, Harness, join_all};
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
@@ -50,6 +50,10 @@ async fn setup() -> Setup {
     h.put("/Gallery/notes.txt", "0123456789").await;
     h.put("/Gallery/Sub/b.txt", "bee").await;
     h.put("/Private/p.txt", "secret words").await;
+    h.put("/Public/pic.png", png()).await;
+    h.put("/Public/copy.png", png()).await;
+    h.put("/Public/fake.jpg", "not an image").await;
+    h.put("/Public/notes.txt", "text").await;
     let gallery = share(&h, "/Gallery", None).await;
     let private = share(&h, "/Private/p.txt", Some("pw")).await;
     let file_url = share(&h, "/Gallery/notes.txt", None).await;
@@ -229,4 +233,118 @@ async fn links_by_url_and_dropbox_refusals() {
     // Nothing of a link's URL (its key) is shown.
     let v: Value = p.get("/s/gallery/", &[]).await.json();
     assert!(!v.to_string().contains("rlkey"));
+}
+
+fn thumbs(h: &Harness) -> (u64, u64) {
+    let log = h.emu().log();
+    let r = log.routes.get("files/get_thumbnail_v2");
+    (
+        r.map_or(0, |r| r.total),
+        r.and_then(|r| r.accounts.get("app").copied()).unwrap_or(0),
+    )
+}
+
+#[tokio::test]
+async fn thumbnails_are_made_once_kept_by_content_and_validated() {
+    let Setup { h, p, .. } = setup().await;
+    let first = p.get("/alice/pic.png?thumb=w64h64", &[]).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_eq!(first.header("content-type"), Some("image/jpeg"));
+    assert_eq!(first.header("x-cache-status"), Some("MISS"));
+    let img = image::load_from_memory_with_format(&first.body, image::ImageFormat::Jpeg).unwrap();
+    assert_eq!(
+        (img.width(), img.height()),
+        (64, 32),
+        "strict: fits inside 64x64"
+    );
+    let etag = first.header("etag").unwrap().to_owned();
+    assert_eq!(thumbs(&h).0, 1);
+    // Kept: a HIT, the same bytes, no call; a copy with the same content shares it.
+    let hit = p.get("/alice/pic.png?thumb=w64h64", &[]).await;
+    assert_eq!(
+        (hit.header("x-cache-status"), &hit.body),
+        (Some("HIT"), &first.body)
+    );
+    let copy = p.get("/alice/copy.png?thumb=w64h64", &[]).await;
+    assert_eq!(
+        (copy.header("etag"), copy.header("x-cache-status")),
+        (Some(etag.as_str()), Some("HIT"))
+    );
+    assert_eq!(thumbs(&h).0, 1);
+    // Its own validator: 304 with no call.
+    let not_modified = p
+        .get("/alice/pic.png?thumb=w64h64", &[("if-none-match", &etag)])
+        .await;
+    assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
+    // Another size / format / mode is another thumbnail, made once for concurrent askers.
+    let many = join_all(
+        (0..8).map(|_| p.get("/alice/pic.png?thumb=w128h128&format=png&mode=bestfit", &[])),
+    )
+    .await;
+    assert!(
+        many.iter()
+            .all(|a| a.status == StatusCode::OK && a.body == many[0].body)
+    );
+    assert_eq!(many[0].header("content-type"), Some("image/png"));
+    assert_ne!(many[0].header("etag"), Some(etag.as_str()));
+    assert_eq!(thumbs(&h).0, 2);
+    let head = p
+        .head("/alice/pic.png?thumb=w128h128&format=png&mode=bestfit", &[])
+        .await;
+    assert_eq!(
+        head.header("content-length").map(str::to_owned),
+        Some(many[0].body.len().to_string())
+    );
+    assert!(head.body.is_empty());
+
+    // Bad sizes name the valid ones; what Dropbox cannot thumbnail is 415.
+    let bad = p.get("/alice/pic.png?thumb=w100h100", &[]).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    for size in ["w32h32", "w64h64", "w256h256", "w2048h1536"] {
+        assert!(bad.text().contains(size), "{}", bad.text());
+    }
+    assert_eq!(
+        p.get("/alice/pic.png?thumb=w64h64&format=gif", &[])
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    let text = p.get("/alice/notes.txt?thumb=w64h64", &[]).await;
+    assert_eq!(text.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        thumbs(&h).0,
+        2,
+        "a text file is refused without asking Dropbox"
+    );
+    let fake = p.get("/alice/fake.jpg?thumb=w64h64", &[]).await;
+    assert_eq!(
+        fake.status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "{}",
+        fake.text()
+    );
+    assert_eq!(
+        p.get("/alice/?thumb=w64h64", &[]).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        p.get("/alice/nope.png?thumb=w64h64", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // On a shared link's file, with the app's credentials.
+    let before = thumbs(&h);
+    let linked = p
+        .get("/s/gallery/a.png?thumb=w256h256&format=webp", &[])
+        .await;
+    assert_eq!(linked.status, StatusCode::OK, "{}", linked.text());
+    assert_eq!(linked.header("content-type"), Some("image/webp"));
+    let img = image::load_from_memory_with_format(&linked.body, image::ImageFormat::WebP).unwrap();
+    assert_eq!((img.width(), img.height()), (256, 128));
+    assert_eq!(thumbs(&h), (before.0 + 1, before.1 + 1));
+    let again = p
+        .get("/s/gallery/a.png?thumb=w256h256&format=webp", &[])
+        .await;
+    assert_eq!(again.header("x-cache-status"), Some("HIT"));
+    assert_eq!(thumbs(&h).0, before.0 + 1);
 }

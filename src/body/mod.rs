@@ -18,6 +18,7 @@ use crate::upstream::client::Dropbox;
 use crate::upstream::content_hash::ContentHasher;
 use crate::upstream::error::UpstreamError;
 use crate::upstream::types::FileMetadata;
+use bytes::Bytes;
 use disk::{Disk, secs};
 use fill::{Fill, State};
 use http_body_util::BodyExt;
@@ -175,6 +176,53 @@ impl Bodies {
                     cache: "MISS",
                 })
             }
+        }
+    }
+
+    /// The whole of a small blob (a thumbnail), if the cache has it.
+    pub async fn read_small(&self, name: &str) -> Option<Bytes> {
+        let Source::Blob { file, _pin } = self.blob(name).await? else {
+            return None;
+        };
+        tokio::task::spawn_blocking(move || {
+            let _pin = _pin;
+            let mut out = Vec::new();
+            (&*file)
+                .read_to_end(&mut out)
+                .ok()
+                .map(|_| Bytes::from(out))
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Keeps `bytes` as the blob `name` (a derived name: nothing checks its hash). A cache
+    /// that cannot take it just does not keep it.
+    pub async fn keep_small(&self, name: &str, bytes: Bytes) {
+        let (disk, index, name) = (self.disk.clone(), self.index.clone(), name.to_owned());
+        let min_free = self.min_free;
+        let kept = tokio::task::spawn_blocking(move || {
+            if disk.free_space().unwrap_or(0) < min_free + bytes.len() as u64 {
+                return Ok(());
+            }
+            let (mut file, temp) = disk.temp()?;
+            std::io::Write::write_all(&mut file, &bytes)?;
+            disk.publish(&temp, &name)?;
+            let victims = lock(&index).insert(
+                &name,
+                Blob {
+                    size: bytes.len() as u64,
+                    verified: true,
+                    touched: secs(SystemTime::now()),
+                },
+            );
+            victims.iter().for_each(|v| disk.remove(v));
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+        if !matches!(kept, Ok(Ok(()))) {
+            tracing::warn!("cannot keep a thumbnail in the body cache");
         }
     }
 
@@ -384,7 +432,7 @@ impl Bodies {
 
 /// The blob that keeps a file's bytes: its content hash; for a shared link's file, which has
 /// none, a name derived from the link, the path in it and the rev (checked by size).
-fn blob_name(account: &Account, path: &str, f: &FileMetadata) -> Option<String> {
+pub fn blob_name(account: &Account, path: &str, f: &FileMetadata) -> Option<String> {
     if let Some(hash) = f
         .content_hash
         .clone()

@@ -20,6 +20,9 @@ pub enum ProxyError {
     NotFound,
     #[error("method not allowed")]
     Method,
+    /// A bad `?thumb=` request; the text says what is valid.
+    #[error("{0}")]
+    BadThumb(String),
     /// The file changed under two downloads in a row.
     #[error("the file is changing")]
     Changing,
@@ -47,12 +50,14 @@ impl ProxyError {
             ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::UnknownAccount | ProxyError::NotFound => StatusCode::NOT_FOUND,
             ProxyError::Method => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::BadThumb(_) => StatusCode::BAD_REQUEST,
             ProxyError::Changing => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream(e) => match &**e {
                 UpstreamError::NotFound | UpstreamError::NotFile | UpstreamError::NotFolder => {
                     StatusCode::NOT_FOUND
                 }
                 UpstreamError::AccessDenied => StatusCode::FORBIDDEN,
+                UpstreamError::Unsupported => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 UpstreamError::RateLimited { .. } | UpstreamError::Relink => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
@@ -80,6 +85,7 @@ impl ProxyError {
             | ProxyError::NotFound => "not found\n".into(),
             ProxyError::BadPath(e) => format!("bad request: {e}\n"),
             ProxyError::Method => "only GET and HEAD are served here\n".into(),
+            ProxyError::BadThumb(why) => format!("bad request: {why}\n"),
             ProxyError::Changing => "the file is changing; try again\n".into(),
             ProxyError::Upstream(e) if matches!(**e, UpstreamError::Relink) => {
                 "this Dropbox account's link was revoked or expired; its owner must link it again\n"
@@ -87,6 +93,9 @@ impl ProxyError {
             }
             ProxyError::Upstream(_) => match status {
                 StatusCode::NOT_FOUND => "not found\n".into(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                    "Dropbox cannot make a thumbnail of this file\n".into()
+                }
                 StatusCode::FORBIDDEN => {
                     "the shared link refuses access (a password, or not public)\n".into()
                 }

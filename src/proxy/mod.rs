@@ -7,6 +7,7 @@ pub mod link;
 pub mod listing;
 pub mod normalize;
 pub mod respond;
+pub mod thumb;
 
 use crate::account::Account;
 use crate::app::App;
@@ -53,6 +54,7 @@ async fn serve_at(
     target: &Target,
 ) -> Result<Response<Body>, ProxyError> {
     let path = account.dropbox_path(&target.display);
+    let thumb = thumb::spec(req.uri.query())?;
     // 4. metadata; a download that meets another version starts once more from it
     let mut retried = false;
     loop {
@@ -62,6 +64,11 @@ async fn serve_at(
             .await?;
         let f = match &looked.entry.state {
             State::Missing => return Err(ProxyError::NotFound),
+            State::Folder(_) if thumb.is_some() => {
+                return Err(ProxyError::BadThumb(
+                    "thumbnails are of files, not folders".into(),
+                ));
+            }
             State::Folder(listing) if account.link().is_some() => {
                 return Ok(respond::link_folder(
                     app,
@@ -77,6 +84,9 @@ async fn serve_at(
             State::File(_) if target.trailing_slash => return Err(ProxyError::NotFound),
             State::File(f) => f,
         };
+        if let Some(spec) = &thumb {
+            return thumb::serve(app, req, account, &path, f, spec).await;
+        }
         // 5–7. conditionals, ranges, body
         match respond::file(app, req, account, &path, f, looked.source).await? {
             Served::Done(resp) => return Ok(resp),

@@ -396,6 +396,41 @@ impl Dropbox {
         .await
     }
 
+    /// `files/get_thumbnail_v2` of `resource` (a path, or a link with app auth): the image's
+    /// bytes. Thumbnails are small; more than `MAX_RPC_ANSWER` is refused.
+    pub async fn thumbnail(
+        &self,
+        auth: &TokenSet,
+        resource: Value,
+        size: &str,
+        format: &str,
+        mode: &str,
+    ) -> Result<Bytes, UpstreamError> {
+        let url = format!("{}/2/files/get_thumbnail_v2", self.endpoints.content);
+        let arg = to_header_safe(&json!({
+            "resource": resource,
+            "size": {".tag": size},
+            "format": {".tag": format},
+            "mode": {".tag": mode},
+        }));
+        self.with_retries(auth, |token, permits| {
+            let req = Request::builder()
+                .method(Method::POST)
+                .uri(&url)
+                .header(AUTHORIZATION, auth.authorization(&token))
+                .header("Dropbox-API-Arg", arg.as_str())
+                .header(USER_AGENT, UA)
+                .body(Full::default());
+            async move {
+                let resp = self.send(req.map_err(UpstreamError::Request)?).await?;
+                let bytes = self.read_all(resp).await?;
+                drop(permits);
+                Ok(bytes)
+            }
+        })
+        .await
+    }
+
     /// `sharing/get_shared_link_metadata`.
     pub async fn shared_link_metadata(
         &self,
@@ -548,6 +583,10 @@ impl Dropbox {
                     [_, "not_folder", ..] => UpstreamError::NotFolder,
                     ["shared_link_not_found" | "not_found", ..] => UpstreamError::NotFound,
                     ["shared_link_is_directory", ..] => UpstreamError::NotFile,
+                    [
+                        "unsupported_extension" | "unsupported_image" | "conversion_error",
+                        ..,
+                    ] => UpstreamError::Unsupported,
                     ["shared_link_access_denied" | "access_denied", ..] => {
                         UpstreamError::AccessDenied
                     }

@@ -16,6 +16,10 @@ pub enum UpstreamError {
     /// 409 `shared_link_access_denied`: the link wants a password, or is not for us.
     #[error("the shared link refuses access")]
     AccessDenied,
+    /// 409 `unsupported_extension` / `unsupported_image` / `conversion_error`: Dropbox cannot
+    /// make a thumbnail of this file.
+    #[error("Dropbox cannot make a thumbnail of this file")]
+    Unsupported,
     /// 409 `reset`: the cursor is no longer valid.
     #[error("cursor reset")]
     Reset,
