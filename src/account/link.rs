@@ -7,6 +7,7 @@
 //! from the store) gone. The PKCE verifier is derived from the nonce with the vault's key, so
 //! no secret waits in the store while the owner is at Dropbox's page.
 
+use super::vault::Vault;
 use super::{Account, AccountRecord, Linked};
 use crate::app::App;
 use crate::config::parse_root;
@@ -77,6 +78,22 @@ fn challenge(verifier: &Secret<String>) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.expose().as_bytes()))
 }
 
+/// What linking needs from the config: the vault (`oauth.secret_key`) and the app key.
+fn keys(app: &App) -> Result<(&Vault, &str), LinkError> {
+    let vault = app
+        .accounts
+        .vault
+        .as_ref()
+        .ok_or(LinkError::Off("oauth.secret_key"))?;
+    let app_key = app
+        .config
+        .dropbox
+        .app_key
+        .as_deref()
+        .ok_or(LinkError::Off("dropbox.app_key"))?;
+    Ok((vault, app_key))
+}
+
 /// Checks that `alias` may be linked.
 fn linkable(app: &App, alias: &str) -> Result<(), LinkError> {
     if !valid_alias(alias) || RESERVED_ALIASES.contains(&alias) {
@@ -97,17 +114,7 @@ pub async fn start(
     root: &str,
     redirect: bool,
 ) -> Result<Started, LinkError> {
-    let vault = app
-        .accounts
-        .vault
-        .as_ref()
-        .ok_or(LinkError::Off("oauth.secret_key"))?;
-    let app_key = app
-        .config
-        .dropbox
-        .app_key
-        .as_deref()
-        .ok_or(LinkError::Off("dropbox.app_key"))?;
+    let (vault, app_key) = keys(app)?;
     linkable(app, alias)?;
     let root = parse_root(root).ok_or_else(|| LinkError::BadRoot(root.to_owned()))?;
     let ttl = app.config.oauth.state_ttl;
@@ -148,17 +155,7 @@ pub async fn finish(
     code: Option<&str>,
     error: Option<&str>,
 ) -> Result<Arc<Account>, LinkError> {
-    let vault = app
-        .accounts
-        .vault
-        .as_ref()
-        .ok_or(LinkError::Off("oauth.secret_key"))?;
-    let app_key = app
-        .config
-        .dropbox
-        .app_key
-        .as_deref()
-        .ok_or(LinkError::Off("dropbox.app_key"))?;
+    let (vault, app_key) = keys(app)?;
     // 1. state: ours, in time, unused
     let (signed, signature) = state
         .rsplit_once('.')

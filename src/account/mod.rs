@@ -15,7 +15,9 @@ use crate::secret::Secret;
 use crate::store::{Store, StoreError};
 use crate::upstream::client::{Download, Dropbox, RefreshGrant, TokenSet};
 use crate::upstream::error::UpstreamError;
-use crate::upstream::types::LinkArg;
+use crate::upstream::types::{
+    FileMetadata, FolderMetadata, LinkArg, ListFolderResult, Metadata, SharedLinkMetadata,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -100,6 +102,81 @@ impl Account {
                     .await
             }
         }
+    }
+}
+
+impl Account {
+    /// The metadata of the Dropbox path `path`; None for the root of a Dropbox, which has
+    /// none. A link's is asked of the link (with app auth) and given the path Dropbox leaves
+    /// out.
+    pub async fn metadata(
+        &self,
+        dropbox: &Dropbox,
+        path: &str,
+    ) -> Result<Option<Metadata>, UpstreamError> {
+        let Some(link) = self.link() else {
+            if path.is_empty() {
+                return Ok(None);
+            }
+            return dropbox.get_metadata(&self.tokens, path).await.map(Some);
+        };
+        let (lower, display) = (Some(path.to_lowercase()), Some(path.to_owned()));
+        Ok(Some(
+            match dropbox
+                .shared_link_metadata(&self.tokens, &link.arg(path))
+                .await?
+            {
+                SharedLinkMetadata::Folder(f) => Metadata::Folder(FolderMetadata {
+                    name: f.name,
+                    path_lower: lower,
+                    path_display: display,
+                    id: f.id.unwrap_or_default(),
+                }),
+                file => Metadata::File(FileMetadata {
+                    path_lower: lower,
+                    path_display: display,
+                    ..file.file()
+                }),
+            },
+        ))
+    }
+
+    /// The first page of the folder `path` (non-recursive); a link's through the link.
+    pub async fn list_folder(
+        &self,
+        dropbox: &Dropbox,
+        path: &str,
+    ) -> Result<ListFolderResult, UpstreamError> {
+        match self.link() {
+            None => dropbox.list_folder(&self.tokens, path, false).await,
+            Some(link) => {
+                dropbox
+                    .list_link_folder(&self.tokens, &link.arg(path))
+                    .await
+            }
+        }
+    }
+
+    /// Entries of the folder `path` as Dropbox listed them. Dropbox names no paths in a
+    /// link's listing, so a link's entries are given theirs (`path` + `/` + name).
+    pub fn place(&self, entries: Vec<Metadata>, path: &str) -> Vec<Metadata> {
+        if self.link().is_none() {
+            return entries;
+        }
+        entries
+            .into_iter()
+            .map(|mut m| {
+                let full = format!("{path}/{}", m.name());
+                let (lower, shown) = match &mut m {
+                    Metadata::File(f) => (&mut f.path_lower, &mut f.path_display),
+                    Metadata::Folder(f) => (&mut f.path_lower, &mut f.path_display),
+                    Metadata::Deleted(d) => (&mut d.path_lower, &mut d.path_display),
+                };
+                *lower = Some(full.to_lowercase());
+                *shown = Some(full);
+                m
+            })
+            .collect()
     }
 }
 

@@ -8,6 +8,7 @@ use super::tree::Content;
 use super::wire::ApiError;
 use super::{Call, Caller, Emulator, Reply};
 use crate::upstream::json::to_header_safe;
+use crate::upstream::types::{THUMBNAIL_SIZES, thumbnailable};
 use hyper::StatusCode;
 use image::imageops::FilterType;
 use image::{DynamicImage, GenericImageView, ImageFormat};
@@ -15,21 +16,6 @@ use serde_json::json;
 
 /// Dropbox does not thumbnail images above 20 MB.
 const MAX_SOURCE: u64 = 20 * 1024 * 1024;
-const EXTENSIONS: &[&str] = &[
-    "jpg", "jpeg", "png", "tiff", "tif", "gif", "webp", "ppm", "bmp",
-];
-const SIZES: &[&str] = &[
-    "w32h32",
-    "w64h64",
-    "w128h128",
-    "w256h256",
-    "w480h320",
-    "w640h480",
-    "w960h640",
-    "w1024h768",
-    "w2048h1536",
-];
-
 fn size_of(tag: &str) -> Option<(u32, u32)> {
     let (w, h) = tag.strip_prefix('w')?.split_once('h')?;
     Some((w.parse().ok()?, h.parse().ok()?))
@@ -53,7 +39,7 @@ pub(super) async fn get_thumbnail_v2(emu: &Emulator, call: &Call) -> Result<Repl
         }
     };
     let size_tag = arg.tag("size")?.unwrap_or("w64h64");
-    if !SIZES.contains(&size_tag) {
+    if !THUMBNAIL_SIZES.contains(&size_tag) {
         return Err(ApiError::bad_field(
             arg.source,
             "size",
@@ -112,8 +98,7 @@ pub(super) async fn get_thumbnail_v2(emu: &Emulator, call: &Call) -> Result<Repl
             }
         }
     };
-    let ext = node.name().rsplit_once('.').map(|(_, e)| e.to_lowercase());
-    if !ext.is_some_and(|e| EXTENSIONS.contains(&e.as_str())) {
+    if !thumbnailable(node.name()) {
         return Err(ApiError::route(json!({".tag": "unsupported_extension"})));
     }
     let file = node.file().expect("checked above");

@@ -15,11 +15,11 @@
 pub mod entry;
 pub mod feed;
 
-use crate::account::{Account, LinkRef};
+use crate::account::Account;
 use crate::store::{Store, StoreError};
 use crate::upstream::client::Dropbox;
 use crate::upstream::error::UpstreamError;
-use crate::upstream::types::{FileMetadata, FolderMetadata, Metadata, SharedLinkMetadata};
+use crate::upstream::types::{FileMetadata, Metadata};
 pub use entry::{Entry, Listing, State};
 use lru::LruCache;
 use std::collections::HashMap;
@@ -28,24 +28,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::OnceCell;
-
-/// Gives entries of a shared link's folder `display` the paths Dropbox leaves out.
-fn adopt(entries: Vec<Metadata>, display: &str) -> Vec<Metadata> {
-    entries
-        .into_iter()
-        .map(|mut m| {
-            let path = format!("{display}/{}", m.name());
-            let (lower, shown) = match &mut m {
-                Metadata::File(f) => (&mut f.path_lower, &mut f.path_display),
-                Metadata::Folder(f) => (&mut f.path_lower, &mut f.path_display),
-                Metadata::Deleted(d) => (&mut d.path_lower, &mut d.path_display),
-            };
-            *lower = Some(path.to_lowercase());
-            *shown = Some(path);
-            m
-        })
-        .collect()
-}
 
 /// How long the store keeps an entry after its last confirmation: stale entries stay useful
 /// (a listing's cursor revalidates it cheaply; later, stale-if-error serves it).
@@ -440,12 +422,8 @@ impl MetaCache {
         display: &str,
         stale: Option<&Entry>,
     ) -> Result<(Entry, Source), UpstreamError> {
-        if let Some(link) = account.link() {
-            return self.fetch_link(account, link, display, stale).await;
-        }
         let path = account.dropbox_path(display);
         let path_lower = path.to_lowercase();
-        let auth = &account.tokens;
         // A stale listing: only what changed since its cursor.
         if let Some(Entry {
             state: State::Folder(listing),
@@ -454,6 +432,7 @@ impl MetaCache {
         {
             match self.changes(account, &listing.cursor).await {
                 Ok((deltas, cursor)) => {
+                    let deltas = account.place(deltas, &path);
                     if let Some(updated) = listing.apply(&path_lower, &deltas, cursor) {
                         let source = if updated.tag == listing.tag {
                             Source::Revalidated
@@ -468,29 +447,26 @@ impl MetaCache {
                 Err(e) => return Err(e),
             }
         }
-        // The root of a Dropbox has no metadata: list it directly.
-        let folder = if path.is_empty() {
-            None
-        } else {
-            match self.dropbox.get_metadata(auth, &path).await {
-                Ok(Metadata::File(f)) => {
-                    let unchanged = matches!(stale,
-                        Some(Entry { state: State::File(old), .. }) if old.rev == f.rev);
-                    let source = if unchanged {
-                        Source::Revalidated
-                    } else {
-                        Source::Dropbox
-                    };
-                    return Ok((Entry::new(State::File(f)), source));
-                }
-                Ok(Metadata::Folder(f)) => Some(f),
-                Ok(Metadata::Deleted(_)) | Err(UpstreamError::NotFound) => {
-                    return Ok((Entry::new(State::Missing), Source::Dropbox));
-                }
-                Err(e) => return Err(e),
+        // The root of a Dropbox has no metadata (None): list it directly.
+        let folder = match account.metadata(&self.dropbox, &path).await {
+            Ok(Some(Metadata::File(f))) => {
+                let unchanged = matches!(stale,
+                    Some(Entry { state: State::File(old), .. }) if old.rev == f.rev);
+                let source = if unchanged {
+                    Source::Revalidated
+                } else {
+                    Source::Dropbox
+                };
+                return Ok((Entry::new(State::File(f)), source));
             }
+            Ok(Some(Metadata::Folder(f))) => Some(f),
+            Ok(None) => None,
+            Ok(Some(Metadata::Deleted(_))) | Err(UpstreamError::NotFound) => {
+                return Ok((Entry::new(State::Missing), Source::Dropbox));
+            }
+            Err(e) => return Err(e),
         };
-        let first = match self.dropbox.list_folder(auth, &path, false).await {
+        let first = match account.list_folder(&self.dropbox, &path).await {
             Ok(r) => r,
             // Deleted or replaced between the two calls.
             Err(UpstreamError::NotFound | UpstreamError::NotFolder) => {
@@ -505,84 +481,8 @@ impl MetaCache {
             entries.extend(more);
             cursor = last;
         }
+        let entries = account.place(entries, &path);
         let listing = Listing::new(folder, &path_lower, entries, cursor);
-        Ok((Entry::new(State::Folder(listing)), Source::Dropbox))
-    }
-
-    /// `fetch` for a path inside a shared link, with app auth: the link's metadata says file
-    /// or folder; a folder is listed through the link. Dropbox names no paths in a link's
-    /// listing, so its entries are given theirs (`display` + `/` + name).
-    async fn fetch_link(
-        &self,
-        account: &Account,
-        link: &LinkRef,
-        display: &str,
-        stale: Option<&Entry>,
-    ) -> Result<(Entry, Source), UpstreamError> {
-        let lower = display.to_lowercase();
-        let auth = &account.tokens;
-        let arg = link.arg(display);
-        if let Some(Entry {
-            state: State::Folder(listing),
-            ..
-        }) = stale
-        {
-            match self.changes(account, &listing.cursor).await {
-                Ok((deltas, cursor)) => {
-                    let deltas = adopt(deltas, display);
-                    if let Some(updated) = listing.apply(&lower, &deltas, cursor) {
-                        let source = if updated.tag == listing.tag {
-                            Source::Revalidated
-                        } else {
-                            Source::Dropbox
-                        };
-                        return Ok((Entry::new(State::Folder(updated)), source));
-                    }
-                }
-                Err(UpstreamError::Reset | UpstreamError::NotFound | UpstreamError::NotFolder) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let folder = match self.dropbox.shared_link_metadata(auth, &arg).await {
-            Ok(SharedLinkMetadata::Folder(f)) => FolderMetadata {
-                name: f.name,
-                path_lower: Some(lower.clone()),
-                path_display: Some(display.to_owned()),
-                id: f.id.unwrap_or_default(),
-            },
-            Ok(file) => {
-                let mut f = file.file();
-                f.path_lower = Some(lower.clone());
-                f.path_display = Some(display.to_owned());
-                let unchanged = matches!(stale,
-                    Some(Entry { state: State::File(old), .. }) if old.rev == f.rev);
-                let source = if unchanged {
-                    Source::Revalidated
-                } else {
-                    Source::Dropbox
-                };
-                return Ok((Entry::new(State::File(f)), source));
-            }
-            Err(UpstreamError::NotFound) => {
-                return Ok((Entry::new(State::Missing), Source::Dropbox));
-            }
-            Err(e) => return Err(e),
-        };
-        let first = match self.dropbox.list_link_folder(auth, &arg).await {
-            Ok(r) => r,
-            Err(UpstreamError::NotFound | UpstreamError::NotFolder) => {
-                return Ok((Entry::new(State::Missing), Source::Dropbox));
-            }
-            Err(e) => return Err(e),
-        };
-        let mut entries = first.entries;
-        let mut cursor = first.cursor;
-        if first.has_more {
-            let (more, last) = self.changes(account, &cursor).await?;
-            entries.extend(more);
-            cursor = last;
-        }
-        let listing = Listing::new(Some(folder), &lower, adopt(entries, display), cursor);
         Ok((Entry::new(State::Folder(listing)), Source::Dropbox))
     }
 

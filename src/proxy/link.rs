@@ -13,7 +13,7 @@ use crate::meta::Listing;
 use crate::meta::feed::FeedStatus;
 use crate::secret::Secret;
 use crate::upstream::client::TokenSet;
-use crate::upstream::types::Metadata;
+use crate::upstream::types::{Metadata, thumbnailable};
 use lru::LruCache;
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
@@ -29,7 +29,7 @@ const BY_URL: usize = 1024;
 pub struct Links {
     named: HashMap<String, Arc<Account>>,
     by_url: Mutex<LruCache<String, Arc<Account>>>,
-    /// The app's key and secret; None: only... nothing (links need app auth).
+    /// The app's key and secret; None: no link can be read (links need app auth).
     app: Option<(String, Secret<String>)>,
     max_concurrent: usize,
 }
@@ -149,15 +149,6 @@ fn rfc2822(timestamp: &str) -> Value {
     humantime::parse_rfc3339(timestamp)
         .map(|t| json!(httpdate::fmt_http_date(t).replace(" GMT", " +0000")))
         .unwrap_or(Value::Null)
-}
-
-/// Thumbnails are made of these (reference §3.3).
-pub fn thumbnailable(name: &str) -> bool {
-    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-    matches!(
-        ext.as_deref(),
-        Some("jpg" | "jpeg" | "png" | "tiff" | "tif" | "gif" | "webp" | "ppm" | "bmp")
-    )
 }
 
 /// The folder `display` of a link, as `/metadata/link` answered: the folder and its

@@ -5,7 +5,6 @@
 //! `If-None-Match` is a 304 with no Dropbox call and no disk read).
 
 use super::ProxyError;
-use super::link::thumbnailable;
 use crate::account::Account;
 use crate::app::App;
 use crate::body::{blob_name, disk};
@@ -13,7 +12,7 @@ use crate::http::conditional::{self, Outcome, Validators};
 use crate::http::etag::EntityTag;
 use crate::server::{Body, full};
 use crate::upstream::error::UpstreamError;
-use crate::upstream::types::FileMetadata;
+use crate::upstream::types::{FileMetadata, THUMBNAIL_SIZES as SIZES, thumbnailable};
 use bytes::Bytes;
 use hyper::header::{
     CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderValue, LAST_MODIFIED,
@@ -25,18 +24,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
-/// Dropbox's thumbnail sizes (reference §3.3).
-pub const SIZES: &[&str] = &[
-    "w32h32",
-    "w64h64",
-    "w128h128",
-    "w256h256",
-    "w480h320",
-    "w640h480",
-    "w960h640",
-    "w1024h768",
-    "w2048h1536",
-];
 const FORMATS: &[(&str, &str)] = &[
     ("jpeg", "image/jpeg"),
     ("png", "image/png"),

@@ -123,29 +123,17 @@ impl RedisStore {
 
     /// Every key starting with `prefix`, with its value (SCAN, so Redis is never blocked).
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let pattern = format!("{}*", glob_escape(prefix));
         self.call(async |mut c| {
-            let mut cursor: u64 = 0;
             let mut found = Vec::new();
-            loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut c)
-                    .await?;
+            let mut scan = Scan::new(prefix);
+            while let Some(keys) = scan.next(&mut c).await? {
                 for k in keys {
                     if let Some(v) = c.get::<_, Option<Vec<u8>>>(&k).await? {
                         found.push((k, v));
                     }
                 }
-                if next == 0 {
-                    return Ok(found);
-                }
-                cursor = next;
             }
+            Ok(found)
         })
         .await
     }
@@ -153,18 +141,9 @@ impl RedisStore {
     /// Deletes every key under `base` that starts with one of `prefixes` (one SCAN pass,
     /// so Redis is never blocked).
     pub async fn delete_prefixes(&self, base: &str, prefixes: &[String]) -> Result<(), StoreError> {
-        let pattern = format!("{}*", glob_escape(base));
         self.call(async |mut c| {
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut c)
-                    .await?;
+            let mut scan = Scan::new(base);
+            while let Some(keys) = scan.next(&mut c).await? {
                 let doomed: Vec<String> = keys
                     .into_iter()
                     .filter(|k| prefixes.iter().any(|p| k.starts_with(p.as_str())))
@@ -172,11 +151,8 @@ impl RedisStore {
                 if !doomed.is_empty() {
                     c.unlink::<_, ()>(doomed).await?;
                 }
-                if next == 0 {
-                    return Ok(());
-                }
-                cursor = next;
             }
+            Ok(())
         })
         .await
     }
@@ -299,6 +275,39 @@ impl RedisStore {
             let wait = RESUBSCRIBE[failures.min(RESUBSCRIBE.len() - 1)];
             tokio::time::sleep(Duration::from_millis(wait)).await;
         }
+    }
+}
+
+/// One SCAN pass over the keys starting with a prefix, a batch at a time.
+struct Scan {
+    pattern: String,
+    /// None once Redis said the pass is over.
+    cursor: Option<u64>,
+}
+
+impl Scan {
+    fn new(prefix: &str) -> Scan {
+        Scan {
+            pattern: format!("{}*", glob_escape(prefix)),
+            cursor: Some(0),
+        }
+    }
+
+    /// The next batch (possibly empty), or None when the pass is done.
+    async fn next(&mut self, c: &mut ConnectionManager) -> redis::RedisResult<Option<Vec<String>>> {
+        let Some(cursor) = self.cursor else {
+            return Ok(None);
+        };
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&self.pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(c)
+            .await?;
+        self.cursor = (next != 0).then_some(next);
+        Ok(Some(keys))
     }
 }
 

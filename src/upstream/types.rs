@@ -245,6 +245,30 @@ impl SharedLinkMetadata {
     }
 }
 
+/// `ThumbnailSize` tags (reference §3.3; `w3200h2400` is internal-only).
+pub const THUMBNAIL_SIZES: &[&str] = &[
+    "w32h32",
+    "w64h64",
+    "w128h128",
+    "w256h256",
+    "w480h320",
+    "w640h480",
+    "w960h640",
+    "w1024h768",
+    "w2048h1536",
+];
+
+/// The extensions `files/get_thumbnail_v2` makes thumbnails of (reference §3.3).
+pub const THUMBNAIL_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "png", "tiff", "tif", "gif", "webp", "ppm", "bmp",
+];
+
+/// Whether Dropbox makes thumbnails of a file of this name (by its extension).
+pub fn thumbnailable(name: &str) -> bool {
+    name.rsplit_once('.')
+        .is_some_and(|(_, e)| THUMBNAIL_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
 /// Dropbox timestamps: UTC, whole seconds, `%Y-%m-%dT%H:%M:%SZ`.
 pub fn timestamp(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
