@@ -11,6 +11,7 @@ use crate::proxy::link::Links;
 use crate::proxy::thumb::Thumbs;
 use crate::server;
 use crate::store::{Store, StoreError};
+use crate::telemetry::LogControl;
 use crate::upstream::client::Dropbox;
 use crate::upstream::retry::RetryPolicy;
 use crate::upstream::transport::{CaError, http_client};
@@ -18,7 +19,8 @@ use hyper::header::HeaderValue;
 use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,11 +49,13 @@ pub struct App {
     pub store: Store,
     /// `cache.cache_control`, ready to send.
     pub cache_control: HeaderValue,
-    /// Numbers requests for the logs.
-    pub requests: AtomicU64,
     /// This process among the instances sharing a store.
     pub instance: String,
     pub metrics: Metrics,
+    /// Shutdown has begun: `/readyz` answers 503 while in-flight requests finish.
+    pub draining: AtomicBool,
+    /// The running log filter, when this process installed the subscriber (`serve`).
+    pub log: OnceLock<LogControl>,
 }
 
 impl App {
@@ -64,9 +68,11 @@ impl App {
             rate_limit_budget: d.rate_limit_budget,
             ..RetryPolicy::default()
         };
+        let metrics = Metrics::new();
         let dropbox = Arc::new(
             Dropbox::new(http, d.endpoints.clone(), policy, d.read_timeout)
-                .with_limits(d.max_concurrent, d.refresh_ahead),
+                .with_limits(d.max_concurrent, d.refresh_ahead)
+                .with_metrics(metrics.upstream.clone()),
         );
         let store = Store::open(&config.store).await?;
         let bodies = Bodies::load(&config.cache, dropbox.clone())
@@ -111,9 +117,10 @@ impl App {
             bodies,
             store,
             cache_control,
-            requests: AtomicU64::new(0),
             instance,
-            metrics: Metrics::new(),
+            metrics,
+            draining: AtomicBool::new(false),
+            log: OnceLock::new(),
             config,
         }))
     }
@@ -127,16 +134,50 @@ impl App {
     }
 }
 
-/// Serves the proxy on `listener` until `shutdown` resolves, then drains connections and
-/// hands the change feeds over (their leases are released, so another instance follows at once).
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+/// Serves the proxy on `listener` (and `/metrics` on `metrics`, if given) until `shutdown`
+/// resolves; then stops accepting, gives in-flight requests up to `server.shutdown_timeout`
+/// to finish, and hands the change feeds over (their leases are released, so another
+/// instance follows at once).
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let drain = app.config.server.shutdown_timeout;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let signal = {
+        let app = app.clone();
+        async move {
+            shutdown.await;
+            app.draining.store(true, Ordering::Relaxed);
+            let _ = stop.send(true);
+        }
+    };
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let scrapes = metrics.map(|listener| {
+        let handler = app.clone();
+        tokio::spawn(server::serve(
+            listener,
+            None,
+            drain,
+            move |req, _| server::router::handle_metrics(handler.clone(), req),
+            until_stopped(stopped.clone()),
+        ))
+    });
     let handler = app.clone();
-    server::serve(
+    let proxy = server::serve(
         listener,
         None,
+        drain,
         move |req, peer| server::router::handle(handler.clone(), req, peer),
-        shutdown,
-    )
-    .await;
+        until_stopped(stopped),
+    );
+    tokio::join!(signal, proxy);
+    if let Some(s) = scrapes {
+        let _ = s.await;
+    }
     app.feeds.stop().await;
 }

@@ -7,6 +7,7 @@ use crate::proxy::normalize::{RESERVED_ALIASES, valid_alias};
 use crate::secret::Secret;
 use crate::upstream::client::Endpoints;
 use base64::Engine;
+use ipnet::IpNet;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -59,6 +60,24 @@ struct RawConfig {
     accounts: Vec<RawAccount>,
     #[serde(default, rename = "shared_link")]
     shared_links: Vec<RawSharedLink>,
+    #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<String>,
+    format: Option<String>,
+    access_log: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,6 +106,9 @@ struct RawSharedLink {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
+    shutdown_timeout: Option<String>,
+    ready_requires_store: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,9 +180,33 @@ struct RawAccount {
 
 // ---- validated ----
 
+/// An IP address (a one-address network) or a CIDR network.
+fn parse_net(text: &str) -> Option<IpNet> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+/// A log level in `EnvFilter` syntax (`info`, `warn,dropcache=debug`), trimmed; why not.
+pub fn parse_level(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("must name a level (error, warn, info, debug, trace)".into());
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| format!("{text:?} is not a level or filter: {e}"))
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    pub server: ServerConfig,
+    /// A separate listener for `/metrics` (None: served on `listen`).
+    pub metrics_listen: Option<SocketAddr>,
+    pub log: LogConfig,
     pub dropbox: DropboxConfig,
     pub store: StoreConfig,
     pub cache: CacheConfig,
@@ -171,6 +217,43 @@ pub struct Config {
     pub oauth: OauthConfig,
     pub accounts: Vec<AccountConfig>,
     pub shared_links: Vec<SharedLinkConfig>,
+}
+
+/// How the proxy meets its clients and its operators.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Peers whose `X-Forwarded-For` is believed (nginx in front); the client address is the
+    /// last address in it that is not one of these.
+    pub trusted_proxies: Vec<IpNet>,
+    /// How long in-flight requests get to finish after SIGTERM.
+    pub shutdown_timeout: Duration,
+    /// `/readyz` answers 503 while the store is unreachable (default: 200, "degraded", since
+    /// requests are still served from memory and disk).
+    pub ready_requires_store: bool,
+}
+
+/// Logging: level (an `EnvFilter` directive list), text or JSON lines, the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+    pub access_log: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+            access_log: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Linking accounts through OAuth (reference §5).
@@ -334,6 +417,57 @@ impl Config {
                 format!("{listen_text:?} is not an IP:PORT address"),
             )
         })?;
+        let server = ServerConfig {
+            trusted_proxies: raw
+                .server
+                .trusted_proxies
+                .unwrap_or_else(|| vec!["127.0.0.1/32".into(), "::1/128".into()])
+                .iter()
+                .map(|p| parse_net(p))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    invalid(
+                        "server.trusted_proxies",
+                        "each entry must be an IP address or a CIDR network like \"10.0.0.0/8\"",
+                    )
+                })?,
+            shutdown_timeout: duration(
+                "server.shutdown_timeout",
+                raw.server.shutdown_timeout,
+                "20s",
+            )?,
+            ready_requires_store: raw.server.ready_requires_store.unwrap_or(false),
+        };
+        let metrics_listen = match raw.metrics.listen.filter(|l| !l.is_empty()) {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "metrics.listen",
+                    format!("{text:?} is not an IP:PORT address"),
+                )
+            })?),
+        };
+        if metrics_listen == Some(listen) {
+            return Err(invalid(
+                "metrics.listen",
+                "must differ from server.listen (leave it unset to serve /metrics there)",
+            ));
+        }
+        let log = LogConfig {
+            level: parse_level(raw.log.level.as_deref().unwrap_or("info"))
+                .map_err(|why| invalid("log.level", why))?,
+            format: match raw.log.format.as_deref().unwrap_or("text") {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(invalid(
+                        "log.format",
+                        format!("{other:?} must be \"text\" or \"json\""),
+                    ));
+                }
+            },
+            access_log: raw.log.access_log.unwrap_or(true),
+        };
         let d = raw.dropbox;
         let defaults = Endpoints::default();
         let endpoints = Endpoints {
@@ -602,6 +736,9 @@ impl Config {
         }
         Ok(Config {
             listen,
+            server,
+            metrics_listen,
+            log,
             dropbox,
             store,
             cache,

@@ -6,6 +6,7 @@ use dropcache::app::App;
 use dropcache::config::Config;
 use dropcache::emulator::faults::{FaultRule, Faults};
 use dropcache::emulator::{AccountSpec, Emulator, EmulatorConfig};
+use dropcache::telemetry::LogControl;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -157,8 +158,11 @@ struct EmulatorArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    dropcache::telemetry::init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
+        dropcache::telemetry::init();
+    }
+    match cli.command {
         Command::Serve { config } => run_serve(&config).await,
         Command::Demo { listen, dir } => run_demo(&listen, dir).await,
         Command::Emulator(args) => run_emulator(*args).await,
@@ -270,36 +274,83 @@ fn load_config(path: &std::path::Path) -> Config {
 
 async fn run_serve(path: &std::path::Path) -> anyhow::Result<()> {
     let config = load_config(path);
-    serve_proxy(config, |_| Ok(())).await
+    let log = dropcache::telemetry::init_with(&config.log);
+    serve_proxy(config, log, Some(path.to_owned()), |_| Ok(())).await
 }
 
 /// Builds the app, binds, prints `listening on http://IP:PORT` (then `banner`), serves until
-/// a shutdown signal.
+/// a shutdown signal. SIGHUP re-reads `config_file` and applies its `log.level`.
 async fn serve_proxy(
     config: Config,
+    log: Option<LogControl>,
+    config_file: Option<PathBuf>,
     banner: impl FnOnce(SocketAddr) -> std::io::Result<()>,
 ) -> anyhow::Result<()> {
     let listen = config.listen;
+    let metrics_listen = config.metrics_listen;
     let app = App::build(config).await?;
+    if let Some(log) = log {
+        let _ = app.log.set(log);
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    let metrics = match metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (metrics.listen)"))?,
+        ),
+        None => None,
+    };
     let addr = listener.local_addr()?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on http://{addr}")?;
+    if let Some(m) = &metrics {
+        writeln!(out, "metrics on http://{}/metrics", m.local_addr()?)?;
+    }
     out.flush()?;
     drop(out);
     banner(addr)?;
     tracing::info!(%addr, accounts = app.accounts.len(), store = app.store.kind(), "proxy started");
-    dropcache::app::serve(listener, app, shutdown_signal()).await;
+    if let Some(path) = config_file {
+        tokio::spawn(reload_on_hangup(app.clone(), path));
+    }
+    dropcache::app::serve(listener, metrics, app, shutdown_signal()).await;
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// On each SIGHUP: re-reads the config file and applies `log.level` (the settings that can
+/// change while running); a file that no longer validates changes nothing.
+async fn reload_on_hangup(app: std::sync::Arc<App>, path: PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let env = |k: &str| std::env::var(k).ok();
+        match Config::load(&path, &env) {
+            Err(e) => tracing::error!(error = %e, file = %path.display(),
+                "SIGHUP: the config file is not valid; nothing changed"),
+            Ok(new) => match app.log.get() {
+                Some(log) => match log.set_level(&new.log.level) {
+                    Ok(()) => tracing::warn!(level = %new.log.level,
+                        "SIGHUP: log.level applied; other settings take effect on restart"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: cannot apply log.level"),
+                },
+                None => tracing::warn!("SIGHUP: logging is not under the proxy's control"),
+            },
+        }
+    }
 }
 
 async fn run_demo(listen: &str, dir: Option<PathBuf>) -> anyhow::Result<()> {
     let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("dropcache-demo"));
+    let log = dropcache::telemetry::init_with(&dropcache::config::LogConfig::default());
     let (emulator, config) = dropcache::demo::start(&dir, listen).await?;
     let sample = dir.join("dropbox");
-    serve_proxy(config, |addr| {
+    serve_proxy(config, log, None, |addr| {
         let a = dropcache::demo::ALIAS;
         let mut out = std::io::stdout().lock();
         writeln!(

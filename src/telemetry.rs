@@ -1,8 +1,86 @@
-//! Logging set-up: `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
+//! Logging: `tracing` to stderr as text or JSON lines, filtered by `log.level` (or `RUST_LOG`
+//! at start), and that filter changeable while running (`LogControl`: SIGHUP, `PUT
+//! /admin/log`). The access log is the target `access` at INFO, one line per request (see
+//! `server::access`); `log.access_log` keeps it on whatever the level says.
 
-use tracing_subscriber::EnvFilter;
+use crate::config::{LogConfig, LogFormat};
+use std::sync::Mutex;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, reload};
 
-/// Installs the global subscriber once; later calls are no-ops.
+/// The access log's target.
+pub const ACCESS: &str = "access";
+
+/// Changes the running process's log filter.
+pub struct LogControl {
+    handle: reload::Handle<EnvFilter, Registry>,
+    /// The level as last set (without the access-log directive).
+    level: Mutex<String>,
+    access_log: bool,
+}
+
+impl LogControl {
+    /// The level in force.
+    pub fn level(&self) -> String {
+        self.level.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sets the level (`EnvFilter` syntax, checked by `config::parse_level`); says why not.
+    pub fn set_level(&self, level: &str) -> Result<(), String> {
+        let level = crate::config::parse_level(level)?;
+        let filter = filter(&level, self.access_log);
+        self.handle.reload(filter).map_err(|e| e.to_string())?;
+        *self.level.lock().unwrap_or_else(|p| p.into_inner()) = level;
+        Ok(())
+    }
+}
+
+/// `level`, with the access log kept at INFO when it is on.
+fn filter(level: &str, access_log: bool) -> EnvFilter {
+    let mut text = level.to_owned();
+    if access_log && !level.contains(ACCESS) {
+        text.push_str(&format!(",{ACCESS}=info"));
+    } else if !access_log {
+        text.push_str(&format!(",{ACCESS}=off"));
+    }
+    EnvFilter::builder()
+        .parse(&text)
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Installs the global subscriber for the proxy; None if one was installed already. `RUST_LOG`,
+/// when set, replaces `log.level` at start.
+pub fn init_with(config: &LogConfig) -> Option<LogControl> {
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|l| crate::config::parse_level(&l).ok())
+        .unwrap_or_else(|| config.level.clone());
+    let (layer, handle) = reload::Layer::new(filter(&level, config.access_log));
+    let text = (config.format == LogFormat::Text)
+        .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    let json = (config.format == LogFormat::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+    });
+    tracing_subscriber::registry()
+        .with(layer)
+        .with(text)
+        .with(json)
+        .try_init()
+        .ok()?;
+    Some(LogControl {
+        handle,
+        level: Mutex::new(level),
+        access_log: config.access_log,
+    })
+}
+
+/// Installs a text subscriber at `RUST_LOG` (default `info`), for the commands other than the
+/// proxy; later calls are no-ops.
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

@@ -188,7 +188,15 @@ fn serve_proxies_the_emulator_binary_with_a_config_file() {
         400
     );
     let logs = proxy.stop();
-    assert!(logs.contains("served"), "{logs}");
+    // One access line per request, nginx-style, with the cache status.
+    assert!(
+        logs.contains("\"GET /site/css/site.css HTTP/1.1\" 304 0 \"-\" \"curl/"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("\"GET /site/secret.txt HTTP/1.1\" 404 "),
+        "{logs}"
+    );
     assert!(!logs.contains("cli-token"), "a token in the logs: {logs}");
 }
 

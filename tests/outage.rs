@@ -320,7 +320,7 @@ async fn a_redis_outage_degrades_readiness_while_requests_succeed() {
     )
     .await;
     p.feed_live("alice").await;
-    assert_eq!(p.get("/readyz", &[]).await.text(), "ready\n");
+    assert!(p.get("/readyz", &[]).await.text().starts_with("ready\n"));
     assert_eq!(p.get("/alice/a.txt", &[]).await.text(), "a");
 
     redis.kill();
@@ -342,7 +342,7 @@ async fn a_redis_outage_degrades_readiness_while_requests_succeed() {
 
     redis.restart();
     eventually("the proxy reconnects by itself", || async {
-        p.get("/readyz", &[]).await.text() == "ready\n"
+        p.get("/readyz", &[]).await.text().starts_with("ready\n")
     })
     .await;
     assert_eq!(p.get("/alice/c.txt", &[]).await.text(), "c");

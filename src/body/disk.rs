@@ -99,8 +99,16 @@ impl Disk {
 
     /// Bytes available to us on the cache's file system.
     pub fn free_space(&self) -> io::Result<u64> {
+        self.space().map(|(free, _)| free)
+    }
+
+    /// Bytes available to us on the cache's file system, and its size.
+    pub fn space(&self) -> io::Result<(u64, u64)> {
         let s = rustix::fs::statvfs(&self.dir)?;
-        Ok(s.f_bavail.saturating_mul(s.f_frsize))
+        Ok((
+            s.f_bavail.saturating_mul(s.f_frsize),
+            s.f_blocks.saturating_mul(s.f_frsize),
+        ))
     }
 
     /// Every blob on disk, most recently used first; deletes leftover temp files and anything

@@ -20,6 +20,8 @@ pub struct Index {
     max: u64,
     /// Readers per blob; a pinned blob is never named a victim.
     pins: HashMap<String, usize>,
+    /// Blobs named victims so far.
+    evicted: u64,
 }
 
 impl Index {
@@ -29,12 +31,23 @@ impl Index {
             total: 0,
             max,
             pins: HashMap::new(),
+            evicted: 0,
         }
     }
 
     /// Bytes accounted.
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    /// The cap on bytes.
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// Blobs evicted since the index was made.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     pub fn len(&self) -> usize {
@@ -102,6 +115,7 @@ impl Index {
             self.remove(&victim);
             victims.push(victim);
         }
+        self.evicted += victims.len() as u64;
         victims
     }
 

@@ -27,6 +27,7 @@ use index::{Blob, Index};
 use std::collections::HashMap;
 use std::io::Read;
 use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 use stream::{Fallback, PinGuard, Source};
@@ -59,6 +60,22 @@ pub struct Bodies {
     min_free: u64,
     range_passthrough_above: u64,
     range_fill: bool,
+    /// Requests that joined a fill another request started.
+    coalesced: AtomicU64,
+}
+
+/// What the body cache holds and does, for `/metrics` and `/admin/cache`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BodyStats {
+    pub entries: usize,
+    pub bytes: u64,
+    pub max_bytes: u64,
+    pub evictions: u64,
+    pub fills_in_flight: usize,
+    pub coalesced_waiters: u64,
+    /// The cache file system's space left to us and its size (None if unreadable).
+    pub disk_free_bytes: Option<u64>,
+    pub disk_size_bytes: Option<u64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -105,6 +122,7 @@ impl Bodies {
             min_free: config.min_free,
             range_passthrough_above: config.range_passthrough_above,
             range_fill: config.range_fill,
+            coalesced: AtomicU64::new(0),
         })
     }
 
@@ -112,6 +130,37 @@ impl Bodies {
     pub fn usage(&self) -> (usize, u64) {
         let ix = lock(&self.index);
         (ix.len(), ix.total())
+    }
+
+    /// The cache's figures now (one statvfs of the cache directory).
+    pub fn stats(&self) -> BodyStats {
+        let (entries, bytes, max_bytes, evictions) = {
+            let ix = lock(&self.index);
+            (ix.len(), ix.total(), ix.max(), ix.evicted())
+        };
+        let fs = self.disk.space().ok();
+        BodyStats {
+            entries,
+            bytes,
+            max_bytes,
+            evictions,
+            fills_in_flight: lock(&self.flights).len(),
+            coalesced_waiters: self.coalesced.load(Ordering::Relaxed),
+            disk_free_bytes: fs.map(|(free, _)| free),
+            disk_size_bytes: fs.map(|(_, size)| size),
+        }
+    }
+
+    /// Drops the blob `name` (a purge) from the index and the disk; readers that have it open
+    /// finish (an open file outlives its name). Whether the cache had it.
+    pub async fn purge(&self, name: &str) -> bool {
+        let removed = lock(&self.index).remove(name).is_some();
+        if removed {
+            let disk = self.disk.clone();
+            let name = name.to_owned();
+            let _ = tokio::task::spawn_blocking(move || disk.remove(&name)).await;
+        }
+        removed
     }
 
     /// Opens the body of `f` at `path` (a Dropbox path under `account`'s root), covering
@@ -315,6 +364,7 @@ impl Bodies {
         hash: &str,
     ) -> Option<Arc<Fill>> {
         if let Some(fill) = lock(&self.flights).get(hash) {
+            self.coalesced.fetch_add(1, Ordering::Relaxed);
             return Some(fill.clone());
         }
         if f.size > self.max_size {
@@ -350,6 +400,7 @@ impl Bodies {
         let mut flights = lock(&self.flights);
         if let Some(fill) = flights.get(hash) {
             // Another request started it meanwhile: use theirs, drop ours.
+            self.coalesced.fetch_add(1, Ordering::Relaxed);
             let _ = std::fs::remove_file(&temp);
             return Some(fill.clone());
         }

@@ -304,6 +304,7 @@ impl Emulator {
         server::serve(
             listener,
             tls,
+            std::time::Duration::from_secs(5),
             move |req, _peer| {
                 let emu = self.clone();
                 async move { emu.handle(req, https).await }

@@ -52,6 +52,29 @@ pub struct FeedStatus {
     /// Moves whenever the feed changes this account's entries here, so a lookup that started
     /// before does not cache what it found (it may predate the change).
     generation: AtomicU64,
+    /// Unix ms when the feed last vouched for this instance's cache (or when following began).
+    vouched_ms: AtomicU64,
+    /// Resets (`reset` from Dropbox: a full resync) this instance's holder went through.
+    resets: AtomicU64,
+    /// This instance holds the account's lease (it runs the longpolls).
+    holding: std::sync::atomic::AtomicBool,
+}
+
+/// One followed account's feed, for `/metrics` and `/admin/feeds`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FeedReport {
+    pub account: String,
+    /// Entries confirmed since `since_ms` are trusted whatever their TTL.
+    pub live: bool,
+    /// This instance runs the feed (the others watch its record).
+    pub holder: bool,
+    pub since_ms: u64,
+    /// Seconds since the feed last vouched for the cache here; 0 while live.
+    pub lag_seconds: f64,
+    pub resets: u64,
+    pub webhook_pokes: u64,
+    /// Changes applied or heard of.
+    pub generation: u64,
 }
 
 impl FeedStatus {
@@ -73,6 +96,25 @@ impl FeedStatus {
     fn set_live(&self, since_ms: u64, until_ms: u64) {
         self.since_ms.fetch_max(since_ms, Ordering::Relaxed);
         self.live_until_ms.store(until_ms, Ordering::Relaxed);
+        self.vouched_ms
+            .fetch_max(now_ms().min(until_ms), Ordering::Relaxed);
+    }
+
+    /// Seconds since the feed last vouched for the cache here (0 while it does).
+    pub fn lag_seconds(&self) -> f64 {
+        if self.trusted_since().is_some() {
+            return 0.0;
+        }
+        let since = self
+            .vouched_ms
+            .load(Ordering::Relaxed)
+            .max(self.live_until_ms.load(Ordering::Relaxed));
+        now_ms().saturating_sub(since) as f64 / 1000.0
+    }
+
+    /// Resets the holder here went through.
+    pub fn resets(&self) -> u64 {
+        self.resets.load(Ordering::Relaxed)
     }
 
     fn lapse(&self) {
@@ -265,6 +307,43 @@ impl Feeds {
         shared.ctx.publish(&msg).await;
     }
 
+    /// The followed accounts' feeds (none with `feed.enabled = false`), by alias.
+    pub fn reports(&self) -> Vec<FeedReport> {
+        let Some(shared) = &self.shared else {
+            return Vec::new();
+        };
+        let mut out: Vec<FeedReport> = lock(&shared.followers)
+            .values()
+            .map(|f| {
+                let s = &f.account.feed;
+                FeedReport {
+                    account: f.account.alias.clone(),
+                    live: s.trusted_since().is_some(),
+                    holder: s.holding.load(Ordering::Relaxed),
+                    since_ms: s.since_ms.load(Ordering::Relaxed),
+                    lag_seconds: s.lag_seconds(),
+                    resets: s.resets(),
+                    webhook_pokes: s.pokes(),
+                    generation: s.generation(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.account.cmp(&b.account));
+        out
+    }
+
+    /// Tells the other instances to drop `keys`, and everything under `prefixes`, from their L1
+    /// (a purge here).
+    pub async fn invalidate(&self, alias: &str, keys: Vec<String>, prefixes: Vec<String>) {
+        let Some(shared) = &self.shared else { return };
+        let msg = Message {
+            keys,
+            prefixes,
+            ..Message::new(&shared.ctx.instance, alias)
+        };
+        shared.ctx.publish(&msg).await;
+    }
+
     /// Tells every instance's holder of `account` to read its changes now.
     pub async fn poke(&self, account: &Account) {
         account.feed.poke();
@@ -283,6 +362,10 @@ impl Shared {
         if !self.enabled {
             return None;
         }
+        account
+            .feed
+            .vouched_ms
+            .fetch_max(now_ms(), Ordering::Relaxed);
         let task = tokio::spawn(follow(self.ctx.clone(), account.clone()));
         let old = lock(&self.followers).insert(account.alias.clone(), Follower { account, task });
         if let Some(old) = &old {
@@ -390,7 +473,9 @@ async fn follow(ctx: Arc<Ctx>, account: Arc<Account>) {
         {
             Ok(true) => {
                 tracing::info!(alias = %account.alias, "following the account's change feed");
+                account.feed.holding.store(true, Ordering::Relaxed);
                 let _ = hold(&ctx, &account, &mut tick).await;
+                account.feed.holding.store(false, Ordering::Relaxed);
                 account.feed.lapse();
             }
             Ok(false) => ctx.observe(&account).await,
@@ -473,6 +558,7 @@ impl Lease<'_> {
     /// Some(false) when no new cursor could be had.
     async fn restart(&mut self) -> Option<bool> {
         let (ctx, account) = (self.ctx, self.account);
+        account.feed.resets.fetch_add(1, Ordering::Relaxed);
         tracing::info!(alias = %account.alias, "the feed's cursor was reset; resyncing");
         // Changes may have been missed: vouch for nothing until the new cursor is there.
         self.healthy = false;

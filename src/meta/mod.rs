@@ -24,7 +24,7 @@ pub use entry::{Entry, Listing, State};
 use lru::LruCache;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -32,6 +32,11 @@ use tokio::sync::OnceCell;
 /// How long the store keeps an entry after its last confirmation: stale entries stay useful
 /// (a listing's cursor revalidates it cheaply; later, stale-if-error serves it).
 const RETAIN: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Indexes of `MetaCache::answered`.
+const L1: usize = 0;
+const L2: usize = 1;
+const DROPBOX: usize = 2;
 
 /// Where a lookup's answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +80,28 @@ pub struct MetaCache {
     /// Invalidations from other instances are arriving (always true with one instance): the
     /// change feed may be trusted here.
     listening: AtomicBool,
+    /// Lookups answered by L1, by L2, and by Dropbox (fetched, revalidated, or stale after
+    /// Dropbox failed), for `/metrics`.
+    answered: [AtomicU64; 3],
+}
+
+/// What a purge dropped.
+#[derive(Debug, Default)]
+pub struct Purged {
+    /// The key (or key prefix) purged.
+    pub key: String,
+    /// The entries dropped.
+    pub keys: Vec<String>,
+    /// Content hashes of the files among them.
+    pub hashes: Vec<String>,
+}
+
+/// Lookups by where they were answered.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct LookupCounts {
+    pub l1: u64,
+    pub l2: u64,
+    pub dropbox: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,6 +118,7 @@ impl MetaCache {
         MetaCache {
             l1: Mutex::new(LruCache::new(l1_entries)),
             listening: AtomicBool::new(true),
+            answered: Default::default(),
             store,
             dropbox,
             fresh,
@@ -102,6 +130,26 @@ impl MetaCache {
     /// here and this instance hears the others' invalidations.
     pub fn feed_since(&self, account: &Account) -> Option<u64> {
         account.feed.trusted_since().filter(|_| self.is_listening())
+    }
+
+    /// Lookups so far, by where they were answered.
+    pub fn lookups(&self) -> LookupCounts {
+        let n = |i: usize| self.answered[i].load(Ordering::Relaxed);
+        LookupCounts {
+            l1: n(L1),
+            l2: n(L2),
+            dropbox: n(DROPBOX),
+        }
+    }
+
+    /// Entries in L1 now, and its capacity.
+    pub fn l1_len(&self) -> (usize, usize) {
+        let l1 = lock(&self.l1);
+        (l1.len(), l1.cap().get())
+    }
+
+    fn count(&self, tier: usize) {
+        self.answered[tier].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether invalidations from other instances are arriving (always, with one instance).
@@ -163,41 +211,52 @@ impl MetaCache {
         let l1 = lock(&self.l1).get(&key).cloned();
         if let Some(entry) = &l1 {
             if self.is_fresh(account, entry) {
+                self.count(L1);
                 return Ok(Looked {
                     entry: entry.clone(),
                     source: Source::Cache,
                 });
             }
             if self.may_update_behind(entry) {
+                self.count(L1);
                 return Ok(self.update_behind(account, display, lower, entry.clone()));
             }
         }
         // 2–3. L2 then Dropbox, one flight per key.
-        self.flight(&key, async {
-            // What the feed changes meanwhile is newer than anything this flight finds.
-            let generation = account.feed.generation();
-            let mut stale = l1;
-            if let Some(entry) = self.load(&key).await {
-                if self.is_fresh(account, &entry) {
-                    if account.feed.generation() == generation {
-                        self.remember(&key, entry.clone());
+        let looked = self
+            .flight(&key, async {
+                // What the feed changes meanwhile is newer than anything this flight finds.
+                let generation = account.feed.generation();
+                let mut stale = l1;
+                if let Some(entry) = self.load(&key).await {
+                    if self.is_fresh(account, &entry) {
+                        if account.feed.generation() == generation {
+                            self.remember(&key, entry.clone());
+                        }
+                        return Ok(Looked {
+                            entry,
+                            source: Source::Cache,
+                        });
                     }
-                    return Ok(Looked {
-                        entry,
-                        source: Source::Cache,
-                    });
+                    if stale
+                        .as_ref()
+                        .is_none_or(|s| s.checked_ms < entry.checked_ms)
+                    {
+                        stale = Some(entry);
+                    }
                 }
-                if stale
-                    .as_ref()
-                    .is_none_or(|s| s.checked_ms < entry.checked_ms)
-                {
-                    stale = Some(entry);
-                }
-            }
-            self.fetch_or_stale(account, display, &key, stale, generation)
-                .await
-        })
-        .await
+                self.fetch_or_stale(account, display, &key, stale, generation)
+                    .await
+            })
+            .await;
+        match &looked {
+            Ok(Looked {
+                source: Source::Cache,
+                ..
+            }) => self.count(L2),
+            _ => self.count(DROPBOX),
+        }
+        looked
     }
 
     /// Serves `entry` now (UPDATING) and refreshes it in the background, once however many
@@ -283,6 +342,59 @@ impl MetaCache {
         {
             tracing::warn!(error = %e, "cannot write a metadata entry to the store");
         }
+    }
+
+    /// Drops the entries of `account` at `lower` (exactly, or everything starting with it when
+    /// `prefix`) from L1 and the store; returns the keys dropped and the content hashes of the
+    /// files among them, whose bodies the caller may drop too. Other instances' L1s are the
+    /// caller's to tell.
+    pub async fn purge(
+        &self,
+        account: &Account,
+        lower: &str,
+        prefix: bool,
+    ) -> Result<Purged, StoreError> {
+        let key = Self::key(account, lower);
+        let mut found: Vec<(String, Arc<Entry>)> = Vec::new();
+        if prefix {
+            for (k, bytes) in self.store.list(&key).await? {
+                if let Ok(e) = serde_json::from_slice::<Entry>(&bytes) {
+                    found.push((k, Arc::new(e)));
+                }
+            }
+            let l1 = lock(&self.l1);
+            found.extend(
+                l1.iter()
+                    .filter(|(k, _)| k.starts_with(&key))
+                    .map(|(k, e)| (k.clone(), e.clone())),
+            );
+        } else {
+            if let Some(e) = self.load(&key).await {
+                found.push((key.clone(), e));
+            }
+            if let Some(e) = lock(&self.l1).peek(&key).cloned() {
+                found.push((key.clone(), e));
+            }
+        }
+        if prefix {
+            self.forget_prefixes(account, std::slice::from_ref(&key))
+                .await?;
+        } else {
+            self.forget_key(&key).await?;
+        }
+        let mut keys: Vec<String> = found.iter().map(|(k, _)| k.clone()).collect();
+        keys.sort();
+        keys.dedup();
+        let mut hashes: Vec<String> = found
+            .iter()
+            .filter_map(|(_, e)| match &e.state {
+                State::File(f) => f.content_hash.clone(),
+                _ => None,
+            })
+            .collect();
+        hashes.sort();
+        hashes.dedup();
+        Ok(Purged { key, keys, hashes })
     }
 
     /// Drops what is cached of one path, in L1 and the store.

@@ -11,14 +11,16 @@ pub mod thumb;
 
 use crate::account::Account;
 use crate::app::App;
-use crate::meta::State;
+use crate::meta::{Source, State};
 use crate::server::Body;
+use crate::server::access;
 pub use error::ProxyError;
 use hyper::http::request::Parts;
 use hyper::{Method, Response};
 use normalize::Target;
 use respond::Served;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Serves one request for a published path.
 pub async fn serve(app: &App, req: &Parts) -> Result<Response<Body>, ProxyError> {
@@ -57,11 +59,22 @@ async fn serve_at(
     let thumb = thumb::spec(req.uri.query())?;
     // 4. metadata; a download that meets another version starts once more from it
     let mut retried = false;
+    let mut waited = Duration::ZERO;
     loop {
+        let asked = Instant::now();
         let looked = app
             .meta
             .lookup(account, &target.display, &target.lower)
             .await?;
+        if !matches!(looked.source, Source::Cache | Source::Updating) {
+            waited += asked.elapsed();
+        }
+        let done = |mut resp: Response<Body>| {
+            if !waited.is_zero() {
+                access::add_upstream(&mut resp, waited);
+            }
+            resp
+        };
         let f = match &looked.entry.state {
             State::Missing => return Err(ProxyError::NotFound),
             State::Folder(_) if thumb.is_some() => {
@@ -70,26 +83,34 @@ async fn serve_at(
                 ));
             }
             State::Folder(listing) if account.link().is_some() => {
-                return Ok(respond::link_folder(
+                return Ok(done(respond::link_folder(
                     app,
                     req,
                     &target.display,
                     listing,
                     looked.source,
-                ));
+                )));
             }
             State::Folder(listing) => {
-                return Ok(respond::folder(app, req, account, listing, looked.source));
+                return Ok(done(respond::folder(
+                    app,
+                    req,
+                    account,
+                    listing,
+                    looked.source,
+                )));
             }
             State::File(_) if target.trailing_slash => return Err(ProxyError::NotFound),
             State::File(f) => f,
         };
         if let Some(spec) = &thumb {
-            return thumb::serve(app, req, account, &path, f, spec).await;
+            return thumb::serve(app, req, account, &path, f, spec)
+                .await
+                .map(done);
         }
         // 5–7. conditionals, ranges, body
         match respond::file(app, req, account, &path, f, looked.source).await? {
-            Served::Done(resp) => return Ok(resp),
+            Served::Done(resp) => return Ok(done(resp)),
             Served::Changed(_) if retried => return Err(ProxyError::Changing),
             Served::Changed(Some(newer)) => {
                 app.meta.record_file(account, &target.lower, newer).await;

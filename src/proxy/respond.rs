@@ -11,6 +11,7 @@ use crate::http::conditional::{self, Outcome, Validators};
 use crate::http::etag::EntityTag;
 use crate::http::range::{self, Decision};
 use crate::meta::{Listing, Source};
+use crate::server::access;
 use crate::server::{Body, empty, full};
 use crate::upstream::types::FileMetadata;
 use bytes::Bytes;
@@ -233,6 +234,7 @@ pub async fn file(
         Decision::Multi(rs) => Some(*rs[0].start()..=*rs[rs.len() - 1].end()),
         _ => None,
     };
+    let opening = std::time::Instant::now();
     let opened = match app.bodies.open(account, path, f, span).await {
         Ok(o) => o,
         Err(OpenError::Changed(newer)) => return Ok(Served::Changed(newer)),
@@ -272,6 +274,15 @@ pub async fn file(
     if let Some(cr) = content_range {
         h.insert(CONTENT_RANGE, header_value(cr));
     }
+    let from = if opened.cache == "HIT" {
+        "disk"
+    } else {
+        // The body comes from a download (a fill joined or started, or a pass-through): the
+        // wait for it was Dropbox's.
+        access::add_upstream(&mut resp, opening.elapsed());
+        "dropbox"
+    };
+    resp.extensions_mut().insert(access::BodySource(from));
     Ok(Served::Done(resp))
 }
 

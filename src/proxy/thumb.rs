@@ -10,6 +10,7 @@ use crate::app::App;
 use crate::body::{blob_name, disk};
 use crate::http::conditional::{self, Outcome, Validators};
 use crate::http::etag::EntityTag;
+use crate::server::access;
 use crate::server::{Body, full};
 use crate::upstream::error::UpstreamError;
 use crate::upstream::types::{FileMetadata, THUMBNAIL_SIZES as SIZES, thumbnailable};
@@ -163,7 +164,14 @@ pub async fn serve(
         Outcome::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
         Outcome::NotModified => StatusCode::NOT_MODIFIED,
         Outcome::Proceed { .. } => {
+            let asked = std::time::Instant::now();
             let (bytes, cache) = app.thumbs.get(app, account, path, &name, spec).await?;
+            if cache == "HIT" {
+                resp.extensions_mut().insert(access::BodySource("disk"));
+            } else {
+                access::add_upstream(&mut resp, asked.elapsed());
+                resp.extensions_mut().insert(access::BodySource("dropbox"));
+            }
             let h = resp.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static(spec.mime));
             h.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));

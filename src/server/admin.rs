@@ -1,11 +1,13 @@
 //! The operator's endpoints, behind `admin.token` (`Authorization: Bearer <token>`):
 //! `/oauth/start` (begin linking an account), `GET /admin/accounts` (what is published) and
-//! `DELETE /admin/accounts/<alias>` (unlink). `/oauth/callback` is open: the `state` Dropbox
+//! `DELETE /admin/accounts/<alias>` (unlink), `POST /admin/purge`, `GET /admin/cache`,
+//! `GET /admin/feeds`, `GET|PUT /admin/log`. `/oauth/callback` is open: the `state` Dropbox
 //! hands back is its credential.
 
 use crate::account::link::{self, LinkError};
 use crate::account::{Account, Origin};
 use crate::app::App;
+use crate::proxy::normalize::normalize;
 use crate::server::{Body, full, plain};
 use hyper::header::{
     AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION, WWW_AUTHENTICATE,
@@ -205,4 +207,147 @@ pub async fn accounts(app: &App, parts: &Parts) -> Response<Body> {
             "GET /admin/accounts[/ALIAS] or DELETE /admin/accounts/ALIAS\n",
         ),
     }
+}
+
+/// `POST /admin/purge`, `GET /admin/cache`, `GET /admin/feeds`, `GET|PUT /admin/log`.
+pub async fn operate(app: &App, parts: &Parts) -> Response<Body> {
+    if let Some(refused) = refuse(app, parts) {
+        return refused;
+    }
+    let q = query(parts);
+    match (parts.uri.path(), &parts.method) {
+        ("/admin/purge", &Method::POST) => purge(app, &q).await,
+        ("/admin/cache", &Method::GET) => {
+            let (l1, l1_capacity) = app.meta.l1_len();
+            json_answer(
+                StatusCode::OK,
+                &json!({
+                    "body": app.bodies.stats(),
+                    "metadata": {
+                        "l1_entries": l1,
+                        "l1_capacity": l1_capacity,
+                        "lookups": app.meta.lookups(),
+                        "listening": app.meta.is_listening(),
+                    },
+                    "store": {"kind": app.store.kind(), "up": app.store_up().await},
+                }),
+            )
+        }
+        ("/admin/feeds", &Method::GET) => json_answer(
+            StatusCode::OK,
+            &json!({
+                "enabled": app.config.feed.enabled,
+                "feeds": app.feeds.reports(),
+            }),
+        ),
+        ("/admin/log", &Method::GET) => log_level(app, None),
+        ("/admin/log", &Method::PUT) => log_level(app, param(&q, "level")),
+        _ => plain(
+            StatusCode::NOT_FOUND,
+            "the admin API: POST /admin/purge?account=A[&path=P|&prefix=P], GET /admin/cache, \
+             GET /admin/feeds, GET|PUT /admin/log[?level=L], /admin/accounts\n",
+        ),
+    }
+}
+
+/// Drops cached metadata (and the bodies it names) of one path, a path prefix, or a whole
+/// account, here and, through pub/sub, on every instance's L1. The next request asks Dropbox.
+async fn purge(app: &App, q: &[(String, String)]) -> Response<Body> {
+    let Some(alias) = param(q, "account") else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "say which account: ?account=ALIAS[&path=/a/b.jpg | &prefix=/photos/]\n",
+        );
+    };
+    let Some(account) = app.accounts.lookup(alias) else {
+        return plain(StatusCode::NOT_FOUND, format!("no account {alias:?}\n"));
+    };
+    let (scope, given) = match (param(q, "path"), param(q, "prefix")) {
+        (Some(_), Some(_)) => {
+            return plain(StatusCode::BAD_REQUEST, "give path or prefix, not both\n");
+        }
+        (Some(p), None) => ("path", p),
+        (None, Some(p)) => ("prefix", p),
+        (None, None) => ("account", "/"),
+    };
+    // The same rules as a request's path (SECURITY: no `..`, no control characters).
+    let lower = if given == "/" {
+        String::new()
+    } else {
+        const RAW: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+        let encoded: String = percent_encoding::utf8_percent_encode(given, RAW).collect();
+        match normalize(&format!("/{alias}{encoded}")) {
+            Ok(t) if given.starts_with('/') => {
+                if t.trailing_slash && scope == "prefix" {
+                    format!("{}/", t.lower)
+                } else {
+                    t.lower
+                }
+            }
+            Ok(_) => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    format!("{scope} must start with '/'\n"),
+                );
+            }
+            Err(e) => return plain(StatusCode::BAD_REQUEST, format!("{scope}: {e}\n")),
+        }
+    };
+    let prefix = scope != "path";
+    let purged = match app.meta.purge(&account, &lower, prefix).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "purge failed");
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store is unreachable; nothing was purged from it, try again\n",
+            );
+        }
+    };
+    let mut bodies = 0;
+    for hash in &purged.hashes {
+        if app.bodies.purge(hash).await {
+            bodies += 1;
+        }
+    }
+    let (keys, prefixes) = if prefix {
+        (Vec::new(), vec![purged.key.clone()])
+    } else {
+        (vec![purged.key.clone()], Vec::new())
+    };
+    app.feeds.invalidate(alias, keys, prefixes).await;
+    tracing::info!(
+        account = alias,
+        scope,
+        entries = purged.keys.len(),
+        bodies,
+        "purged"
+    );
+    json_answer(
+        StatusCode::OK,
+        &json!({
+            "account": alias,
+            "scope": scope,
+            "path": if scope == "account" { None } else { Some(given) },
+            "entries": purged.keys.len(),
+            "bodies": bodies,
+        }),
+    )
+}
+
+/// Reads or sets the running log level (until the next restart or SIGHUP).
+fn log_level(app: &App, set: Option<&str>) -> Response<Body> {
+    let Some(log) = app.log.get() else {
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this process's logging is not under the proxy's control\n",
+        );
+    };
+    if let Some(level) = set {
+        if let Err(why) = log.set_level(level) {
+            return plain(StatusCode::BAD_REQUEST, format!("level: {why}\n"));
+        }
+        tracing::warn!(level, "log level changed through the admin API");
+    }
+    json_answer(StatusCode::OK, &json!({ "level": log.level() }))
 }

@@ -3,6 +3,7 @@
 //! `serve` takes the listener so callers (and tests) bind port 0 themselves. The proxy's router
 //! joins this module with the read path; the emulator uses the same accept loop.
 
+pub mod access;
 pub mod admin;
 pub mod channel;
 pub mod router;
@@ -53,13 +54,12 @@ pub fn empty() -> Body {
     full(Bytes::new())
 }
 
-/// How long open connections get to finish once shutdown starts.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Accepts connections until `shutdown` resolves, then drains them for up to 5 s.
+/// Accepts connections until `shutdown` resolves, then lets the requests under way finish
+/// for up to `drain` (idle connections are closed at once).
 pub async fn serve<H, F>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    drain: Duration,
     handler: H,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -120,10 +120,13 @@ pub async fn serve<H, F>(
         }
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::debug!("connections still open after the drain timeout; dropping them");
+        tracing::warn!(
+            ?drain,
+            "requests still under way after the shutdown timeout; dropping them"
+        );
     }
 }

@@ -1,9 +1,12 @@
 //! The proxy's front door: the shell around every request. `handle` never fails: it opens the
-//! request's span, routes, turns an error into its response exactly once, and logs once.
+//! request's span (with its id), routes, turns an error into its response exactly once, and
+//! hands the body to `access::Metered`, which counts and logs the request once it is done.
 
 use crate::app::App;
+use crate::metrics::Snapshot;
 use crate::proxy::{self, ProxyError};
-use crate::server::{Body, plain};
+use crate::server::{Body, access, plain};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -13,13 +16,9 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 use tracing::Instrument;
 
-/// Routes one request; every outcome is a response.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let started = Instant::now();
-    let id = app.requests.fetch_add(1, Ordering::Relaxed) + 1;
-    let (parts, body) = req.into_parts();
-    let path = parts.uri.path();
-    let route = match path {
+/// The route template of a path: a bounded label for logs and metrics.
+pub fn route_of(path: &str) -> &'static str {
+    match path {
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
         "/webhook" => "/webhook",
@@ -27,15 +26,41 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
         "/oauth/start" => "/oauth/start",
         "/oauth/callback" => "/oauth/callback",
         "/admin/accounts" => "/admin/accounts",
+        "/admin/purge" => "/admin/purge",
+        "/admin/cache" => "/admin/cache",
+        "/admin/feeds" => "/admin/feeds",
+        "/admin/log" => "/admin/log",
         p if p.starts_with("/admin/accounts/") => "/admin/accounts/{alias}",
+        p if p.starts_with("/admin/") => "/admin/{unknown}",
         p if p.starts_with("/s/") => "/s/{link}/{path}",
         _ => "/{alias}/{path}",
+    }
+}
+
+/// Routes one request; every outcome is a response, with `X-Request-Id`, counted and logged
+/// when its body is done.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let id = access::request_id(&parts.headers);
+    let route = route_of(parts.uri.path());
+    // With a separate metrics listener, /metrics is not served here.
+    let route = if route == "/metrics" && app.config.metrics_listen.is_some() {
+        "/{alias}/{path}"
+    } else {
+        route
     };
-    let span = tracing::info_span!("request", id, method = %parts.method, route);
+    let client = access::client_addr(
+        peer.ip(),
+        &parts.headers,
+        &app.config.server.trusted_proxies,
+    );
+    let mut record = access::Record::begin(app.clone(), route, &parts, client, id.clone(), started);
+    let span = tracing::info_span!("request", id = %id, method = %parts.method, route);
     async move {
         let result = match route {
             "/healthz" => Ok(health("ok\n".into())),
-            "/readyz" => Ok(health(readiness(&app).await)),
+            "/readyz" => Ok(readiness(&app).await),
             "/webhook" => Ok(super::webhook::handle(&app, &parts, body).await),
             "/metrics" => Ok(metrics(&app).await),
             "/oauth/start" => Ok(super::admin::oauth_start(&app, &parts).await),
@@ -43,44 +68,80 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
             "/admin/accounts" | "/admin/accounts/{alias}" => {
                 Ok(super::admin::accounts(&app, &parts).await)
             }
+            "/admin/purge" | "/admin/cache" | "/admin/feeds" | "/admin/log"
+            | "/admin/{unknown}" => Ok(super::admin::operate(&app, &parts).await),
             "/s/{link}/{path}" => proxy::serve_link(&app, &parts).await,
             _ => proxy::serve(&app, &parts).await,
         };
-        let resp = result.unwrap_or_else(|e: ProxyError| {
+        let mut resp = result.unwrap_or_else(|e: ProxyError| {
             if e.status().is_server_error() {
                 tracing::warn!(error = %e, "request failed");
             }
             e.into_response()
         });
-        tracing::info!(
-            %peer,
-            path = parts.uri.path(),
-            status = resp.status().as_u16(),
-            cache = resp
-                .headers()
-                .get(proxy::respond::X_CACHE_STATUS)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-"),
-            ms = started.elapsed().as_secs_f64() * 1000.0,
-            "served"
-        );
-        resp
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert(access::X_REQUEST_ID, v);
+        }
+        record.answered(&resp);
+        resp.map(|b| access::Metered::new(b, record).boxed())
     }
     .instrument(span)
     .await
 }
 
-/// The app exists only once its stores are open and the body index is rebuilt, so it is
-/// ready; it is degraded (still 200: requests succeed from memory and disk) while Redis is
-/// unreachable or its invalidations are not arriving.
-async fn readiness(app: &App) -> String {
+/// Serves `/metrics` alone (the `metrics.listen` listener), with `/healthz` for probes.
+pub async fn handle_metrics(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    match req.uri().path() {
+        "/metrics" => metrics(&app).await,
+        "/healthz" => health("ok\n".into()),
+        _ => plain(
+            StatusCode::NOT_FOUND,
+            "this listener serves /metrics only\n",
+        ),
+    }
+}
+
+/// `/readyz`. The app exists only once its store is open, its body index rebuilt and its
+/// change feeds started, so a listening proxy is ready: 200 with each check on a line. It is
+/// degraded (still 200: requests succeed from memory and disk) while Redis is unreachable or
+/// other instances' invalidations are not arriving, unless `server.ready_requires_store`;
+/// 503 once shutdown has begun, so a balancer stops sending new requests.
+async fn readiness(app: &App) -> Response<Body> {
+    let store_up = app.store_up().await;
     let mut degraded = Vec::new();
-    if !app.store_up().await {
+    if !store_up {
         degraded.push("store unreachable: serving from memory and disk, reconnecting");
     }
     if !app.meta.is_listening() {
         degraded.push("not hearing other instances' invalidations: TTLs apply");
     }
+    let draining = app.draining.load(Ordering::Relaxed);
+    let ready = !draining && (store_up || !app.config.server.ready_requires_store);
+    let mut text = match (ready, draining, degraded.is_empty()) {
+        (false, true, _) => "not ready: shutting down\n".to_owned(),
+        (false, false, _) => format!("not ready: {}\n", degraded.join("; ")),
+        (true, _, true) => "ready\n".to_owned(),
+        (true, _, false) => format!("ready, degraded: {}\n", degraded.join("; ")),
+    };
+    let b = app.bodies.stats();
+    let feeds = app.feeds.reports();
+    text.push_str(&format!(
+        "store: {} {}\nbody cache: index loaded, {} blobs, {} of {}\nchange feeds: {}\n",
+        app.store.kind(),
+        if store_up { "reachable" } else { "unreachable" },
+        b.entries,
+        bytesize::ByteSize::b(b.bytes).display().iec(),
+        bytesize::ByteSize::b(b.max_bytes).display().iec(),
+        if app.config.feed.enabled {
+            format!(
+                "started, {} followed, {} live here",
+                feeds.len(),
+                feeds.iter().filter(|f| f.live).count()
+            )
+        } else {
+            "off (feed.enabled = false): TTLs apply".to_owned()
+        },
+    ));
     let relink = app
         .accounts
         .all()
@@ -88,24 +149,30 @@ async fn readiness(app: &App) -> String {
         .filter(|a| a.tokens.needs_relink())
         .map(|a| a.alias.clone())
         .collect::<Vec<_>>();
-    let mut text = if degraded.is_empty() {
-        "ready\n".to_owned()
-    } else {
-        format!("ready, degraded: {}\n", degraded.join("; "))
-    };
     if !relink.is_empty() {
         text.push_str(&format!(
             "accounts needing a re-link: {}\n",
             relink.join(", ")
         ));
     }
-    text
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    plain(status, text)
 }
 
 async fn metrics(app: &App) -> Response<Body> {
-    let text = app
-        .metrics
-        .render(&app.accounts, &app.meta, app.store_up().await);
+    let bodies = app.bodies.stats();
+    let feeds = app.feeds.reports();
+    let text = app.metrics.render(&Snapshot {
+        accounts: &app.accounts,
+        meta: &app.meta,
+        feeds: &feeds,
+        bodies: &bodies,
+        store_up: app.store_up().await,
+    });
     let mut resp = health(text);
     resp.headers_mut().insert(
         CONTENT_TYPE,

@@ -223,6 +223,7 @@ pub struct Dropbox {
     calls: Arc<Semaphore>,
     /// Tokens expiring sooner than this are refreshed before use.
     refresh_ahead: Duration,
+    metrics: crate::metrics::Upstream,
 }
 
 impl Dropbox {
@@ -239,7 +240,14 @@ impl Dropbox {
             read_timeout,
             calls: Arc::new(Semaphore::new(UNCAPPED)),
             refresh_ahead: Duration::from_secs(300),
+            metrics: Default::default(),
         }
+    }
+
+    /// Counts calls into `metrics` (an `App`'s registry).
+    pub fn with_metrics(mut self, metrics: crate::metrics::Upstream) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Caps the calls in flight overall, and sets how early tokens are refreshed.
@@ -342,7 +350,7 @@ impl Dropbox {
     ) -> Result<T, UpstreamError> {
         let url = format!("{}/2/{route}", self.endpoints.api);
         let body = Bytes::from(to_header_safe(arg));
-        self.with_retries(auth, |token, permits| {
+        self.with_retries(auth, route, |token, permits| {
             let req = Request::builder()
                 .method(Method::POST)
                 .uri(&url)
@@ -413,7 +421,7 @@ impl Dropbox {
             "format": {".tag": format},
             "mode": {".tag": mode},
         }));
-        self.with_retries(auth, |token, permits| {
+        self.with_retries(auth, "files/get_thumbnail_v2", |token, permits| {
             let req = Request::builder()
                 .method(Method::POST)
                 .uri(&url)
@@ -472,7 +480,7 @@ impl Dropbox {
         let url = format!("{}/2/{route}", self.endpoints.content);
         let arg = to_header_safe(arg);
         let result = &result;
-        self.with_retries(auth, |token, permits| {
+        self.with_retries(auth, route, |token, permits| {
             let mut req = Request::builder()
                 .method(Method::POST)
                 .uri(&url)
@@ -526,14 +534,24 @@ impl Dropbox {
         req: Request<Full<Bytes>>,
         limit: Duration,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let resp = tokio::time::timeout(limit, self.http.request(req))
-            .await
-            .map_err(|_| UpstreamError::Timeout(limit))?
-            .map_err(UpstreamError::Transport)?;
-        if resp.status().is_success() {
-            return Ok(resp);
+        let endpoint = endpoint_of(req.uri().path()).to_owned();
+        let started = Instant::now();
+        let answered = async {
+            let resp = tokio::time::timeout(limit, self.http.request(req))
+                .await
+                .map_err(|_| UpstreamError::Timeout(limit))?
+                .map_err(UpstreamError::Transport)?;
+            if resp.status().is_success() {
+                return Ok(resp);
+            }
+            Err(self.error_from(resp).await)
         }
-        Err(self.error_from(resp).await)
+        .await;
+        let outcome = answered
+            .as_ref()
+            .map_or_else(UpstreamError::outcome, |_| "ok");
+        self.metrics.call(&endpoint, outcome, started.elapsed());
+        answered
     }
 
     async fn read_all(&self, resp: Response<Incoming>) -> Result<Bytes, UpstreamError> {
@@ -612,7 +630,12 @@ impl Dropbox {
     }
 
     /// Runs `op` with the current token, retrying as the error says, refreshing once.
-    async fn with_retries<T, F, Fut>(&self, auth: &TokenSet, mut op: F) -> Result<T, UpstreamError>
+    async fn with_retries<T, F, Fut>(
+        &self,
+        auth: &TokenSet,
+        endpoint: &str,
+        mut op: F,
+    ) -> Result<T, UpstreamError>
     where
         F: FnMut(Secret<String>, Permits) -> Fut,
         Fut: Future<Output = Result<T, UpstreamError>>,
@@ -631,6 +654,7 @@ impl Dropbox {
                 }
                 waited += left;
                 tokio::time::sleep(left).await;
+                self.metrics.waited(left);
                 continue;
             }
             let token = self.token(auth, &mut refreshed).await?;
@@ -648,6 +672,7 @@ impl Dropbox {
                         auth.block(after);
                         if waited + after <= self.policy.rate_limit_budget {
                             tracing::debug!(?after, "waiting out a Dropbox 429");
+                            self.metrics.retry(endpoint);
                             continue;
                         }
                         return Err(e);
@@ -656,6 +681,7 @@ impl Dropbox {
                         return Err(e);
                     }
                     attempt += 1;
+                    self.metrics.retry(endpoint);
                     let wait = self.policy.backoff(attempt - 1);
                     tracing::debug!(error = %e, ?wait, "retrying a Dropbox call");
                     tokio::time::sleep(wait).await;
@@ -758,6 +784,7 @@ impl Dropbox {
         let asked = Instant::now();
         let token = match self.token_call(form).await {
             Err(UpstreamError::Token(code)) if code == "invalid_grant" => {
+                self.metrics.refresh("refused");
                 auth.relink.store(true, Ordering::Relaxed);
                 tracing::error!(
                     "Dropbox refused the account's refresh token (invalid_grant): \
@@ -765,8 +792,13 @@ impl Dropbox {
                 );
                 return Err(UpstreamError::Relink);
             }
-            other => other?,
+            Err(e) => {
+                self.metrics.refresh("failed");
+                return Err(e);
+            }
+            Ok(token) => token,
         };
+        self.metrics.refresh("ok");
         let new = Secret::new(token.access_token);
         let life = Duration::from_secs(token.expires_in);
         let early = self.refresh_ahead.min(life / 2);
@@ -792,10 +824,21 @@ impl Dropbox {
             .header(USER_AGENT, UA)
             .body(Full::new(Bytes::from(form)))
             .map_err(UpstreamError::Request)?;
-        let resp = tokio::time::timeout(self.read_timeout, self.http.request(req))
+        let started = Instant::now();
+        let sent = tokio::time::timeout(self.read_timeout, self.http.request(req))
             .await
-            .map_err(|_| UpstreamError::Timeout(self.read_timeout))?
-            .map_err(UpstreamError::Transport)?;
+            .map_err(|_| UpstreamError::Timeout(self.read_timeout))
+            .and_then(|r| r.map_err(UpstreamError::Transport));
+        let outcome = match &sent {
+            Ok(r) if r.status().is_success() => "ok",
+            Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+            Ok(r) if r.status().is_server_error() => "server_error",
+            Ok(_) => "auth_error",
+            Err(e) => e.outcome(),
+        };
+        self.metrics
+            .call("oauth2/token", outcome, started.elapsed());
+        let resp = sent?;
         let status = resp.status();
         let body = self.read_all(resp).await?;
         if !status.is_success() {
@@ -842,6 +885,15 @@ impl Dropbox {
         self.rpc::<Value>(auth, "auth/token/revoke", &Value::Null)
             .await
             .map(drop)
+    }
+}
+
+/// The endpoint label of a request path: the route after `/2/` (`files/get_metadata`), or
+/// the last segments for OAuth; bounded, since every URL is built by this client.
+fn endpoint_of(path: &str) -> &str {
+    match path.find("/2/") {
+        Some(i) => &path[i + 3..],
+        None => path.trim_start_matches('/'),
     }
 }
 

@@ -64,6 +64,31 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     /// Worth trying again with backoff: 5xx, transport failures and timeouts, 429.
+    /// The outcome label of a failed call in `dropcache_dropbox_requests_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            UpstreamError::NotFound
+            | UpstreamError::NotFile
+            | UpstreamError::NotFolder
+            | UpstreamError::AccessDenied
+            | UpstreamError::Unsupported
+            | UpstreamError::Reset
+            | UpstreamError::Route { .. } => "route_error",
+            UpstreamError::Auth { .. } | UpstreamError::Token(_) | UpstreamError::Relink => {
+                "auth_error"
+            }
+            UpstreamError::RateLimited { .. } => "rate_limited",
+            UpstreamError::Server { .. } => "server_error",
+            UpstreamError::BadRequest(_) => "bad_request",
+            UpstreamError::Timeout(_) => "timeout",
+            UpstreamError::Transport(_) | UpstreamError::Body(_) => "transport_error",
+            UpstreamError::Unexpected { .. }
+            | UpstreamError::Decode(_)
+            | UpstreamError::Integrity
+            | UpstreamError::Request(_) => "unexpected",
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,

@@ -158,9 +158,14 @@ impl TestProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(dropcache::app::serve(listener, app.clone(), async move {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(dropcache::app::serve(
+            listener,
+            None,
+            app.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         TestProxy {
             addr,
             app,

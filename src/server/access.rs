@@ -1,0 +1,374 @@
+//! What the edge knows of each request: its id (`X-Request-Id`), the client behind trusted
+//! proxies (`X-Forwarded-For`), and, once its answer's body is done, one access-log line and
+//! the request metrics (`Metered`).
+//!
+//! The access line is nginx's "combined" format plus the cache status, Dropbox's share of the
+//! time, the whole time and the request id:
+//! `203.0.113.7 - - [22/Nov/2026:10:00:00 +0000] "GET /alice/a.jpg HTTP/1.1" 200 5120 "-" "curl/8.0"
+//! cache=HIT upstream=- rt=0.001 id=3f2a…`
+
+use crate::app::App;
+use crate::config::LogFormat;
+use crate::metrics::Served;
+use crate::server::{Body, BoxError};
+use bytes::Bytes;
+use hyper::body::{Frame, SizeHint};
+use hyper::header::{HeaderMap, HeaderValue};
+use hyper::{Method, Response, Version};
+use ipnet::IpNet;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The response header (and accepted request header) carrying the request id.
+pub const X_REQUEST_ID: &str = "x-request-id";
+
+/// Where a response's body bytes come from, set by the proxy as a response extension
+/// (absent: "generated").
+#[derive(Debug, Clone, Copy)]
+pub struct BodySource(pub &'static str);
+
+/// How long the request waited on Dropbox, as a response extension (absent: it did not).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpstreamTime(pub Duration);
+
+/// Adds `d` to the response's Dropbox time.
+pub fn add_upstream<B>(resp: &mut Response<B>, d: Duration) {
+    let ext = resp.extensions_mut();
+    let total = ext.get::<UpstreamTime>().map_or(d, |t| t.0 + d);
+    ext.insert(UpstreamTime(total));
+}
+
+/// The request's id: the one nginx (or another proxy) sent if it looks like an id (1–64 of
+/// `A-Za-z0-9._-`), else a new random one.
+pub fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+        .map_or_else(|| hex::encode(rand::random::<[u8; 16]>()), str::to_owned)
+}
+
+/// The client's address: the peer's, unless the peer is a trusted proxy; then the last
+/// address in `X-Forwarded-For` (all such headers, in order) that is not itself a trusted
+/// proxy. SECURITY: addresses a client wrote further left are never believed.
+pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .map_while(|h| h.parse::<IpAddr>().ok())
+        .collect();
+    hops.into_iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer)
+}
+
+/// `[22/Nov/2026:10:00:00 +0000]`'s inside, in UTC, from the HTTP date of `t`.
+pub fn clf_time(t: SystemTime) -> String {
+    // "Sun, 22 Nov 2026 10:00:00 GMT": fixed width (RFC 9110 IMF-fixdate).
+    let d = httpdate::fmt_http_date(t);
+    format!(
+        "{}/{}/{}:{} +0000",
+        &d[5..7],
+        &d[8..11],
+        &d[12..16],
+        &d[17..25]
+    )
+}
+
+/// A header's value for the log: `-` when absent, quotes and control bytes escaped as `\xHH`
+/// (as nginx does), at most 512 bytes.
+fn logged(v: Option<&HeaderValue>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) => escape(v.as_bytes()),
+    }
+}
+
+fn escape(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for &b in bytes.iter().take(512) {
+        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
+            out.push_str(&format!("\\x{b:02X}"));
+        } else {
+            out.push(b as char);
+        }
+    }
+    out
+}
+
+/// A request as the access log and the metrics see it, finished by `Metered`.
+pub struct Record {
+    pub app: Arc<App>,
+    pub route: &'static str,
+    pub method: Method,
+    /// The request target as sent (path and query).
+    pub target: String,
+    pub version: Version,
+    pub client: IpAddr,
+    pub referer: String,
+    pub user_agent: String,
+    pub id: String,
+    pub arrived: SystemTime,
+    pub started: Instant,
+    pub status: u16,
+    pub cache: &'static str,
+    pub source: &'static str,
+    pub upstream: Option<Duration>,
+}
+
+impl Record {
+    /// Reads what the log needs from the request's head.
+    pub fn begin(
+        app: Arc<App>,
+        route: &'static str,
+        parts: &hyper::http::request::Parts,
+        client: IpAddr,
+        id: String,
+        started: Instant,
+    ) -> Record {
+        Record {
+            app,
+            route,
+            method: parts.method.clone(),
+            target: parts.uri.path_and_query().map_or_else(
+                || parts.uri.path().to_owned(),
+                |p| escape(p.as_str().as_bytes()),
+            ),
+            version: parts.version,
+            client,
+            referer: logged(parts.headers.get(hyper::header::REFERER)),
+            user_agent: logged(parts.headers.get(hyper::header::USER_AGENT)),
+            id,
+            arrived: SystemTime::now(),
+            started,
+            status: 0,
+            cache: "none",
+            source: "generated",
+            upstream: None,
+        }
+    }
+
+    /// Notes the answer's head.
+    pub fn answered<B>(&mut self, resp: &Response<B>) {
+        self.status = resp.status().as_u16();
+        self.cache = resp
+            .headers()
+            .get(crate::proxy::respond::X_CACHE_STATUS)
+            .and_then(|v| cache_label(v.as_bytes()))
+            .unwrap_or("none");
+        if let Some(s) = resp.extensions().get::<BodySource>() {
+            self.source = s.0;
+        }
+        self.upstream = resp.extensions().get::<UpstreamTime>().map(|t| t.0);
+    }
+
+    /// Counts the request and writes its access-log line.
+    fn finish(&self, bytes: u64) {
+        let elapsed = self.started.elapsed();
+        self.app.metrics.http.observe(&Served {
+            route: self.route,
+            method: self.method.as_str(),
+            status: self.status,
+            cache: self.cache,
+            source: if bytes == 0 { "generated" } else { self.source },
+            bytes,
+            elapsed,
+        });
+        if !self.app.config.log.access_log {
+            return;
+        }
+        let upstream = self
+            .upstream
+            .map_or_else(|| "-".to_owned(), |d| format!("{:.3}", d.as_secs_f64()));
+        let line = format!(
+            "{} - - [{}] \"{} {} {:?}\" {} {} \"{}\" \"{}\" cache={} upstream={} rt={:.3} id={}",
+            self.client,
+            clf_time(self.arrived),
+            self.method,
+            self.target,
+            self.version,
+            self.status,
+            bytes,
+            self.referer,
+            self.user_agent,
+            if self.cache == "none" {
+                "-"
+            } else {
+                self.cache
+            },
+            upstream,
+            elapsed.as_secs_f64(),
+            self.id,
+        );
+        match self.app.config.log.format {
+            LogFormat::Text => tracing::info!(target: "access", "{line}"),
+            LogFormat::Json => tracing::info!(
+                target: "access",
+                client = %self.client,
+                method = %self.method,
+                target_uri = %self.target,
+                status = self.status,
+                bytes,
+                referer = %self.referer,
+                user_agent = %self.user_agent,
+                cache = self.cache,
+                upstream_seconds = self.upstream.map(|d| d.as_secs_f64()),
+                seconds = elapsed.as_secs_f64(),
+                request_id = %self.id,
+                route = self.route,
+                "{line}"
+            ),
+        }
+    }
+}
+
+/// The cache status as a label: one of the six the proxy sends, else None.
+fn cache_label(v: &[u8]) -> Option<&'static str> {
+    ["HIT", "MISS", "REVALIDATED", "STALE", "UPDATING", "BYPASS"]
+        .into_iter()
+        .find(|s| s.as_bytes() == v)
+}
+
+/// A response body that counts what it hands over and, when it ends or is dropped (the client
+/// went away), finishes its `Record` once.
+pub struct Metered {
+    inner: Body,
+    record: Option<Record>,
+    bytes: u64,
+}
+
+impl Metered {
+    pub fn new(inner: Body, record: Record) -> Metered {
+        Metered {
+            inner,
+            record: Some(record),
+            bytes: 0,
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(r) = self.record.take() {
+            r.finish(self.bytes);
+        }
+    }
+}
+
+impl hyper::body::Body for Metered {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None | Some(Err(_))) => this.finish(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_client_is_the_last_untrusted_forwarded_address() {
+        let trusted: Vec<IpNet> = vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let cases: &[(IpAddr, &[&str], &str)] = &[
+            // behind nginx: the address nginx appended
+            (lo, &["203.0.113.7"], "203.0.113.7"),
+            // a client's own claim further left is not believed
+            (lo, &["1.2.3.4, 203.0.113.7"], "203.0.113.7"),
+            // trusted hops are skipped, over several headers
+            (
+                lo,
+                &["198.51.100.2", "203.0.113.7, 10.1.2.3"],
+                "203.0.113.7",
+            ),
+            // no header: the peer
+            (lo, &[], "127.0.0.1"),
+            // garbage stops the walk: the peer
+            (lo, &["nonsense"], "127.0.0.1"),
+            // an untrusted peer's header is ignored
+            (ip("192.0.2.9"), &["203.0.113.7"], "192.0.2.9"),
+        ];
+        for (peer, headers, want) in cases {
+            assert_eq!(
+                client_addr(*peer, &xff(headers), &trusted),
+                ip(want),
+                "{peer} {headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_ids_are_taken_when_sane_and_made_otherwise() {
+        let mut h = HeaderMap::new();
+        h.insert(X_REQUEST_ID, HeaderValue::from_static("abc-123.X_y"));
+        assert_eq!(request_id(&h), "abc-123.X_y");
+        h.insert(X_REQUEST_ID, HeaderValue::from_static("has space"));
+        let made = request_id(&h);
+        assert_eq!(made.len(), 32);
+        assert!(made.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(request_id(&HeaderMap::new()), made);
+    }
+
+    #[test]
+    fn log_fields_are_escaped_and_dated_like_nginx() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_345_200);
+        assert_eq!(clf_time(t), "22/Nov/2026:11:00:00 +0000");
+        assert_eq!(escape(b"a\"b\\c\x01"), "a\\x22b\\x5Cc\\x01");
+        assert_eq!(logged(None), "-");
+    }
+}
