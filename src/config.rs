@@ -447,7 +447,7 @@ impl Config {
                 )
             })?),
         };
-        if metrics_listen == Some(listen) {
+        if metrics_listen == Some(listen) && listen.port() != 0 {
             return Err(invalid(
                 "metrics.listen",
                 "must differ from server.listen (leave it unset to serve /metrics there)",

@@ -104,7 +104,7 @@ pub struct Served<'a> {
 
 impl Http {
     fn new(registry: &Registry) -> Http {
-        Http {
+        let h = Http {
             requests: counter_vec(
                 registry,
                 "dropcache_http_requests_total",
@@ -125,7 +125,11 @@ impl Http {
                  (streamed from a download), generated (listings, thumbnails from memory, errors)",
                 &["source"],
             ),
+        };
+        for source in ["disk", "dropbox", "generated"] {
+            h.bytes.with_label_values(&[source]);
         }
+        h
     }
 
     pub fn observe(&self, s: &Served<'_>) {
@@ -162,7 +166,7 @@ fn method_label(method: &str) -> &'static str {
 pub struct Upstream {
     calls: IntCounterVec,
     latency: HistogramVec,
-    retries: IntCounterVec,
+    retries: IntCounter,
     rate_limited: IntCounter,
     waited: Counter,
     refreshes: IntCounterVec,
@@ -170,7 +174,7 @@ pub struct Upstream {
 
 impl Upstream {
     fn new(registry: &Registry) -> Upstream {
-        Upstream {
+        let u = Upstream {
             calls: counter_vec(
                 registry,
                 "dropcache_dropbox_requests_total",
@@ -184,11 +188,10 @@ impl Upstream {
                 &["endpoint"],
                 UPSTREAM_BUCKETS,
             ),
-            retries: counter_vec(
+            retries: counter(
                 registry,
                 "dropcache_dropbox_retries_total",
                 "Calls to Dropbox made again after a 5xx, a timeout, a transport error or a 429",
-                &["endpoint"],
             ),
             rate_limited: counter(
                 registry,
@@ -210,7 +213,12 @@ impl Upstream {
                  (invalid_grant: the account must be linked again)",
                 &["outcome"],
             ),
+        };
+        // Known label values start at 0, so rates and alerts see the first one.
+        for outcome in ["ok", "failed", "refused"] {
+            u.refreshes.with_label_values(&[outcome]);
         }
+        u
     }
 
     /// One attempt at `endpoint` ended with `outcome` after `elapsed`.
@@ -224,8 +232,8 @@ impl Upstream {
         }
     }
 
-    pub fn retry(&self, endpoint: &str) {
-        self.retries.with_label_values(&[endpoint]).inc();
+    pub fn retry(&self) {
+        self.retries.inc();
     }
 
     pub fn waited(&self, d: Duration) {
@@ -408,15 +416,19 @@ impl Metrics {
             &["version"],
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let webhooks = counter_vec(
+            &registry,
+            "dropcache_webhooks_total",
+            "Webhook notifications received, by outcome",
+            &["outcome"],
+        );
+        for outcome in ["accepted", "forbidden", "malformed"] {
+            webhooks.with_label_values(&[outcome]);
+        }
         Metrics {
             http: Http::new(&registry),
             upstream: Upstream::new(&registry),
-            webhooks: counter_vec(
-                &registry,
-                "dropcache_webhooks_total",
-                "Webhook notifications received, by outcome",
-                &["outcome"],
-            ),
+            webhooks,
             state: State::new(&registry),
             _build: build,
             registry,

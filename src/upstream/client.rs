@@ -350,7 +350,7 @@ impl Dropbox {
     ) -> Result<T, UpstreamError> {
         let url = format!("{}/2/{route}", self.endpoints.api);
         let body = Bytes::from(to_header_safe(arg));
-        self.with_retries(auth, route, |token, permits| {
+        self.with_retries(auth, |token, permits| {
             let req = Request::builder()
                 .method(Method::POST)
                 .uri(&url)
@@ -421,7 +421,7 @@ impl Dropbox {
             "format": {".tag": format},
             "mode": {".tag": mode},
         }));
-        self.with_retries(auth, "files/get_thumbnail_v2", |token, permits| {
+        self.with_retries(auth, |token, permits| {
             let req = Request::builder()
                 .method(Method::POST)
                 .uri(&url)
@@ -480,7 +480,7 @@ impl Dropbox {
         let url = format!("{}/2/{route}", self.endpoints.content);
         let arg = to_header_safe(arg);
         let result = &result;
-        self.with_retries(auth, route, |token, permits| {
+        self.with_retries(auth, |token, permits| {
             let mut req = Request::builder()
                 .method(Method::POST)
                 .uri(&url)
@@ -630,12 +630,7 @@ impl Dropbox {
     }
 
     /// Runs `op` with the current token, retrying as the error says, refreshing once.
-    async fn with_retries<T, F, Fut>(
-        &self,
-        auth: &TokenSet,
-        endpoint: &str,
-        mut op: F,
-    ) -> Result<T, UpstreamError>
+    async fn with_retries<T, F, Fut>(&self, auth: &TokenSet, mut op: F) -> Result<T, UpstreamError>
     where
         F: FnMut(Secret<String>, Permits) -> Fut,
         Fut: Future<Output = Result<T, UpstreamError>>,
@@ -672,7 +667,7 @@ impl Dropbox {
                         auth.block(after);
                         if waited + after <= self.policy.rate_limit_budget {
                             tracing::debug!(?after, "waiting out a Dropbox 429");
-                            self.metrics.retry(endpoint);
+                            self.metrics.retry();
                             continue;
                         }
                         return Err(e);
@@ -681,7 +676,7 @@ impl Dropbox {
                         return Err(e);
                     }
                     attempt += 1;
-                    self.metrics.retry(endpoint);
+                    self.metrics.retry();
                     let wait = self.policy.backoff(attempt - 1);
                     tracing::debug!(error = %e, ?wait, "retrying a Dropbox call");
                     tokio::time::sleep(wait).await;
