@@ -191,8 +191,17 @@ fn parse_net(text: &str) -> Option<IpNet> {
 /// A log level in `EnvFilter` syntax (`info`, `warn,dropcache=debug`), trimmed; why not.
 pub fn parse_level(text: &str) -> Result<String, String> {
     let text = text.trim();
-    if text.is_empty() {
-        return Err("must name a level (error, warn, info, debug, trace)".into());
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    // A bare word must be a level (EnvFilter would take a misspelt one for a target name).
+    if text.is_empty()
+        || text
+            .split(',')
+            .any(|d| !d.contains('=') && !LEVELS.contains(&d.trim().to_lowercase().as_str()))
+    {
+        return Err(format!(
+            "{text:?}: name a level (off, error, warn, info, debug, trace), optionally with \
+             target=level directives, e.g. \"warn,dropcache=debug\""
+        ));
     }
     tracing_subscriber::EnvFilter::builder()
         .parse(text)
@@ -786,6 +795,10 @@ mod tests {
         assert_eq!(format!("{:?}", empty.dropbox), format!("{:?}", c.dropbox));
         assert_eq!(format!("{:?}", empty.feed), format!("{:?}", c.feed));
         assert_eq!(format!("{:?}", empty.oauth), format!("{:?}", c.oauth));
+        assert_eq!(format!("{:?}", empty.server), format!("{:?}", c.server));
+        assert_eq!(empty.log, c.log);
+        assert_eq!(empty.metrics_listen, c.metrics_listen);
+        assert_eq!(c.server.shutdown_timeout, Duration::from_secs(20));
         assert_eq!(c.oauth.redirect_uri, "http://localhost:8080/oauth/callback");
         assert!(c.feed.enabled);
     }
@@ -794,6 +807,20 @@ mod tests {
     fn errors_name_the_key() {
         let cases = [
             ("[server]\nlisten = \"nowhere\"", "server.listen"),
+            (
+                "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]",
+                "server.trusted_proxies",
+            ),
+            (
+                "[server]\nshutdown_timeout = \"later\"",
+                "server.shutdown_timeout",
+            ),
+            ("[metrics]\nlisten = \"9181\"", "metrics.listen"),
+            ("[metrics]\nlisten = \"127.0.0.1:8080\"", "metrics.listen"),
+            ("[log]\nlevel = \"loud==\"", "log.level"),
+            ("[log]\nlevel = \"\"", "log.level"),
+            ("[log]\nlevel = \"verbose\"", "log.level"),
+            ("[log]\nformat = \"xml\"", "log.format"),
             ("[cache]\nmetadata_ttl = \"soon\"", "cache.metadata_ttl"),
             ("[cache]\nl1_entries = 0", "cache.l1_entries"),
             ("[cache]\nmax_size = \"lots\"", "cache.max_size"),

@@ -265,6 +265,12 @@ async fn tokens_are_refreshed_ahead_of_expiry_and_on_expiry_once() {
     let answers = join_all((0..20).map(|_| p.head("/carol/a.txt", &[]))).await;
     assert!(answers.iter().all(|a| a.status == StatusCode::OK));
     assert_eq!(tokens(), before + 3, "one refresh on expiry");
+    let metrics = p.get("/metrics", &[]).await.text();
+    assert!(
+        metrics.contains("dropcache_token_refreshes_total{outcome=\"ok\"} 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("dropcache_token_refreshes_total{outcome=\"refused\"} 0"));
 }
 
 #[tokio::test]
@@ -298,6 +304,10 @@ async fn a_refused_refresh_token_needs_a_relink_without_a_retry_storm() {
         "{metrics}"
     );
     assert!(metrics.contains("dropcache_account_relink_required{account=\"alice\"} 0"));
+    assert!(
+        metrics.contains("dropcache_token_refreshes_total{outcome=\"refused\"} 1"),
+        "{metrics}"
+    );
     // The other accounts are untouched.
     assert_eq!(p.get("/alice/a.txt", &[]).await.text(), "one");
     let _ = APP_KEY;
