@@ -273,17 +273,20 @@ fn load_config(path: &std::path::Path) -> Config {
 }
 
 async fn run_serve(path: &std::path::Path) -> anyhow::Result<()> {
+    // Before anything slow: a SIGHUP's default action would end the process.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP")?;
     let config = load_config(path);
     let log = dropcache::telemetry::init_with(&config.log);
-    serve_proxy(config, log, Some(path.to_owned()), |_| Ok(())).await
+    serve_proxy(config, log, Some((path.to_owned(), hangups)), |_| Ok(())).await
 }
 
 /// Builds the app, binds, prints `listening on http://IP:PORT` (then `banner`), serves until
-/// a shutdown signal. SIGHUP re-reads `config_file` and applies its `log.level`.
+/// a shutdown signal. Each of `hangups` re-reads the config file and applies its `log.level`.
 async fn serve_proxy(
     config: Config,
     log: Option<LogControl>,
-    config_file: Option<PathBuf>,
+    hangups: Option<(PathBuf, tokio::signal::unix::Signal)>,
     banner: impl FnOnce(SocketAddr) -> std::io::Result<()>,
 ) -> anyhow::Result<()> {
     let listen = config.listen;
@@ -313,8 +316,8 @@ async fn serve_proxy(
     drop(out);
     banner(addr)?;
     tracing::info!(%addr, accounts = app.accounts.len(), store = app.store.kind(), "proxy started");
-    if let Some(path) = config_file {
-        tokio::spawn(reload_on_hangup(app.clone(), path));
+    if let Some((path, hangups)) = hangups {
+        tokio::spawn(reload_on_hangup(app.clone(), path, hangups));
     }
     dropcache::app::serve(listener, metrics, app, shutdown_signal()).await;
     tracing::info!("stopped");
@@ -323,11 +326,11 @@ async fn serve_proxy(
 
 /// On each SIGHUP: re-reads the config file and applies `log.level` (the settings that can
 /// change while running); a file that no longer validates changes nothing.
-async fn reload_on_hangup(app: std::sync::Arc<App>, path: PathBuf) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        return;
-    };
+async fn reload_on_hangup(
+    app: std::sync::Arc<App>,
+    path: PathBuf,
+    mut hangups: tokio::signal::unix::Signal,
+) {
     while hangups.recv().await.is_some() {
         let env = |k: &str| std::env::var(k).ok();
         match Config::load(&path, &env) {

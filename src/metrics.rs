@@ -393,6 +393,9 @@ pub struct Metrics {
     /// Webhook notifications by outcome: accepted, forbidden, malformed.
     pub webhooks: IntCounterVec,
     state: State,
+    /// One render at a time: mirroring counters and re-filling per-account series must not
+    /// interleave between two scrapes.
+    rendering: std::sync::Mutex<()>,
     /// `dropcache_build_info`, set once.
     _build: IntGaugeVec,
 }
@@ -430,6 +433,7 @@ impl Metrics {
             upstream: Upstream::new(&registry),
             webhooks,
             state: State::new(&registry),
+            rendering: std::sync::Mutex::new(()),
             _build: build,
             registry,
         }
@@ -437,6 +441,7 @@ impl Metrics {
 
     /// The text exposition, with the state read now.
     pub fn render(&self, now: &Snapshot<'_>) -> String {
+        let _one = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
         let s = &self.state;
         // Per-account series start afresh: an unlinked account's go.
         for v in [&s.relink, &s.rate_limited, &s.feed_live] {

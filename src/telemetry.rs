@@ -39,7 +39,10 @@ impl LogControl {
 /// `level`, with the access log kept at INFO when it is on.
 fn filter(level: &str, access_log: bool) -> EnvFilter {
     let mut text = level.to_owned();
-    if access_log && !level.contains(ACCESS) {
+    let names_access = level
+        .split(',')
+        .any(|d| d.trim() == ACCESS || d.trim().starts_with(&format!("{ACCESS}=")));
+    if access_log && !names_access {
         text.push_str(&format!(",{ACCESS}=info"));
     } else if !access_log {
         text.push_str(&format!(",{ACCESS}=off"));

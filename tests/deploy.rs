@@ -41,6 +41,18 @@ fn tool(name: &str) -> PathBuf {
     );
 }
 
+/// Runs `cmd` and fails the test, with what it said, unless it succeeds.
+fn succeeds(cmd: &mut Command, what: &str) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -240,15 +252,11 @@ fn nginx_in_front_and_prometheus_scraping_with_the_shipped_files() {
 
     // The shipped configs validate as they are.
     for file in ["deploy/dropcache.toml", "deploy/container/dropcache.toml"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_dropcache"))
-            .args(["check-config", "--config"])
-            .arg(repo(file))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{file}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        succeeds(
+            Command::new(env!("CARGO_BIN_EXE_dropcache"))
+                .args(["check-config", "--config"])
+                .arg(repo(file)),
+            file,
         );
     }
 
@@ -272,7 +280,7 @@ fn nginx_in_front_and_prometheus_scraping_with_the_shipped_files() {
         format!(
             "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
              events {{ worker_connections 64; }}\n\
-             http {{\n  access_log {d}/nginx-access.log;\n  client_body_temp_path {d}/body;\n\
+             http {{\n  log_format ids '$request_id $remote_addr $status';\n  access_log {d}/nginx-access.log ids;\n  client_body_temp_path {d}/body;\n\
              proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
              scgi_temp_path {d}/scgi;\n  include {d}/site.conf;\n}}\n"
         ),
@@ -287,12 +295,7 @@ fn nginx_in_front_and_prometheus_scraping_with_the_shipped_files() {
             .args(extra);
         c
     };
-    let test = nginx_args(&["-t", "-q"]).output().unwrap();
-    assert!(
-        test.status.success(),
-        "nginx -t: {}",
-        String::from_utf8_lossy(&test.stderr)
-    );
+    succeeds(&mut nginx_args(&["-t", "-q"]), "nginx -t");
     let _nginx = Running::spawn(nginx_args(&[]), dir, "nginx");
     let front = format!("http://127.0.0.1:{port}");
     eventually("nginx listens", || {
@@ -368,7 +371,14 @@ fn nginx_in_front_and_prometheus_scraping_with_the_shipped_files() {
         assert!(message.contains(&format!("id={id}")), "{message}");
         assert!(!message.contains("6.6.6.6"), "{message}");
     }
-    assert_eq!(ids[0].len(), 32, "nginx's $request_id");
+    // The ids are nginx's own $request_id, as its access log has them.
+    let nginx_log = std::fs::read_to_string(dir.join("nginx-access.log")).unwrap();
+    for id in &ids {
+        assert!(
+            nginx_log.contains(&format!("{id} 127.0.0.2 ")),
+            "{id}: {nginx_log}"
+        );
+    }
 
     // promtool: the scrape config, the rules and their tests, and the live metrics.
     let prom_dir = dir.join("prometheus");
@@ -388,29 +398,19 @@ fn nginx_in_front_and_prometheus_scraping_with_the_shipped_files() {
     )
     .unwrap();
     for args in [
-        vec!["check", "config", "prometheus.yml"],
-        vec!["check", "rules", "alerts.yml"],
+        ["check", "config", "prometheus.yml"],
+        ["check", "rules", "alerts.yml"],
     ] {
-        let out = Command::new(&promtool)
-            .args(&args)
-            .current_dir(&prom_dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "promtool {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        succeeds(
+            Command::new(&promtool).args(args).current_dir(&prom_dir),
+            &format!("promtool {args:?}"),
         );
     }
-    let out = Command::new(&promtool)
-        .args(["test", "rules", "alerts_test.yml"])
-        .current_dir(repo("deploy/prometheus"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool test rules: {}",
-        String::from_utf8_lossy(&out.stdout)
+    succeeds(
+        Command::new(&promtool)
+            .args(["test", "rules", "alerts_test.yml"])
+            .current_dir(repo("deploy/prometheus")),
+        "promtool test rules",
     );
     let scrape = curl(&metrics_url, &[]);
     assert_eq!(scrape.status, 200);
@@ -676,6 +676,33 @@ fn the_process_logs_json_takes_a_new_level_and_drains_on_sigterm() {
             .any(|l| l["fields"]["target_uri"] == "/admin/log?level=warn")
     );
     assert!(!p.stderr().contains(ADMIN), "the admin token in the logs");
+
+    // A client that gives up before the answer: logged as 499.
+    let gave_up = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "0.5",
+            &format!("{url}/site/slow.txt?leaving"),
+        ])
+        .status()
+        .unwrap();
+    assert!(!gave_up.success(), "curl timed out");
+    eventually("the abandoned request is logged", || {
+        access_lines(&p.stderr()).iter().any(|l| {
+            l["fields"]["target_uri"] == "/site/slow.txt?leaving" && l["fields"]["status"] == 499
+        })
+    });
+    // An OAuth callback's code and state are not logged.
+    let callback = curl(
+        &format!("{url}/oauth/callback?code=SECRETCODE&state=x.y.z"),
+        &[],
+    );
+    assert_ne!(callback.status, 200);
+    eventually("the callback is logged", || {
+        p.stderr().contains("/oauth/callback?[redacted]")
+    });
+    assert!(!p.stderr().contains("SECRETCODE"));
 
     // SIGTERM with a request under way (1.5 s of Dropbox latency, twice): it finishes, new
     // connections are refused meanwhile, and the process exits 0.

@@ -344,6 +344,17 @@ async fn the_admin_api_purges_by_path_prefix_and_account_on_every_instance() {
             .status,
         StatusCode::UNAUTHORIZED
     );
+    let wrong = format!("Bearer {ADMIN}x");
+    assert_eq!(
+        p.send(
+            Method::POST,
+            "/admin/purge?account=alice",
+            &[("authorization", &wrong)]
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
     for (query, status) in [
         ("", StatusCode::BAD_REQUEST),
         ("?account=nobody", StatusCode::NOT_FOUND),

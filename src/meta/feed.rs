@@ -89,7 +89,9 @@ impl FeedStatus {
         self.generation.load(Ordering::Acquire)
     }
 
-    fn bump(&self) {
+    /// Marks a change to this account's entries: lookups under way must not cache what they
+    /// found.
+    pub fn bump(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 

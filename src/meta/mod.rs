@@ -355,6 +355,8 @@ impl MetaCache {
         prefix: bool,
     ) -> Result<Purged, StoreError> {
         let key = Self::key(account, lower);
+        // A lookup under way may have read what is being purged: it must not cache it.
+        account.feed.bump();
         let mut found: Vec<(String, Arc<Entry>)> = Vec::new();
         if prefix {
             for (k, bytes) in self.store.list(&key).await? {

@@ -41,11 +41,12 @@ pub fn add_upstream<B>(resp: &mut Response<B>, d: Duration) {
     ext.insert(UpstreamTime(total));
 }
 
-/// The request's id: the one nginx (or another proxy) sent if it looks like an id (1–64 of
+/// The request's id: the one a trusted proxy (nginx) sent if it looks like an id (1–64 of
 /// `A-Za-z0-9._-`), else a new random one.
-pub fn request_id(headers: &HeaderMap) -> String {
+pub fn request_id(headers: &HeaderMap, from_trusted: bool) -> String {
     headers
         .get(X_REQUEST_ID)
+        .filter(|_| from_trusted)
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
             (1..=64).contains(&v.len())
@@ -63,18 +64,24 @@ pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAd
     if !is_trusted(&peer) {
         return peer;
     }
-    let hops: Vec<IpAddr> = headers
+    let hops: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .map_while(|h| h.parse::<IpAddr>().ok())
         .collect();
-    hops.into_iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .unwrap_or(peer)
+    // From the right: the hops our own proxies appended. The first that is not one of them
+    // is the client; anything unreadable before it ends the walk (left of it is unverified).
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => client = ip,
+            Ok(ip) => return ip,
+            Err(_) => break,
+        }
+    }
+    client
 }
 
 /// `[22/Nov/2026:10:00:00 +0000]`'s inside, in UTC, from the HTTP date of `t`.
@@ -129,6 +136,22 @@ pub struct Record {
     pub cache: &'static str,
     pub source: &'static str,
     pub upstream: Option<Duration>,
+    /// Counted and logged already.
+    finished: bool,
+}
+
+/// A request that ended before it was answered (the client went away): nginx's 499.
+const CLIENT_CLOSED: u16 = 499;
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        if !self.finished {
+            if self.status == 0 {
+                self.status = CLIENT_CLOSED;
+            }
+            self.finish(0);
+        }
+    }
 }
 
 impl Record {
@@ -145,10 +168,14 @@ impl Record {
             app,
             route,
             method: parts.method.clone(),
-            target: parts.uri.path_and_query().map_or_else(
-                || parts.uri.path().to_owned(),
-                |p| escape(p.as_str().as_bytes()),
-            ),
+            // SECURITY: an OAuth callback's query holds the authorization code and state.
+            target: match parts.uri.query() {
+                Some(_) if route.starts_with("/oauth/") => {
+                    format!("{}?[redacted]", escape(parts.uri.path().as_bytes()))
+                }
+                Some(q) => escape(format!("{}?{q}", parts.uri.path()).as_bytes()),
+                None => escape(parts.uri.path().as_bytes()),
+            },
             version: parts.version,
             client,
             referer: logged(parts.headers.get(hyper::header::REFERER)),
@@ -160,6 +187,7 @@ impl Record {
             cache: "none",
             source: "generated",
             upstream: None,
+            finished: false,
         }
     }
 
@@ -177,8 +205,11 @@ impl Record {
         self.upstream = resp.extensions().get::<UpstreamTime>().map(|t| t.0);
     }
 
-    /// Counts the request and writes its access-log line.
-    fn finish(&self, bytes: u64) {
+    /// Counts the request and writes its access-log line, once.
+    fn finish(&mut self, bytes: u64) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
         let elapsed = self.started.elapsed();
         self.app.metrics.http.observe(&Served {
             route: self.route,
@@ -262,7 +293,7 @@ impl Metered {
     }
 
     fn finish(&mut self) {
-        if let Some(r) = self.record.take() {
+        if let Some(mut r) = self.record.take() {
             r.finish(self.bytes);
         }
     }
@@ -340,6 +371,11 @@ mod tests {
             (lo, &[], "127.0.0.1"),
             // garbage stops the walk: the peer
             (lo, &["nonsense"], "127.0.0.1"),
+            // a forged address hidden behind junk is never reached
+            (lo, &["6.6.6.6, junk, 203.0.113.7"], "203.0.113.7"),
+            (lo, &["6.6.6.6, junk"], "127.0.0.1"),
+            // only trusted hops: the leftmost of them
+            (lo, &["10.9.9.9"], "10.9.9.9"),
             // an untrusted peer's header is ignored
             (ip("192.0.2.9"), &["203.0.113.7"], "192.0.2.9"),
         ];
@@ -356,12 +392,17 @@ mod tests {
     fn request_ids_are_taken_when_sane_and_made_otherwise() {
         let mut h = HeaderMap::new();
         h.insert(X_REQUEST_ID, HeaderValue::from_static("abc-123.X_y"));
-        assert_eq!(request_id(&h), "abc-123.X_y");
+        assert_eq!(request_id(&h, true), "abc-123.X_y");
+        assert_ne!(
+            request_id(&h, false),
+            "abc-123.X_y",
+            "only from a trusted proxy"
+        );
         h.insert(X_REQUEST_ID, HeaderValue::from_static("has space"));
-        let made = request_id(&h);
+        let made = request_id(&h, true);
         assert_eq!(made.len(), 32);
         assert!(made.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_ne!(request_id(&HeaderMap::new()), made);
+        assert_ne!(request_id(&HeaderMap::new(), true), made);
     }
 
     #[test]

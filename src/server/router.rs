@@ -42,7 +42,11 @@ pub fn route_of(path: &str) -> &'static str {
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let id = access::request_id(&parts.headers);
+    let trusted = &app.config.server.trusted_proxies;
+    let id = access::request_id(
+        &parts.headers,
+        trusted.iter().any(|n| n.contains(&peer.ip())),
+    );
     let route = route_of(parts.uri.path());
     // With a separate metrics listener, /metrics is not served here.
     let route = if route == "/metrics" && app.config.metrics_listen.is_some() {
@@ -50,11 +54,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     } else {
         route
     };
-    let client = access::client_addr(
-        peer.ip(),
-        &parts.headers,
-        &app.config.server.trusted_proxies,
-    );
+    let client = access::client_addr(peer.ip(), &parts.headers, trusted);
     let mut record = access::Record::begin(app.clone(), route, &parts, client, id.clone(), started);
     let span = tracing::info_span!("request", id = %id, method = %parts.method, route);
     async move {

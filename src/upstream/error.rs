@@ -63,7 +63,6 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// Worth trying again with backoff: 5xx, transport failures and timeouts, 429.
     /// The outcome label of a failed call in `dropcache_dropbox_requests_total`.
     pub fn outcome(&self) -> &'static str {
         match self {
@@ -89,6 +88,7 @@ impl UpstreamError {
         }
     }
 
+    /// Worth trying again with backoff: 5xx, transport failures and timeouts, 429.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
