@@ -60,8 +60,13 @@ pub fn init_with(config: &LogConfig) -> Option<LogControl> {
         .and_then(|l| crate::config::parse_level(&l).ok())
         .unwrap_or_else(|| config.level.clone());
     let (layer, handle) = reload::Layer::new(filter(&level, config.access_log));
-    let text = (config.format == LogFormat::Text)
-        .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    // Colours only for a terminal: not in journald, files or pipes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let text = (config.format == LogFormat::Text).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr)
+    });
     let json = (config.format == LogFormat::Json).then(|| {
         tracing_subscriber::fmt::layer()
             .json()

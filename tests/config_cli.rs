@@ -197,6 +197,10 @@ fn serve_proxies_the_emulator_binary_with_a_config_file() {
         logs.contains("\"GET /site/secret.txt HTTP/1.1\" 404 "),
         "{logs}"
     );
+    assert!(
+        !logs.contains('\x1b'),
+        "no colour codes in a log that is not a terminal"
+    );
     assert!(!logs.contains("cli-token"), "a token in the logs: {logs}");
 }
 
