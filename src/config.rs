@@ -232,7 +232,7 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Peers whose `X-Forwarded-For` is believed (nginx in front); the client address is the
-    /// last address in it that is not one of these.
+    /// first address in it, from the right, that is not one of these.
     pub trusted_proxies: Vec<IpNet>,
     /// How long in-flight requests get to finish after SIGTERM.
     pub shutdown_timeout: Duration,
@@ -462,20 +462,22 @@ impl Config {
                 "must differ from server.listen (leave it unset to serve /metrics there)",
             ));
         }
+        let defaults = LogConfig::default();
         let log = LogConfig {
-            level: parse_level(raw.log.level.as_deref().unwrap_or("info"))
+            level: parse_level(raw.log.level.as_deref().unwrap_or(&defaults.level))
                 .map_err(|why| invalid("log.level", why))?,
-            format: match raw.log.format.as_deref().unwrap_or("text") {
-                "text" => LogFormat::Text,
-                "json" => LogFormat::Json,
-                other => {
+            format: match raw.log.format.as_deref() {
+                None => defaults.format,
+                Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
                     return Err(invalid(
                         "log.format",
                         format!("{other:?} must be \"text\" or \"json\""),
                     ));
                 }
             },
-            access_log: raw.log.access_log.unwrap_or(true),
+            access_log: raw.log.access_log.unwrap_or(defaults.access_log),
         };
         let d = raw.dropbox;
         let defaults = Endpoints::default();

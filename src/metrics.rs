@@ -396,8 +396,6 @@ pub struct Metrics {
     /// One render at a time: mirroring counters and re-filling per-account series must not
     /// interleave between two scrapes.
     rendering: std::sync::Mutex<()>,
-    /// `dropcache_build_info`, set once.
-    _build: IntGaugeVec,
 }
 
 /// What `render` reads.
@@ -434,7 +432,6 @@ impl Metrics {
             webhooks,
             state: State::new(&registry),
             rendering: std::sync::Mutex::new(()),
-            _build: build,
             registry,
         }
     }

@@ -551,32 +551,22 @@ fn the_shipped_unit_verifies_and_the_container_runs_as_a_user() {
         assert!(unit.contains(must), "{must}");
     }
     let path = dir.path().join("dropcache.service");
-    std::fs::write(
-        &path,
-        unit.replace("/usr/local/bin/dropcache", env!("CARGO_BIN_EXE_dropcache")),
-    )
-    .unwrap();
-    let out = Command::new(&analyze)
-        .arg("verify")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let verify = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        Command::new(&analyze)
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&unit.replace("/usr/local/bin/dropcache", env!("CARGO_BIN_EXE_dropcache")));
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && said.trim().is_empty(),
         "systemd-analyze verify: {said}"
     );
     // ... and a broken copy fails, so the check means something.
-    std::fs::write(
-        &path,
-        unit.replace("ProtectSystem=strict", "ProtectSystem=sometimes"),
-    )
-    .unwrap();
-    let out = Command::new(&analyze)
-        .arg("verify")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = verify(&unit.replace("ProtectSystem=strict", "ProtectSystem=sometimes"));
     assert!(!out.status.success() || !out.stderr.is_empty());
 
     // The Dockerfile (no Docker engine here to build it): two stages, the runtime one as a

@@ -274,15 +274,8 @@ pub async fn file(
     if let Some(cr) = content_range {
         h.insert(CONTENT_RANGE, header_value(cr));
     }
-    let from = if opened.cache == "HIT" {
-        "disk"
-    } else {
-        // The body comes from a download (a fill joined or started, or a pass-through): the
-        // wait for it was Dropbox's.
-        access::add_upstream(&mut resp, opening.elapsed());
-        "dropbox"
-    };
-    resp.extensions_mut().insert(access::BodySource(from));
+    // A fill joined or started, or a pass-through: the wait for it was Dropbox's.
+    access::body_from(&mut resp, opened.cache, opening);
     Ok(Served::Done(resp))
 }
 

@@ -166,12 +166,7 @@ pub async fn serve(
         Outcome::Proceed { .. } => {
             let asked = std::time::Instant::now();
             let (bytes, cache) = app.thumbs.get(app, account, path, &name, spec).await?;
-            if cache == "HIT" {
-                resp.extensions_mut().insert(access::BodySource("disk"));
-            } else {
-                access::add_upstream(&mut resp, asked.elapsed());
-                resp.extensions_mut().insert(access::BodySource("dropbox"));
-            }
+            access::body_from(&mut resp, cache, asked);
             let h = resp.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static(spec.mime));
             h.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));

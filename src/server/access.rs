@@ -34,6 +34,19 @@ pub struct BodySource(pub &'static str);
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UpstreamTime(pub Duration);
 
+/// Notes where a file's body comes from, by its `X-Cache-Status` as the body cache gave it:
+/// a HIT is read from disk; anything else is a download, and the time since `asked` was
+/// spent waiting on Dropbox.
+pub fn body_from<B>(resp: &mut Response<B>, cache: &str, asked: Instant) {
+    let from = if cache == "HIT" {
+        "disk"
+    } else {
+        add_upstream(resp, asked.elapsed());
+        "dropbox"
+    };
+    resp.extensions_mut().insert(BodySource(from));
+}
+
 /// Adds `d` to the response's Dropbox time.
 pub fn add_upstream<B>(resp: &mut Response<B>, d: Duration) {
     let ext = resp.extensions_mut();
@@ -60,8 +73,7 @@ pub fn request_id(headers: &HeaderMap, from_trusted: bool) -> String {
 /// address in `X-Forwarded-For` (all such headers, in order) that is not itself a trusted
 /// proxy. SECURITY: addresses a client wrote further left are never believed.
 pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
-    if !is_trusted(&peer) {
+    if !is_trusted(&peer, trusted) {
         return peer;
     }
     let hops: Vec<&str> = headers
@@ -76,12 +88,17 @@ pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAd
     let mut client = peer;
     for hop in hops.iter().rev() {
         match hop.parse::<IpAddr>() {
-            Ok(ip) if is_trusted(&ip) => client = ip,
+            Ok(ip) if is_trusted(&ip, trusted) => client = ip,
             Ok(ip) => return ip,
             Err(_) => break,
         }
     }
     client
+}
+
+/// Whether `ip` is one of the proxies in front (`server.trusted_proxies`).
+pub fn is_trusted(ip: &IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|n| n.contains(ip))
 }
 
 /// `[22/Nov/2026:10:00:00 +0000]`'s inside, in UTC, from the HTTP date of `t`.
@@ -155,15 +172,17 @@ impl Drop for Record {
 }
 
 impl Record {
-    /// Reads what the log needs from the request's head.
+    /// Starts the record of a request from `peer`: its id and client (through trusted proxies)
+    /// and what the log needs from its head.
     pub fn begin(
         app: Arc<App>,
         route: &'static str,
         parts: &hyper::http::request::Parts,
-        client: IpAddr,
-        id: String,
-        started: Instant,
+        peer: IpAddr,
     ) -> Record {
+        let trusted = &app.config.server.trusted_proxies;
+        let id = request_id(&parts.headers, is_trusted(&peer, trusted));
+        let client = client_addr(peer, &parts.headers, trusted);
         Record {
             app,
             route,
@@ -182,7 +201,7 @@ impl Record {
             user_agent: logged(parts.headers.get(hyper::header::USER_AGENT)),
             id,
             arrived: SystemTime::now(),
-            started,
+            started: Instant::now(),
             status: 0,
             cache: "none",
             source: "generated",

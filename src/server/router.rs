@@ -13,7 +13,6 @@ use hyper::{Request, Response, StatusCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 use tracing::Instrument;
 
 /// The route template of a path: a bounded label for logs and metrics.
@@ -40,13 +39,7 @@ pub fn route_of(path: &str) -> &'static str {
 /// Routes one request; every outcome is a response, with `X-Request-Id`, counted and logged
 /// when its body is done.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let trusted = &app.config.server.trusted_proxies;
-    let id = access::request_id(
-        &parts.headers,
-        trusted.iter().any(|n| n.contains(&peer.ip())),
-    );
     let route = route_of(parts.uri.path());
     // With a separate metrics listener, /metrics is not served here.
     let route = if route == "/metrics" && app.config.metrics_listen.is_some() {
@@ -54,8 +47,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     } else {
         route
     };
-    let client = access::client_addr(peer.ip(), &parts.headers, trusted);
-    let mut record = access::Record::begin(app.clone(), route, &parts, client, id.clone(), started);
+    let mut record = access::Record::begin(app.clone(), route, &parts, peer.ip());
+    let id = record.id.clone();
     let span = tracing::info_span!("request", id = %id, method = %parts.method, route);
     async move {
         let result = match route {
@@ -123,15 +116,17 @@ async fn readiness(app: &App) -> Response<Body> {
         (true, _, true) => "ready\n".to_owned(),
         (true, _, false) => format!("ready, degraded: {}\n", degraded.join("; ")),
     };
-    let b = app.bodies.stats();
+    let (blobs, bytes) = app.bodies.usage();
     let feeds = app.feeds.reports();
     text.push_str(&format!(
         "store: {} {}\nbody cache: index loaded, {} blobs, {} of {}\nchange feeds: {}\n",
         app.store.kind(),
         if store_up { "reachable" } else { "unreachable" },
-        b.entries,
-        bytesize::ByteSize::b(b.bytes).display().iec(),
-        bytesize::ByteSize::b(b.max_bytes).display().iec(),
+        blobs,
+        bytesize::ByteSize::b(bytes).display().iec(),
+        bytesize::ByteSize::b(app.config.cache.max_size)
+            .display()
+            .iec(),
         if app.config.feed.enabled {
             format!(
                 "started, {} followed, {} live here",
