@@ -61,6 +61,8 @@ pub struct App {
 impl App {
     /// Opens the store, builds the Dropbox client and caches, records the accounts.
     pub async fn build(config: Config) -> Result<Arc<App>, AppError> {
+        let files = crate::server::raise_open_files();
+        tracing::debug!(?files, "open-files limit");
         let d = &config.dropbox;
         let http = http_client(d.connect_timeout, d.ca_file.as_deref())?;
         let policy = RetryPolicy {
@@ -144,7 +146,7 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let drain = app.config.server.shutdown_timeout;
+    let limits = server::Limits::from_config(&app.config.server);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let signal = {
         let app = app.clone();
@@ -162,7 +164,7 @@ pub async fn serve(
         tokio::spawn(server::serve(
             listener,
             None,
-            drain,
+            limits.clone(),
             move |req, _| server::router::handle_metrics(handler.clone(), req),
             until_stopped(stopped.clone()),
         ))
@@ -171,7 +173,7 @@ pub async fn serve(
     let proxy = server::serve(
         listener,
         None,
-        drain,
+        limits,
         move |req, peer| server::router::handle(handler.clone(), req, peer),
         until_stopped(stopped),
     );

@@ -61,9 +61,17 @@ struct RawConfig {
     #[serde(default, rename = "shared_link")]
     shared_links: Vec<RawSharedLink>,
     #[serde(default)]
+    sharing: RawSharing,
+    #[serde(default)]
     metrics: RawMetrics,
     #[serde(default)]
     log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSharing {
+    by_url: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +117,12 @@ struct RawServer {
     trusted_proxies: Option<Vec<String>>,
     shutdown_timeout: Option<String>,
     ready_requires_store: Option<bool>,
+    header_read_timeout: Option<String>,
+    keepalive_timeout: Option<String>,
+    body_read_timeout: Option<String>,
+    max_connections: Option<usize>,
+    http2_max_streams: Option<u32>,
+    http2_keepalive_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,6 +164,7 @@ struct RawCache {
     min_free: Option<String>,
     range_passthrough_above: Option<String>,
     range_fill: Option<bool>,
+    abandoned_fill_completion: Option<f64>,
     stale_if_error: Option<String>,
     stale_while_revalidate: Option<String>,
 }
@@ -226,6 +241,9 @@ pub struct Config {
     pub oauth: OauthConfig,
     pub accounts: Vec<AccountConfig>,
     pub shared_links: Vec<SharedLinkConfig>,
+    /// `/s/<percent-encoded URL>/…` serves any Dropbox shared link (`sharing.by_url`); off by
+    /// default, so only the configured `[[shared_link]]` names are served.
+    pub shared_links_by_url: bool,
 }
 
 /// How the proxy meets its clients and its operators.
@@ -239,6 +257,19 @@ pub struct ServerConfig {
     /// `/readyz` answers 503 while the store is unreachable (default: 200, "degraded", since
     /// requests are still served from memory and disk).
     pub ready_requires_store: bool,
+    /// A request's head must be in within this of its first byte (a new connection's first
+    /// request: of the connection opening).
+    pub header_read_timeout: Duration,
+    /// A connection with no request under way and nothing moving is closed after this.
+    pub keepalive_timeout: Duration,
+    /// A request body we read (the webhook's) must be in within this.
+    pub body_read_timeout: Duration,
+    /// Most client connections open at once; past it new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub http2_max_streams: u32,
+    /// HTTP/2 pings on a connection this often (a peer that does not answer is dropped).
+    pub http2_keepalive_interval: Duration,
 }
 
 /// Logging: level (an `EnvFilter` directive list), text or JSON lines, the access log.
@@ -333,6 +364,10 @@ pub struct CacheConfig {
     pub range_passthrough_above: u64,
     /// ... and the whole file is then fetched into the cache in the background.
     pub range_fill: bool,
+    /// A fill whose every client has gone away is finished if at least this share of the file
+    /// is in (so the next client gets a hit), else cancelled. 0: always finish; 1: cancel
+    /// unless complete.
+    pub abandoned_fill_completion: f64,
     /// When Dropbox fails (5xx, timeout, unreachable, 429), cached metadata up to this old
     /// (since Dropbox last confirmed it) is served as STALE.
     pub stale_if_error: Duration,
@@ -446,7 +481,48 @@ impl Config {
                 "20s",
             )?,
             ready_requires_store: raw.server.ready_requires_store.unwrap_or(false),
+            header_read_timeout: duration(
+                "server.header_read_timeout",
+                raw.server.header_read_timeout,
+                "10s",
+            )?,
+            keepalive_timeout: duration(
+                "server.keepalive_timeout",
+                raw.server.keepalive_timeout,
+                "75s",
+            )?,
+            body_read_timeout: duration(
+                "server.body_read_timeout",
+                raw.server.body_read_timeout,
+                "10s",
+            )?,
+            max_connections: raw.server.max_connections.unwrap_or(4096),
+            http2_max_streams: raw.server.http2_max_streams.unwrap_or(128),
+            http2_keepalive_interval: duration(
+                "server.http2_keepalive_interval",
+                raw.server.http2_keepalive_interval,
+                "30s",
+            )?,
         };
+        for (key, d) in [
+            ("server.header_read_timeout", server.header_read_timeout),
+            ("server.keepalive_timeout", server.keepalive_timeout),
+            ("server.body_read_timeout", server.body_read_timeout),
+            (
+                "server.http2_keepalive_interval",
+                server.http2_keepalive_interval,
+            ),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be above zero"));
+            }
+        }
+        if server.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be at least 1"));
+        }
+        if server.http2_max_streams == 0 {
+            return Err(invalid("server.http2_max_streams", "must be at least 1"));
+        }
         let metrics_listen = match raw.metrics.listen.filter(|l| !l.is_empty()) {
             None => None,
             Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
@@ -573,6 +649,7 @@ impl Config {
                 "32MiB",
             )?,
             range_fill: c.range_fill.unwrap_or(false),
+            abandoned_fill_completion: c.abandoned_fill_completion.unwrap_or(0.9),
             stale_if_error: duration("cache.stale_if_error", c.stale_if_error, "1d")?,
             stale_while_revalidate: duration(
                 "cache.stale_while_revalidate",
@@ -580,6 +657,12 @@ impl Config {
                 "0s",
             )?,
         };
+        if !(0.0..=1.0).contains(&cache.abandoned_fill_completion) {
+            return Err(invalid(
+                "cache.abandoned_fill_completion",
+                "must be a share from 0 to 1 (0.9: finish fills that are 90% in)",
+            ));
+        }
         if cache.l1_entries == 0 {
             return Err(invalid("cache.l1_entries", "must be at least 1"));
         }
@@ -759,6 +842,7 @@ impl Config {
             oauth,
             accounts,
             shared_links,
+            shared_links_by_url: raw.sharing.by_url.unwrap_or(false),
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod console;
 pub mod demo;
 pub mod emulator;
+pub mod flight;
 pub mod http;
 pub mod meta;
 pub mod metrics;

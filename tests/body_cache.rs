@@ -125,6 +125,11 @@ async fn a_restart_keeps_the_cache_and_a_corrupt_blob_is_refetched() {
     let p = TestProxy::start(&h.running.base_url, &settings(dir.path())).await;
     assert!(!dir.path().join("tmp/leftover.part").exists());
     assert_eq!(p.app.bodies.usage(), (1, body.len() as u64));
+    // A new store: nothing says this account had these bytes, so its first answer is a
+    // MISS (what the cache holds is not told) though nothing is downloaded; then a HIT.
+    let a = p.get("/alice/a.bin", &[]).await;
+    assert_eq!(a.header("x-cache-status"), Some("MISS"));
+    assert!(a.body[..] == body[..]);
     let a = p.get("/alice/a.bin", &[]).await;
     assert_eq!(a.header("x-cache-status"), Some("HIT"));
     assert!(a.body[..] == body[..]);

@@ -261,7 +261,7 @@ async fn receiver() -> (
     tokio::spawn(server::serve(
         listener,
         None,
-        std::time::Duration::from_secs(5),
+        server::Limits::default(),
         move |req: hyper::Request<hyper::body::Incoming>, _| {
             let tx = tx.clone();
             async move {

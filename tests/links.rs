@@ -43,8 +43,13 @@ struct Setup {
 
 /// `/Gallery` (`a.png`, `notes.txt`, `Sub/b.txt`) shared as `gallery`, `/Private/p.txt` shared
 /// with a password as `private` (with it) and `locked` (without it), `/Gallery/notes.txt`
-/// shared on its own.
+/// shared on its own. Links by URL allowed.
 async fn setup() -> Setup {
+    setup_with("[sharing]\nby_url = true\n").await
+}
+
+/// As `setup`, with `extra` config lines after the links.
+async fn setup_with(extra: &str) -> Setup {
     let h = Harness::start().await;
     h.put("/Gallery/a.png", png()).await;
     h.put("/Gallery/notes.txt", "0123456789").await;
@@ -61,7 +66,7 @@ async fn setup() -> Setup {
         extra: format!(
             "[[shared_link]]\nname = \"gallery\"\nurl = {gallery:?}\n\
              [[shared_link]]\nname = \"private\"\nurl = {private:?}\npassword = \"pw\"\n\
-             [[shared_link]]\nname = \"locked\"\nurl = {private:?}\n"
+             [[shared_link]]\nname = \"locked\"\nurl = {private:?}\n{extra}"
         ),
         ..Settings::default()
     };
@@ -347,4 +352,79 @@ async fn thumbnails_are_made_once_kept_by_content_and_validated() {
         .await;
     assert_eq!(again.header("x-cache-status"), Some("HIT"));
     assert_eq!(thumbs(&h).0, before.0 + 1);
+}
+
+#[tokio::test]
+async fn links_by_url_are_off_by_default_and_named_links_still_work() {
+    let Setup { h, p, file_url } = setup_with("").await;
+    let by_url = p.get(&format!("/s/{}", encoded(&file_url)), &[]).await;
+    assert_eq!(by_url.status, StatusCode::NOT_FOUND);
+    assert_eq!(h.emu().log().total, 0, "nothing asked of Dropbox");
+    let named = p.get("/s/gallery/notes.txt", &[]).await;
+    assert_eq!(
+        (named.status, named.text().as_str()),
+        (StatusCode::OK, "0123456789")
+    );
+    assert_eq!(named.header("content-security-policy"), None);
+}
+
+#[tokio::test]
+async fn a_link_by_url_has_one_key_whatever_its_query_and_is_sandboxed() {
+    let Setup { h, p, file_url } = setup().await;
+    let (base, query) = file_url.split_once('?').unwrap();
+    let rlkey = query
+        .split('&')
+        .find(|kv| kv.starts_with("rlkey="))
+        .unwrap();
+    let upper_host = base.replace("www.dropbox.com", "WWW.DROPBOX.COM");
+    let variants = [
+        file_url.clone(),
+        format!("{base}?{rlkey}&dl=1"),
+        format!("{base}?raw=1&{rlkey}"),
+        format!("{upper_host}?dl=0&{rlkey}&st=abc"),
+    ];
+    for url in &variants {
+        let a = p.get(&format!("/s/{}", encoded(url)), &[]).await;
+        assert_eq!(
+            (a.status, a.text().as_str()),
+            (StatusCode::OK, "0123456789")
+        );
+        // SECURITY: a stranger's content never runs as the operator's origin.
+        assert_eq!(
+            a.header("content-security-policy"),
+            Some("sandbox"),
+            "{url}"
+        );
+        assert_eq!(a.header("x-content-type-options"), None);
+    }
+    assert_eq!(
+        calls(&h, "sharing/get_shared_link_metadata").0,
+        1,
+        "one cache key for every form of the link"
+    );
+    assert_eq!(
+        calls(&h, "sharing/get_shared_link_file").0,
+        1,
+        "one blob for every form of the link"
+    );
+    // Without its key the link is another (Dropbox does not know it).
+    let keyless = p.get(&format!("/s/{}", encoded(base)), &[]).await;
+    assert_eq!(keyless.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_rate_limit_on_one_link_holds_for_every_link_by_url() {
+    let Setup { h, p, file_url } = setup().await;
+    let gallery = share(&h, "/Gallery/Sub/b.txt", None).await;
+    h.emu().set_faults(common::faults(&[
+        "sharing/get_shared_link_metadata=429:30,times=1",
+    ]));
+    let limited = p.get(&format!("/s/{}", encoded(&file_url)), &[]).await;
+    assert_eq!(limited.status, StatusCode::SERVICE_UNAVAILABLE);
+    let asked = h.emu().log().total;
+    // Another URL is the same app to Dropbox: it waits too, without asking.
+    let other = p.get(&format!("/s/{}", encoded(&gallery)), &[]).await;
+    assert_eq!(other.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(other.header("retry-after").is_some());
+    assert_eq!(h.emu().log().total, asked, "no call before Retry-After");
 }

@@ -58,10 +58,51 @@ pub struct Account {
     pub alias: String,
     /// `""` (the whole Dropbox, or the app folder) or `/Folder`.
     pub root: String,
-    pub tokens: TokenSet,
+    /// Shared by every shared link (they all spend the app's one rate limit).
+    pub tokens: Arc<TokenSet>,
     /// What this instance knows of the account's change feed.
     pub feed: FeedStatus,
     pub origin: Origin,
+    /// Blobs served to this account lately (this instance's memory).
+    pub used: UsedBlobs,
+}
+
+/// The blobs an account has been served lately, so a blob another account brought into the
+/// cache is reported as this account's MISS the first time (what other tenants hold is not
+/// told), and its own as a HIT. Bounded; forgetting only reports a MISS too many.
+#[derive(Debug)]
+pub struct UsedBlobs(std::sync::Mutex<lru::LruCache<u64, ()>>);
+
+/// Blob names remembered per account.
+const USED_BLOBS: usize = 4096;
+
+impl Default for UsedBlobs {
+    fn default() -> Self {
+        let cap = std::num::NonZeroUsize::new(USED_BLOBS).expect("non-zero");
+        UsedBlobs(std::sync::Mutex::new(lru::LruCache::new(cap)))
+    }
+}
+
+impl UsedBlobs {
+    fn id(name: &str) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(name)
+    }
+
+    /// Whether `name` was served to the account lately.
+    pub fn contains(&self, name: &str) -> bool {
+        let id = Self::id(name);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .is_some()
+    }
+
+    pub fn insert(&self, name: &str) {
+        let id = Self::id(name);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).put(id, ());
+    }
 }
 
 impl Account {
@@ -242,9 +283,10 @@ impl Accounts {
             accounts.insert(Arc::new(Account {
                 alias: a.alias.clone(),
                 root: a.root.clone(),
-                tokens: accounts.tokens(TokenSet::new(a.access_token.clone(), refresh)),
+                tokens: Arc::new(accounts.tokens(TokenSet::new(a.access_token.clone(), refresh))),
                 feed: FeedStatus::default(),
                 origin: Origin::Config,
+                used: UsedBlobs::default(),
             }));
         }
         accounts
@@ -330,9 +372,10 @@ impl Accounts {
         Some(Arc::new(Account {
             alias: record.alias.clone(),
             root: record.root.clone(),
-            tokens: self.tokens(tokens),
+            tokens: Arc::new(self.tokens(tokens)),
             feed: FeedStatus::default(),
             origin: Origin::Linked(linked),
+            used: UsedBlobs::default(),
         }))
     }
 

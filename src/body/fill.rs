@@ -2,6 +2,11 @@
 //! publishing how far it got; readers follow it from the same file as bytes arrive. At the
 //! end the bytes are checked against the content hash and the file is renamed into place;
 //! otherwise it is dropped and never served.
+//!
+//! A fill holds a reservation of its size in the index from before its first write until it
+//! ends, so concurrent fills never push the cache past its cap. It counts its readers: when
+//! every one has gone, it is cancelled unless `abandoned_fill_completion` of it is in (a
+//! background fill, with no reader by design, always finishes).
 
 use super::disk::{Disk, secs};
 use super::index::{Blob, Index};
@@ -33,6 +38,18 @@ pub enum State {
     Failed(Arc<UpstreamError>),
     /// Dropbox has another version at the path.
     Changed(Box<FileMetadata>),
+    /// Every reader left before enough was in: readers still arriving go to Dropbox.
+    Cancelled,
+}
+
+impl State {
+    /// Ended without a blob: a new request starts a fill of its own rather than join.
+    pub fn is_spent(&self) -> bool {
+        matches!(
+            self,
+            State::CacheFailed | State::Failed(_) | State::Changed(_) | State::Cancelled
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -45,9 +62,47 @@ pub struct Progress {
 pub struct Fill {
     pub hash: String,
     pub size: u64,
+    /// Whose download this is: the account's key and the Dropbox path. What it learns of
+    /// that path (a newer version) is about that account's path only.
+    pub owner: (String, String),
     /// The temp file (renamed to the blob at the end; the open handle stays valid).
     pub file: Arc<File>,
     pub progress: watch::Receiver<Progress>,
+    readers: watch::Sender<usize>,
+}
+
+/// A reader's hold on a fill; the fill counts these.
+pub struct Reader {
+    pub fill: Arc<Fill>,
+}
+
+impl Fill {
+    /// Joins as one more reader.
+    pub fn join(self: &Arc<Self>) -> Reader {
+        self.readers.send_modify(|n| *n += 1);
+        Reader { fill: self.clone() }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.fill.readers.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// Room held in the index for a fill's bytes, given back when the fill ends however it ends.
+pub struct Reservation {
+    pub index: Arc<Mutex<Index>>,
+    pub size: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .release(self.size);
+    }
 }
 
 /// What the fill task needs.
@@ -61,29 +116,57 @@ pub struct Job {
     pub temp: PathBuf,
     pub disk: Arc<Disk>,
     pub index: Arc<Mutex<Index>>,
+    pub reservation: Reservation,
+    /// Cancelled when every reader has gone with less than this share in; None: never (a
+    /// background fill).
+    pub abandon_below: Option<f64>,
 }
 
-/// Starts a fill task; the returned `Fill` is what readers follow.
-pub fn start(job: Job) -> Arc<Fill> {
+/// Starts a fill task; the returned reader (the first) is what its starter follows.
+pub fn start(job: Job) -> Reader {
     let (tx, rx) = watch::channel(Progress {
         written: 0,
         state: State::Opening,
     });
+    let (readers, mut left) = watch::channel(1usize);
     let fill = Arc::new(Fill {
         hash: job.hash.clone(),
         size: job.meta.size,
+        owner: (job.account.key().to_owned(), job.path.clone()),
         file: job.file.clone(),
         progress: rx,
+        readers,
     });
+    let first = Reader { fill: fill.clone() };
+    let (size, abandon_below) = (job.meta.size, job.abandon_below);
+    // The task holds no `Fill` (it would count nothing, but would keep the channel open).
     tokio::spawn(async move {
         let temp = job.temp.clone();
-        let end = run(job, &tx).await;
+        // Every reader gone with less than the share in: cancel. Nearly done: finish for the
+        // next client, whoever leaves from now on.
+        let abandoned = async {
+            let gone = match abandon_below {
+                Some(_) => left.wait_for(|n| *n == 0).await.is_ok(),
+                None => false,
+            };
+            let share = abandon_below.unwrap_or(0.0);
+            if !gone || (tx.borrow().written as f64) >= share * size as f64 {
+                std::future::pending::<()>().await;
+            }
+        };
+        let end = tokio::select! {
+            end = run(job, &tx) => end,
+            () = abandoned => {
+                tracing::debug!("every reader left a fill early; cancelled");
+                State::Cancelled
+            }
+        };
         if !matches!(end, State::Done) {
             let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(&temp)).await;
         }
         tx.send_modify(|p| p.state = end);
     });
-    fill
+    first
 }
 
 async fn run(job: Job, tx: &watch::Sender<Progress>) -> State {
@@ -140,10 +223,13 @@ async fn run(job: Job, tx: &watch::Sender<Progress>) -> State {
         );
         return State::Failed(Arc::new(UpstreamError::Integrity));
     }
-    // Into place, then into the index (whose victims are deleted).
+    // Into place, then into the index (whose victims are deleted), in place of the room
+    // reserved for it.
     let (disk, index, hash, temp) = (job.disk.clone(), job.index.clone(), job.hash, job.temp);
     let size = written;
+    let reservation = job.reservation;
     let placed = tokio::task::spawn_blocking(move || {
+        drop(reservation);
         if let Err(e) = disk.publish(&temp, &hash) {
             tracing::warn!(error = %e, "cannot move a blob into place; not cached");
             let _ = std::fs::remove_file(&temp);

@@ -16,7 +16,10 @@ pub struct Blob {
 
 pub struct Index {
     lru: LruCache<String, Blob>,
+    /// Bytes of the blobs plus the bytes reserved by fills under way.
     total: u64,
+    /// Bytes reserved by fills under way (counted in `total`, never victims).
+    reserved: u64,
     max: u64,
     /// Readers per blob; a pinned blob is never named a victim.
     pins: HashMap<String, usize>,
@@ -29,6 +32,7 @@ impl Index {
         Index {
             lru: LruCache::unbounded(),
             total: 0,
+            reserved: 0,
             max,
             pins: HashMap::new(),
             evicted: 0,
@@ -38,6 +42,30 @@ impl Index {
     /// Bytes accounted.
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    /// Bytes reserved by fills under way.
+    pub fn reserved(&self) -> u64 {
+        self.reserved
+    }
+
+    /// Reserves `size` bytes for a fill, evicting unpinned blobs to make room under the cap.
+    /// Returns whether it is reserved, and the victims (to delete either way).
+    pub fn reserve(&mut self, size: u64) -> (bool, Vec<String>) {
+        let victims = self.evict(size);
+        let fits = self.total + size <= self.max;
+        if fits {
+            self.total += size;
+            self.reserved += size;
+        }
+        (fits, victims)
+    }
+
+    /// Ends a reservation of `size` bytes (its fill ended; a blob it made is inserted apart).
+    pub fn release(&mut self, size: u64) {
+        let size = size.min(self.reserved);
+        self.reserved -= size;
+        self.total -= size;
     }
 
     /// The cap on bytes.
@@ -56,6 +84,11 @@ impl Index {
 
     pub fn is_empty(&self) -> bool {
         self.lru.is_empty()
+    }
+
+    /// Whether the blob is here (its use not counted).
+    pub fn contains(&self, hash: &str) -> bool {
+        self.lru.contains(hash)
     }
 
     /// The blob, marked as just used.
@@ -195,5 +228,23 @@ mod tests {
         assert_eq!(victims, ["old", "mid"]);
         assert_eq!(freed, 20);
         assert_eq!(ix.len(), 1);
+    }
+
+    #[test]
+    fn reservations_hold_room_under_the_cap() {
+        let mut ix = Index::new(100);
+        ix.insert("a", blob(30));
+        assert_eq!(ix.reserve(50), (true, vec![]));
+        // A second fill cannot push the total past the cap: it evicts a, then still fails.
+        assert_eq!(ix.reserve(60), (false, vec!["a".to_owned()]));
+        assert_eq!((ix.total(), ix.reserved()), (50, 50));
+        assert_eq!(ix.reserve(50), (true, vec![]));
+        assert_eq!(ix.total(), 100);
+        // The first fill ends: its blob goes in as its reservation goes out.
+        ix.release(50);
+        assert!(ix.insert("f1", blob(50)).is_empty());
+        assert_eq!((ix.total(), ix.reserved()), (100, 50));
+        ix.release(50);
+        assert_eq!((ix.total(), ix.reserved()), (50, 0));
     }
 }

@@ -20,7 +20,7 @@ use crate::upstream::error::UpstreamError;
 use crate::upstream::types::FileMetadata;
 use bytes::Bytes;
 use disk::{Disk, secs};
-use fill::{Fill, State};
+use fill::{Fill, Reader, Reservation, State};
 use http_body_util::BodyExt;
 use hyper::StatusCode;
 use index::{Blob, Index};
@@ -43,6 +43,58 @@ pub struct Opened {
     pub cache: &'static str,
 }
 
+/// What the cache has under a blob name.
+enum Found {
+    Blob(Source),
+    Absent,
+    /// Kept, but it cannot be read now (a transient failure).
+    Unavailable,
+}
+
+/// What opening a blob on disk found.
+enum Verdict {
+    Intact(std::fs::File),
+    /// Not what its name says: delete it (the reason, for the log).
+    Wrong(&'static str),
+    /// Could not be read now; say nothing of its bytes.
+    Unreadable(std::io::Error),
+}
+
+/// Opens the blob `name`, recorded as `size` bytes; hashes it first unless `verified`.
+/// Blocking.
+fn open_blob(disk: &Disk, name: &str, size: u64, verified: bool, touch: bool) -> Verdict {
+    let path = disk.blob_path(name);
+    let mut file = match std::fs::File::options().read(true).write(touch).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Verdict::Wrong("missing"),
+        Err(e) => return Verdict::Unreadable(e),
+    };
+    match file.metadata() {
+        Ok(m) if m.len() != size => return Verdict::Wrong("not the size recorded"),
+        Ok(_) => {}
+        Err(e) => return Verdict::Unreadable(e),
+    }
+    if !verified && disk::is_hashed(name) {
+        // Found on disk at start-up: hash it once before trusting it.
+        let mut hasher = ContentHasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => hasher.update(&buf[..n]),
+                Err(e) => return Verdict::Unreadable(e),
+            }
+        }
+        if hasher.finish() != name {
+            return Verdict::Wrong("does not hash to its name");
+        }
+    }
+    if touch {
+        let _ = file.set_modified(SystemTime::now());
+    }
+    Verdict::Intact(file)
+}
+
 /// Why a body could not be opened.
 #[derive(Debug)]
 pub enum OpenError {
@@ -60,6 +112,8 @@ pub struct Bodies {
     min_free: u64,
     range_passthrough_above: u64,
     range_fill: bool,
+    /// A fill whose readers all left is cancelled below this share done.
+    abandon_below: f64,
     /// Requests that joined a fill another request started.
     coalesced: AtomicU64,
 }
@@ -68,7 +122,10 @@ pub struct Bodies {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BodyStats {
     pub entries: usize,
+    /// Bytes of the blobs kept.
     pub bytes: u64,
+    /// Bytes held for fills under way (with `bytes`, never above `max_bytes`).
+    pub reserved_bytes: u64,
     pub max_bytes: u64,
     pub evictions: u64,
     pub fills_in_flight: usize,
@@ -122,26 +179,29 @@ impl Bodies {
             min_free: config.min_free,
             range_passthrough_above: config.range_passthrough_above,
             range_fill: config.range_fill,
+            abandon_below: config.abandoned_fill_completion,
             coalesced: AtomicU64::new(0),
         })
     }
 
-    /// Blobs and bytes in the cache.
+    /// Blobs and their bytes in the cache (fills under way not counted).
     pub fn usage(&self) -> (usize, u64) {
         let ix = lock(&self.index);
-        (ix.len(), ix.total())
+        (ix.len(), ix.total() - ix.reserved())
     }
 
     /// The cache's figures now (one statvfs of the cache directory).
     pub fn stats(&self) -> BodyStats {
-        let (entries, bytes, max_bytes, evictions) = {
+        let (entries, bytes, reserved, max_bytes, evictions) = {
             let ix = lock(&self.index);
-            (ix.len(), ix.total(), ix.max(), ix.evicted())
+            let (total, reserved) = (ix.total(), ix.reserved());
+            (ix.len(), total - reserved, reserved, ix.max(), ix.evicted())
         };
         let fs = self.disk.space().ok();
         BodyStats {
             entries,
             bytes,
+            reserved_bytes: reserved,
             max_bytes,
             evictions,
             fills_in_flight: lock(&self.flights).len(),
@@ -185,40 +245,50 @@ impl Bodies {
             return self.passthrough(account, path, f, span).await;
         };
         // 1. a blob
-        if let Some(file) = self.blob(&hash).await {
-            let stream = stream::spawn(file, start, end, fallback());
-            return Ok(Opened {
-                offset: start,
-                stream: stream.boxed(),
-                cache: "HIT",
-            });
+        match self.blob(&hash).await {
+            Found::Blob(file) => {
+                let stream = stream::spawn(file, start, end, fallback());
+                return Ok(Opened {
+                    offset: start,
+                    stream: stream.boxed(),
+                    cache: "HIT",
+                });
+            }
+            // Kept, but not readable now (no file descriptor left, say): from Dropbox.
+            Found::Unavailable => return self.passthrough(account, path, f, span).await,
+            Found::Absent => {}
         }
         // 2. a large cold file asked for a range: straight to Dropbox (and maybe fill too)
         if span.is_some() && f.size > self.range_passthrough_above {
             if self.range_fill {
-                let _ = self.fill(account, path, f, &hash).await;
+                // A background fill, followed by no one: it always finishes.
+                drop(self.fill(account, path, f, &hash, false).await);
             }
             return self.passthrough(account, path, f, span).await;
         }
         // 3. a fill (joined or started), followed as it grows
-        let Some(fill) = self.fill(account, path, f, &hash).await else {
+        let Some(reader) = self.fill(account, path, f, &hash, true).await else {
             return self.passthrough(account, path, f, span).await;
         };
-        let mut progress = fill.progress.clone();
+        let mut progress = reader.fill.progress.clone();
         let state = progress
             .wait_for(|p| !matches!(p.state, State::Opening))
             .await
             .map(|p| p.state.clone())
             .unwrap_or(State::CacheFailed);
+        // SECURITY: what a fill learns of its path is about its owner's path. A joined fill of
+        // another account (or path) that met a change says nothing of ours: look ours up again.
+        let ours = reader.fill.owner.0 == account.key() && reader.fill.owner.1 == path;
         match state {
-            State::Changed(newer) => Err(OpenError::Changed(Some(*newer))),
+            State::Changed(newer) if ours => Err(OpenError::Changed(Some(*newer))),
+            State::Changed(_) => Err(OpenError::Changed(None)),
             State::Failed(e) if matches!(*e, UpstreamError::NotFound | UpstreamError::NotFile) => {
                 Err(OpenError::Changed(None))
             }
             State::Failed(e) => Err(OpenError::Upstream(e)),
-            State::CacheFailed => self.passthrough(account, path, f, span).await,
+            State::CacheFailed | State::Cancelled => self.passthrough(account, path, f, span).await,
             State::Running | State::Done | State::Opening => {
-                let stream = stream::spawn(Source::Fill(fill), start, end, fallback());
+                let stream = stream::spawn(Source::Fill(reader), start, end, fallback());
                 Ok(Opened {
                     offset: start,
                     stream: stream.boxed(),
@@ -228,9 +298,43 @@ impl Bodies {
         }
     }
 
+    /// Opens the parts of a multi-range answer: one body covering them all (from a blob or a
+    /// fill), or, for a large file the cache does not hold, one upstream Range per part, asked
+    /// at once, so no byte between the parts comes from Dropbox.
+    pub async fn open_parts(
+        &self,
+        account: &Arc<Account>,
+        path: &str,
+        f: &FileMetadata,
+        parts: &[RangeInclusive<u64>],
+    ) -> Result<Vec<Opened>, OpenError> {
+        let (first, last) = match parts {
+            [first, .., last] => (first, last),
+            [one] => (one, one),
+            [] => return Ok(Vec::new()),
+        };
+        let span = *first.start()..=*last.end();
+        let cold_and_large = f.size > self.range_passthrough_above
+            && blob_name(account, path, f).is_some_and(|h| !lock(&self.index).contains(&h));
+        if !cold_and_large {
+            return Ok(vec![self.open(account, path, f, Some(span)).await?]);
+        }
+        if self.range_fill
+            && let Some(hash) = blob_name(account, path, f)
+        {
+            drop(self.fill(account, path, f, &hash, false).await);
+        }
+        // Asked together: one round trip to Dropbox, not one per part.
+        let asks = parts
+            .iter()
+            .map(|r| self.passthrough(account, path, f, Some(r.clone())));
+        let opened = futures_util::future::try_join_all(asks).await?;
+        Ok(opened)
+    }
+
     /// The whole of a small blob (a thumbnail), if the cache has it.
     pub async fn read_small(&self, name: &str) -> Option<Bytes> {
-        let Source::Blob { file, _pin } = self.blob(name).await? else {
+        let Found::Blob(Source::Blob { file, _pin }) = self.blob(name).await else {
             return None;
         };
         tokio::task::spawn_blocking(move || {
@@ -275,19 +379,25 @@ impl Bodies {
         }
     }
 
-    /// The blob named `hash`, pinned and open, if the cache has it (and it is intact).
-    async fn blob(&self, hash: &str) -> Option<Source> {
-        let (verified, touch) = {
+    /// The blob named `hash`, pinned and open, if the cache has it and it is intact.
+    ///
+    /// A blob is deleted only when it is wrong: gone from disk, of another size than recorded,
+    /// or (found at start-up, hashed once) not hashing to its name. Any other failure (no file
+    /// descriptor left, an I/O error) keeps it: the request goes to Dropbox this time.
+    async fn blob(&self, hash: &str) -> Found {
+        let (verified, touch, size) = {
             let mut ix = lock(&self.index);
             let now = secs(SystemTime::now());
-            let blob = ix.get(hash)?;
+            let Some(blob) = ix.get(hash) else {
+                return Found::Absent;
+            };
             let touch = now.saturating_sub(blob.touched) >= TOUCH_EVERY.as_secs();
             if touch {
                 blob.touched = now;
             }
-            let verified = blob.verified;
+            let (verified, size) = (blob.verified, blob.size);
             ix.pin(hash);
-            (verified, touch)
+            (verified, touch, size)
         };
         let pin = PinGuard {
             hash: hash.to_owned(),
@@ -296,76 +406,48 @@ impl Bodies {
         };
         let disk = self.disk.clone();
         let name = hash.to_owned();
-        let opened = tokio::task::spawn_blocking(move || {
-            let path = disk.blob_path(&name);
-            let mut file = std::fs::File::options()
-                .read(true)
-                .write(touch)
-                .open(&path)?;
-            if !verified && disk::is_hashed(&name) {
-                // Found on disk at start-up: hash it once before trusting it.
-                let mut hasher = ContentHasher::new();
-                let mut buf = vec![0u8; 256 * 1024];
-                loop {
-                    match file.read(&mut buf)? {
-                        0 => break,
-                        n => hasher.update(&buf[..n]),
-                    }
+        let opened =
+            tokio::task::spawn_blocking(move || open_blob(&disk, &name, size, verified, touch))
+                .await
+                .unwrap_or_else(|e| Verdict::Unreadable(std::io::Error::other(e)));
+        let wrong = match opened {
+            Verdict::Intact(file) => {
+                if !verified && let Some(b) = lock(&self.index).get(hash) {
+                    b.verified = true;
                 }
-                if hasher.finish() != name {
-                    return Ok(None);
-                }
+                return Found::Blob(Source::Blob {
+                    file: Arc::new(file),
+                    _pin: pin,
+                });
             }
-            if touch {
-                let _ = file.set_modified(SystemTime::now());
+            Verdict::Unreadable(e) => {
+                tracing::warn!(error = %e, "cannot read a cached blob now; serving from Dropbox");
+                return Found::Unavailable;
             }
-            Ok::<_, std::io::Error>(Some(file))
-        })
-        .await;
-        let file = match opened {
-            Ok(Ok(Some(file))) => Some(file),
-            Ok(Ok(None)) => {
-                tracing::warn!(hash, "a cached blob is corrupt; refetching");
-                None
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot read a cached blob");
-                None
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "blob open task failed");
-                None
-            }
+            Verdict::Wrong(why) => why,
         };
-        let Some(file) = file else {
-            drop(pin);
-            lock(&self.index).remove(hash);
-            let disk = self.disk.clone();
-            let name = hash.to_owned();
-            let _ = tokio::task::spawn_blocking(move || disk.remove(&name)).await;
-            return None;
-        };
-        if !verified && let Some(b) = lock(&self.index).get(hash) {
-            b.verified = true;
-        }
-        Some(Source::Blob {
-            file: Arc::new(file),
-            _pin: pin,
-        })
+        tracing::warn!(hash, why = wrong, "a cached blob is wrong; dropping it");
+        drop(pin);
+        lock(&self.index).remove(hash);
+        let disk = self.disk.clone();
+        let name = hash.to_owned();
+        let _ = tokio::task::spawn_blocking(move || disk.remove(&name)).await;
+        Found::Absent
     }
 
     /// Joins the fill of `hash`, or starts one if there is room; None when the cache cannot
-    /// take the file (too big, no space, no temp file).
+    /// take the file (too big, no room under the cap or above the free-space floor, no temp
+    /// file). A fill started `followed` is cancelled if its readers all leave early.
     async fn fill(
         &self,
         account: &Arc<Account>,
         path: &str,
         f: &FileMetadata,
         hash: &str,
-    ) -> Option<Arc<Fill>> {
-        if let Some(fill) = lock(&self.flights).get(hash) {
-            self.coalesced.fetch_add(1, Ordering::Relaxed);
-            return Some(fill.clone());
+        followed: bool,
+    ) -> Option<Reader> {
+        if let Some(reader) = self.join(hash) {
+            return Some(reader);
         }
         if f.size > self.max_size {
             return None;
@@ -373,11 +455,21 @@ impl Bodies {
         let (disk, index, need) = (self.disk.clone(), self.index.clone(), f.size);
         let min_free = self.min_free;
         let made = tokio::task::spawn_blocking(move || {
-            // Room under the cap and above the free-space floor, evicting as needed.
-            let victims = lock(&index).evict(need);
+            // Room under the cap, held from now on, evicting as needed.
+            let (reserved, victims) = lock(&index).reserve(need);
             victims.iter().for_each(|v| disk.remove(v));
+            if !reserved {
+                return None;
+            }
+            let reservation = Reservation {
+                index: index.clone(),
+                size: need,
+            };
+            // Room above the free-space floor for every fill under way (ours included):
+            // concurrent fills each count the others' reservations.
             let free = disk.free_space().unwrap_or(0);
-            let short = (min_free + need).saturating_sub(free);
+            let pending = lock(&index).reserved();
+            let short = (min_free + pending).saturating_sub(free);
             if short > 0 {
                 let (victims, freed) = lock(&index).evict_bytes(short);
                 victims.iter().for_each(|v| disk.remove(v));
@@ -386,7 +478,7 @@ impl Bodies {
                 }
             }
             match disk.temp() {
-                Ok(t) => Some(t),
+                Ok((file, temp)) => Some((file, temp, reservation)),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot create a temp file; serving uncached");
                     None
@@ -396,15 +488,18 @@ impl Bodies {
         .await
         .ok()
         .flatten();
-        let (file, temp) = made?;
+        let (file, temp, reservation) = made?;
         let mut flights = lock(&self.flights);
-        if let Some(fill) = flights.get(hash) {
+        if let Some(fill) = flights
+            .get(hash)
+            .filter(|f| !f.progress.borrow().state.is_spent())
+        {
             // Another request started it meanwhile: use theirs, drop ours.
             self.coalesced.fetch_add(1, Ordering::Relaxed);
             let _ = std::fs::remove_file(&temp);
-            return Some(fill.clone());
+            return Some(fill.join());
         }
-        let fill = fill::start(fill::Job {
+        let reader = fill::start(fill::Job {
             dropbox: self.dropbox.clone(),
             account: account.clone(),
             path: path.to_owned(),
@@ -414,24 +509,41 @@ impl Bodies {
             temp,
             disk: self.disk.clone(),
             index: self.index.clone(),
+            reservation,
+            abandon_below: followed.then_some(self.abandon_below),
         });
+        let fill = reader.fill.clone();
         flights.insert(hash.to_owned(), fill.clone());
         drop(flights);
         // Forget the flight when it ends.
         let mut progress = fill.progress.clone();
         let flights = self.flights.clone();
         let key = hash.to_owned();
-        let ours = fill.clone();
+        let ours = Arc::downgrade(&fill);
+        drop(fill);
         tokio::spawn(async move {
             let _ = progress
                 .wait_for(|p| !matches!(p.state, State::Opening | State::Running))
                 .await;
             let mut map = lock(&flights);
-            if map.get(&key).is_some_and(|f| Arc::ptr_eq(f, &ours)) {
+            if map
+                .get(&key)
+                .is_some_and(|f| std::ptr::eq(Arc::as_ptr(f), ours.as_ptr()))
+            {
                 map.remove(&key);
             }
         });
-        Some(fill)
+        Some(reader)
+    }
+
+    /// A reader of the fill of `hash` under way, unless there is none or it ended badly.
+    fn join(&self, hash: &str) -> Option<Reader> {
+        let flights = lock(&self.flights);
+        let fill = flights
+            .get(hash)
+            .filter(|f| !f.progress.borrow().state.is_spent())?;
+        self.coalesced.fetch_add(1, Ordering::Relaxed);
+        Some(fill.join())
     }
 
     /// Straight from Dropbox (a Range when only part is needed).
@@ -502,7 +614,7 @@ pub fn blob_name(account: &Account, path: &str, f: &FileMetadata) -> Option<Stri
 }
 
 /// The first byte position of `bytes a-b/n`.
-fn content_range_start(value: &str) -> Option<u64> {
+pub(crate) fn content_range_start(value: &str) -> Option<u64> {
     let rest = value.trim().strip_prefix("bytes ")?;
     let (start, _) = rest.split_once('-')?;
     start.trim().parse().ok()

@@ -60,6 +60,9 @@ pub struct Slices<B> {
     head_sent: bool,
     tail: Option<Bytes>,
     remaining: u64,
+    /// The source starts after the first part does (Dropbox's 206 began later than asked):
+    /// an error, never wrong bytes.
+    late: bool,
 }
 
 impl<B> Slices<B> {
@@ -69,8 +72,10 @@ impl<B> Slices<B> {
             .map(|p| p.head.len() as u64 + p.range.end() - p.range.start() + 1)
             .sum::<u64>()
             + tail.len() as u64;
+        let late = parts.first().is_some_and(|p| offset > *p.range.start());
         Slices {
             inner,
+            late,
             pos: offset,
             buf: Bytes::new(),
             parts: parts.into(),
@@ -87,6 +92,13 @@ pub struct ShortSource {
     pub missing: u64,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("the source starts at byte {offset}, after the requested range's {start}")]
+pub struct LateSource {
+    pub offset: u64,
+    pub start: u64,
+}
+
 impl<B> Body for Slices<B>
 where
     B: Body<Data = Bytes> + Unpin,
@@ -100,6 +112,16 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if this.late {
+            this.late = false;
+            let start = this.parts.front().map_or(0, |p| *p.range.start());
+            this.parts.clear();
+            this.tail = None;
+            return Poll::Ready(Some(Err(Box::new(LateSource {
+                offset: this.pos,
+                start,
+            }))));
+        }
         loop {
             let Some(part) = this.parts.front() else {
                 return Poll::Ready(this.tail.take().map(|t| {
@@ -156,6 +178,52 @@ where
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// Bodies one after another (a multipart answer whose parts came from separate downloads).
+pub struct Chain {
+    bodies: VecDeque<crate::server::Body>,
+}
+
+impl Chain {
+    pub fn new(bodies: Vec<crate::server::Body>) -> Chain {
+        Chain {
+            bodies: bodies.into(),
+        }
+    }
+}
+
+impl Body for Chain {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        while let Some(front) = self.bodies.front_mut() {
+            match Pin::new(front).poll_frame(cx) {
+                Poll::Ready(None) => {
+                    self.bodies.pop_front();
+                }
+                other => return other,
+            }
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.bodies.iter().all(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let exact = self
+            .bodies
+            .iter()
+            .map(|b| b.size_hint().exact())
+            .sum::<Option<u64>>();
+        exact.map_or_else(SizeHint::default, SizeHint::with_exact)
     }
 }
 
@@ -218,6 +286,22 @@ mod tests {
                 \r\n--B--\r\n";
             assert_eq!(String::from_utf8(body).unwrap(), expected);
             assert_eq!(len, expected.len() as u64);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_source_that_starts_late_is_an_error_not_wrong_bytes() {
+        // Asked for 2..=5 and 10..=12, the source (an upstream 206) began at byte 8.
+        let data: &'static [u8] = b"89abcdef";
+        let part = |r: RangeInclusive<u64>| Part {
+            head: Bytes::new(),
+            range: r,
+        };
+        for parts in [vec![part(2..=5)], vec![part(2..=5), part(10..=12)]] {
+            let err = collect(Slices::new(source(data, 3), 8, parts, Bytes::new()))
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("starts at byte 8"), "{err}");
         }
     }
 

@@ -5,7 +5,7 @@
 //! back only its own reads.
 
 use super::disk::Disk;
-use super::fill::{Fill, State};
+use super::fill::{Reader, State};
 use super::index::Index;
 use crate::account::Account;
 use crate::server::BoxError;
@@ -46,8 +46,12 @@ impl Drop for PinGuard {
 
 /// Where a stream reads from.
 pub enum Source {
-    Blob { file: Arc<File>, _pin: PinGuard },
-    Fill(Arc<Fill>),
+    Blob {
+        file: Arc<File>,
+        _pin: PinGuard,
+    },
+    /// Following a fill, counted among its readers until the stream ends.
+    Fill(Reader),
 }
 
 /// How to reach Dropbox if the cache gives up.
@@ -100,11 +104,11 @@ async fn pump(
 ) -> Result<(), BoxError> {
     let (file, mut progress) = match &source {
         Source::Blob { file, .. } => (file.clone(), None),
-        Source::Fill(fill) => (fill.file.clone(), Some(fill.progress.clone())),
+        Source::Fill(r) => (r.fill.file.clone(), Some(r.fill.progress.clone())),
     };
     let size = match &source {
         Source::Blob { .. } => end,
-        Source::Fill(fill) => fill.size,
+        Source::Fill(r) => r.fill.size,
     };
     while pos < end {
         let available = match &progress {
@@ -116,7 +120,9 @@ async fn pump(
                     // client never receives a complete body that failed its hash.
                     State::Opening | State::Running => p.written.min(size.saturating_sub(1)),
                     State::Done => size,
-                    State::CacheFailed => return passthrough(pos, end, tx, fallback).await,
+                    State::CacheFailed | State::Cancelled => {
+                        return passthrough(pos, end, tx, fallback).await;
+                    }
                     State::Failed(e) => return Err(Box::new(e)),
                     State::Changed(_) => return Err("the file changed in Dropbox".into()),
                 }
@@ -129,11 +135,15 @@ async fn pump(
             if tx.send(Ok(bytes)).await.is_err() {
                 return Ok(()); // the client went away
             }
-        } else if let Some(rx) = progress.as_mut()
-            && rx.changed().await.is_err()
-        {
-            // The fill task ended without a final word: treat as a cache failure.
-            return passthrough(pos, end, tx, fallback).await;
+        } else if let Some(rx) = progress.as_mut() {
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() {
+                    // The fill task ended without a final word: treat as a cache failure.
+                    return passthrough(pos, end, tx, fallback).await;
+                },
+                // The client went away while the fill waits on Dropbox: stop reading it.
+                () = tx.closed() => return Ok(()),
+            }
         }
     }
     Ok(())
@@ -149,8 +159,16 @@ async fn passthrough(mut pos: u64, end: u64, tx: &Sender, fb: &Fallback) -> Resu
     if download.metadata.rev != fb.rev {
         return Err("the file changed in Dropbox".into());
     }
-    // A 206 starts at `pos`; a 200 at 0, and we skip to `pos`.
+    // A 206 starts where its Content-Range says (it must be `pos`); a 200 at 0, and we skip
+    // to `pos`.
     let mut at = if download.status == StatusCode::PARTIAL_CONTENT {
+        let start = download
+            .content_range
+            .as_deref()
+            .and_then(super::content_range_start);
+        if start != Some(pos) {
+            return Err("Dropbox's 206 does not start where it was asked to".into());
+        }
         pos
     } else {
         0

@@ -304,7 +304,14 @@ impl Emulator {
         server::serve(
             listener,
             tls,
-            std::time::Duration::from_secs(5),
+            // Generous: longpolls and stalled bodies are the emulator's to hold open.
+            server::Limits {
+                drain: std::time::Duration::from_secs(5),
+                header_read_timeout: std::time::Duration::from_secs(60),
+                keepalive_timeout: std::time::Duration::from_secs(600),
+                max_connections: 100_000,
+                ..server::Limits::default()
+            },
             move |req, _peer| {
                 let emu = self.clone();
                 async move { emu.handle(req, https).await }

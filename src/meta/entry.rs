@@ -4,6 +4,7 @@
 use crate::upstream::types::{FileMetadata, FolderMetadata, Metadata};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Version of the stored entry format; entries of another version are ignored.
@@ -16,6 +17,49 @@ pub struct Entry {
     /// Milliseconds since the epoch when Dropbox last confirmed this state.
     pub checked_ms: u64,
     pub state: State,
+    /// Whether a body has been served to this account under this entry (so a blob it finds
+    /// is its own hit, not news of another account's content). Our bookkeeping, not
+    /// Dropbox's; absent in older entries.
+    #[serde(default, skip_serializing_if = "Used::is_unset")]
+    pub body_used: Used,
+}
+
+/// A flag set by the first use; what a copy starts from is the original's. Stored as a bool.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(from = "bool", into = "bool")]
+pub struct Used(AtomicBool);
+
+impl Used {
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn is_unset(&self) -> bool {
+        !self.get()
+    }
+
+    /// Sets it; true the first time only.
+    pub fn first(&self) -> bool {
+        !self.0.swap(true, Ordering::Relaxed)
+    }
+}
+
+impl From<bool> for Used {
+    fn from(b: bool) -> Self {
+        Used(AtomicBool::new(b))
+    }
+}
+
+impl From<Used> for bool {
+    fn from(u: Used) -> bool {
+        u.get()
+    }
+}
+
+impl Clone for Used {
+    fn clone(&self) -> Self {
+        Used(AtomicBool::new(self.0.load(Ordering::Relaxed)))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +95,7 @@ impl Entry {
             v: ENTRY_VERSION,
             checked_ms: now_ms(),
             state,
+            body_used: Used::default(),
         }
     }
 

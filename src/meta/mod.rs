@@ -16,18 +16,17 @@ pub mod entry;
 pub mod feed;
 
 use crate::account::Account;
+use crate::flight::Flights;
 use crate::store::{Store, StoreError};
 use crate::upstream::client::Dropbox;
 use crate::upstream::error::UpstreamError;
 use crate::upstream::types::{FileMetadata, Metadata};
 pub use entry::{Entry, Listing, State};
 use lru::LruCache;
-use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::OnceCell;
 
 /// How long the store keeps an entry after its last confirmation: stale entries stay useful
 /// (a listing's cursor revalidates it cheaply; later, stale-if-error serves it).
@@ -60,8 +59,6 @@ pub struct Looked {
     pub source: Source,
 }
 
-type Flight = Arc<OnceCell<Result<Looked, Arc<UpstreamError>>>>;
-
 /// How long entries stay fresh, and how stale they may be served.
 #[derive(Debug, Clone, Copy)]
 pub struct Freshness {
@@ -76,7 +73,7 @@ pub struct MetaCache {
     store: Store,
     dropbox: Arc<Dropbox>,
     fresh: Freshness,
-    flights: Mutex<HashMap<String, Flight>>,
+    flights: Flights<Result<Looked, Arc<UpstreamError>>>,
     /// Invalidations from other instances are arriving (always true with one instance): the
     /// change feed may be trusted here.
     listening: AtomicBool,
@@ -122,7 +119,7 @@ impl MetaCache {
             store,
             dropbox,
             fresh,
-            flights: Mutex::new(HashMap::new()),
+            flights: Flights::default(),
         }
     }
 
@@ -245,6 +242,13 @@ impl MetaCache {
                         stale = Some(entry);
                     }
                 }
+                // A name its folder's fresh listing does not have costs Dropbox nothing.
+                if let Some(missing) = self.absent_by_parent(account, lower).await {
+                    return Ok(Looked {
+                        entry: missing,
+                        source: Source::Cache,
+                    });
+                }
                 self.fetch_or_stale(account, display, &key, stale, generation)
                     .await
             })
@@ -259,6 +263,35 @@ impl MetaCache {
         looked
     }
 
+    /// "Not found", if a fresh listing of `lower`'s parent folder (in L1, else the store) says
+    /// so: the name is not among its entries, or the parent is a file or missing. Derived each
+    /// time, never stored: the listing is the fact.
+    async fn absent_by_parent(&self, account: &Account, lower: &str) -> Option<Arc<Entry>> {
+        let (parent, name) = lower.rsplit_once('/')?;
+        let key = Self::key(account, parent);
+        let cached = lock(&self.l1).peek(&key).cloned();
+        let entry = match cached {
+            Some(e) => e,
+            None => self.load(&key).await?,
+        };
+        if !self.is_fresh(account, &entry) {
+            return None;
+        }
+        let absent = match &entry.state {
+            State::Folder(listing) => !listing.entries.iter().any(|m| {
+                m.name().to_lowercase() == name
+                    || m.path_lower().and_then(|p| p.rsplit('/').next()) == Some(name)
+            }),
+            State::File(_) | State::Missing => true,
+        };
+        absent.then(|| {
+            Arc::new(Entry {
+                checked_ms: entry.checked_ms,
+                ..Entry::new(State::Missing)
+            })
+        })
+    }
+
     /// Serves `entry` now (UPDATING) and refreshes it in the background, once however many
     /// requests ask meanwhile (they join the same flight).
     fn update_behind(
@@ -269,7 +302,7 @@ impl MetaCache {
         entry: Arc<Entry>,
     ) -> Looked {
         let key = Self::key(account, lower);
-        let running = lock(&self.flights).contains_key(&key);
+        let running = self.flights.contains(&key);
         if !running {
             let me = self.clone();
             let account = account.clone();
@@ -320,7 +353,10 @@ impl MetaCache {
                 Ok(Looked { entry, source })
             }
             Err(e) if e.is_outage() => match stale {
-                Some(entry) if entry.is_fresh(self.fresh.stale_if_error) => {
+                Some(entry)
+                    if !matches!(entry.state, State::Missing)
+                        && entry.is_fresh(self.fresh.stale_if_error) =>
+                {
                     tracing::warn!(error = %e, "Dropbox failed; serving stale metadata");
                     Ok(Looked {
                         entry,
@@ -331,6 +367,27 @@ impl MetaCache {
             },
             Err(e) => Err(Arc::new(e)),
         }
+    }
+
+    /// Keeps in the store that `entry` (of `lower`) has had a body served, unless the feed or a
+    /// purge changed anything of the account since `generation` (the entry may be void).
+    /// In the background: the answer does not wait on the store.
+    pub fn keep_used(
+        self: &Arc<Self>,
+        account: &Arc<Account>,
+        lower: &str,
+        entry: Arc<Entry>,
+        generation: u64,
+    ) {
+        let (me, account, key) = (self.clone(), account.clone(), Self::key(account, lower));
+        tokio::spawn(async move {
+            if account.feed.generation() != generation {
+                return;
+            }
+            if let Err(e) = me.save(&key, entry).await {
+                tracing::debug!(error = %e, "cannot note a served body in the store");
+            }
+        });
     }
 
     /// Records a file's metadata seen elsewhere (e.g. in a download's result).
@@ -447,45 +504,13 @@ impl MetaCache {
         }
     }
 
-    /// Runs `fetch` once for every concurrent caller asking for `key`. If the caller running
-    /// it goes away, a waiting one takes over (OnceCell semantics); when every caller has gone,
-    /// the flight is forgotten.
+    /// Runs `fetch` once for every concurrent caller asking for `key`.
     async fn flight(
         &self,
         key: &str,
         fetch: impl Future<Output = Result<Looked, Arc<UpstreamError>>>,
     ) -> Result<Looked, Arc<UpstreamError>> {
-        /// Removes the flight when its last caller is done or dropped.
-        struct Landing<'a> {
-            flights: &'a Mutex<HashMap<String, Flight>>,
-            key: &'a str,
-            cell: Flight,
-        }
-        impl Drop for Landing<'_> {
-            fn drop(&mut self) {
-                let mut flights = lock(self.flights);
-                // Ours and nobody else's (the map holds one reference, we hold one).
-                if flights
-                    .get(self.key)
-                    .is_some_and(|c| Arc::ptr_eq(c, &self.cell) && Arc::strong_count(c) <= 2)
-                {
-                    flights.remove(self.key);
-                }
-            }
-        }
-        let cell = lock(&self.flights)
-            .entry(key.to_owned())
-            .or_default()
-            .clone();
-        let landing = Landing {
-            flights: &self.flights,
-            key,
-            cell: cell.clone(),
-        };
-        let out = cell.get_or_init(|| fetch).await.clone();
-        drop(cell);
-        drop(landing);
-        out
+        self.flights.run(key, fetch).await
     }
 
     /// Reads an entry from the store; a store failure or a foreign version reads as absent.
@@ -517,7 +542,8 @@ impl MetaCache {
     /// Keeps an entry in L1 and the store, unless either has a later confirmation of it.
     async fn save(&self, key: &str, entry: Arc<Entry>) -> Result<(), StoreError> {
         let retain = match entry.state {
-            State::Missing => self.fresh.negative_ttl.max(self.fresh.stale_if_error),
+            // "Not found" is never served stale: it lives its TTL and goes.
+            State::Missing => self.fresh.negative_ttl,
             _ => RETAIN.max(self.fresh.ttl).max(self.fresh.stale_if_error),
         };
         let value = serde_json::to_vec(&*entry).expect("an entry serializes");

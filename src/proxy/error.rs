@@ -57,6 +57,7 @@ impl ProxyError {
                     StatusCode::NOT_FOUND
                 }
                 UpstreamError::AccessDenied => StatusCode::FORBIDDEN,
+                UpstreamError::MalformedPath => StatusCode::BAD_REQUEST,
                 UpstreamError::Unsupported => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 UpstreamError::RateLimited { .. } | UpstreamError::Relink => {
                     StatusCode::SERVICE_UNAVAILABLE
@@ -93,6 +94,7 @@ impl ProxyError {
             }
             ProxyError::Upstream(_) => match status {
                 StatusCode::NOT_FOUND => "not found\n".into(),
+                StatusCode::BAD_REQUEST => "bad request: Dropbox does not allow this path\n".into(),
                 StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                     "Dropbox cannot make a thumbnail of this file\n".into()
                 }
@@ -153,6 +155,9 @@ mod tests {
             ProxyError::BadPath(NormalizeError::Segment).status(),
             StatusCode::BAD_REQUEST
         );
+        assert_eq!(up(UpstreamError::MalformedPath), StatusCode::BAD_REQUEST);
+        let short = ProxyError::NotFound.into_response();
+        assert_eq!(short.headers()["x-content-type-options"], "nosniff");
         assert_eq!(
             ProxyError::Method.into_response().headers()[ALLOW],
             "GET, HEAD"

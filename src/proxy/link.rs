@@ -1,8 +1,14 @@
 //! `GET /s/<link>/<path>`: shared links read with the app's key and secret alone (reference
-//! §4). `<link>` is a name from the config (`[[shared_link]]`) or the link's URL itself,
-//! percent-encoded into one segment. Each link is served like an account whose root is the
-//! link: the same metadata cache, body cache and ETag / 304 / Range answers; a folder answers
-//! its metadata and contents as JSON in the manner of Dropbox's old `/metadata/link`.
+//! §4). `<link>` is a name from the config (`[[shared_link]]`) or, when `sharing.by_url` allows
+//! it, the link's URL itself, percent-encoded into one segment. Each link is served like an
+//! account whose root is the link: the same metadata cache, body cache and ETag / 304 / Range
+//! answers; a folder answers its metadata and contents as JSON in the manner of Dropbox's old
+//! `/metadata/link`.
+//!
+//! SECURITY: a link named by URL is a stranger's content on the operator's origin: off by
+//! default, keyed by its canonical form (one cache key and one blob per link, whatever its
+//! query string), and answered with `Content-Security-Policy: sandbox`. Every link spends the
+//! app's one rate limit: they share one governor, so cycling URLs forgets nothing.
 
 use super::ProxyError;
 use super::normalize::{self, Target, valid_alias};
@@ -29,20 +35,30 @@ const BY_URL: usize = 1024;
 pub struct Links {
     named: HashMap<String, Arc<Account>>,
     by_url: Mutex<LruCache<String, Arc<Account>>>,
-    /// The app's key and secret; None: no link can be read (links need app auth).
-    app: Option<(String, Secret<String>)>,
-    max_concurrent: usize,
+    /// The app's credentials and governor, shared by every link; None: no link can be read
+    /// (links need app auth).
+    app: Option<Arc<TokenSet>>,
+    /// Links named by URL are served (`sharing.by_url`).
+    by_url_allowed: bool,
 }
 
 impl Links {
     pub fn from_config(config: &Config) -> Links {
         let d = &config.dropbox;
-        let app = d.app_key.clone().zip(d.app_secret.clone());
+        let app = d
+            .app_key
+            .as_ref()
+            .zip(d.app_secret.as_ref())
+            .map(|(key, secret)| {
+                Arc::new(
+                    TokenSet::app(key, secret).with_max_concurrent(d.max_concurrent_per_account),
+                )
+            });
         let mut links = Links {
             named: HashMap::new(),
             by_url: Mutex::new(LruCache::new(NonZeroUsize::new(BY_URL).expect("non-zero"))),
             app,
-            max_concurrent: d.max_concurrent_per_account,
+            by_url_allowed: config.shared_links_by_url,
         };
         for l in &config.shared_links {
             // Validation guarantees the app's key and secret when links are configured.
@@ -60,57 +76,83 @@ impl Links {
         url: &str,
         password: Option<Secret<String>>,
     ) -> Option<Arc<Account>> {
-        let (app_key, app_secret) = self.app.as_ref()?;
         Some(Arc::new(Account {
             alias: format!("~{key}"),
             root: String::new(),
-            tokens: TokenSet::app(app_key, app_secret).with_max_concurrent(self.max_concurrent),
+            tokens: self.app.clone()?,
             feed: FeedStatus::default(),
             origin: Origin::Link(LinkRef {
                 url: Secret::new(url.to_owned()),
                 password,
             }),
+            used: Default::default(),
         }))
     }
 
-    /// The link a request's first segment names (still percent-encoded).
+    /// The link a request's first segment names (still percent-encoded), and whether it was
+    /// named by URL (a stranger's content: its answers are sandboxed).
     ///
-    /// SECURITY: a URL must be a Dropbox shared link (https, a dropbox.com host): the app's
-    /// credentials are never sent anywhere else, and nothing else is fetched.
-    pub fn resolve(&self, segment: &str) -> Option<Arc<Account>> {
+    /// SECURITY: a URL is served only when `sharing.by_url` allows it, and must be a Dropbox
+    /// shared link (https, a dropbox.com host): the app's credentials are never sent anywhere
+    /// else, and nothing else is fetched.
+    pub fn resolve(&self, segment: &str) -> Option<(Arc<Account>, bool)> {
         let decoded = percent_decode_str(segment).decode_utf8().ok()?;
         if valid_alias(&decoded) {
-            return self.named.get(decoded.as_ref()).cloned();
+            return self
+                .named
+                .get(decoded.as_ref())
+                .cloned()
+                .map(|a| (a, false));
         }
-        if !is_dropbox_link(&decoded) {
+        if !self.by_url_allowed {
             return None;
         }
+        let url = canonical(&decoded)?;
         let mut cache = self.by_url.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(a) = cache.get(decoded.as_ref()) {
-            return Some(a.clone());
+        if let Some(a) = cache.get(&url) {
+            return Some((a.clone(), true));
         }
-        let key = hex::encode(&Sha256::digest(decoded.as_bytes())[..16]);
-        let account = self.account(&key, &decoded, None)?;
-        cache.put(decoded.into_owned(), account.clone());
-        Some(account)
+        let key = hex::encode(&Sha256::digest(url.as_bytes())[..16]);
+        let account = self.account(&key, &url, None)?;
+        cache.put(url, account.clone());
+        Some((account, true))
     }
 }
 
-/// `https://www.dropbox.com/s/…`, `/sh/…`, `/scl/fi/…`, `/scl/fo/…` (any dropbox.com host).
-fn is_dropbox_link(url: &str) -> bool {
-    let Ok(uri) = url.parse::<hyper::Uri>() else {
-        return false;
-    };
-    let host_ok = uri
-        .host()
-        .is_some_and(|h| h == "dropbox.com" || h.ends_with(".dropbox.com"));
+/// The one form of a Dropbox shared link (`https://www.dropbox.com/s/…`, `/sh/…`, `/scl/fi/…`,
+/// `/scl/fo/…`, any dropbox.com host): https, the host lowercased (`dropbox.com` as
+/// `www.dropbox.com`), the path as given, and of the query only `rlkey` (the link's key; `dl`,
+/// `raw` and the rest change nothing Dropbox serves). None if it is not such a link.
+fn canonical(url: &str) -> Option<String> {
+    let uri = url.parse::<hyper::Uri>().ok()?;
+    let host = uri.host()?.to_ascii_lowercase();
     let path = uri.path();
-    uri.scheme_str() == Some("https")
-        && host_ok
+    let ok = uri.scheme_str() == Some("https")
+        && (host == "dropbox.com" || host.ends_with(".dropbox.com"))
         && uri.port().is_none()
         && ["/s/", "/sh/", "/scl/fi/", "/scl/fo/"]
             .iter()
-            .any(|p| path.starts_with(p))
+            .any(|p| path.starts_with(p));
+    if !ok {
+        return None;
+    }
+    let host = if host == "dropbox.com" {
+        "www.dropbox.com"
+    } else {
+        &host
+    };
+    let rlkey = uri.query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "rlkey")
+            .map(|(_, v)| v.into_owned())
+    });
+    Some(match rlkey {
+        Some(key) => format!(
+            "https://{host}{path}?rlkey={}",
+            form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>()
+        ),
+        None => format!("https://{host}{path}"),
+    })
 }
 
 /// Splits `/s/<link>/<rest>` into the link's segment and the normalized path inside it.
@@ -198,14 +240,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_dropbox_shared_links_are_fetched() {
-        for ok in [
-            "https://www.dropbox.com/scl/fo/abc/def?rlkey=x&dl=0",
-            "https://www.dropbox.com/scl/fi/abc/a.jpg?rlkey=x",
-            "https://dropbox.com/s/abc/a.jpg?dl=0",
-            "https://www.dropbox.com/sh/abc/def",
+    fn only_dropbox_shared_links_are_fetched_in_one_form() {
+        for (given, want) in [
+            (
+                "https://www.dropbox.com/scl/fo/abc/def?rlkey=x&dl=0",
+                "https://www.dropbox.com/scl/fo/abc/def?rlkey=x",
+            ),
+            (
+                "https://WWW.Dropbox.com/scl/fo/abc/def?dl=1&st=zz&rlkey=x",
+                "https://www.dropbox.com/scl/fo/abc/def?rlkey=x",
+            ),
+            (
+                "https://www.dropbox.com/scl/fi/abc/a.jpg?rlkey=x",
+                "https://www.dropbox.com/scl/fi/abc/a.jpg?rlkey=x",
+            ),
+            (
+                "https://dropbox.com/s/abc/a.jpg?dl=0",
+                "https://www.dropbox.com/s/abc/a.jpg",
+            ),
+            (
+                "https://www.dropbox.com/sh/abc/def",
+                "https://www.dropbox.com/sh/abc/def",
+            ),
         ] {
-            assert!(is_dropbox_link(ok), "{ok}");
+            assert_eq!(canonical(given).as_deref(), Some(want), "{given}");
         }
         for bad in [
             "http://www.dropbox.com/scl/fo/abc",
@@ -216,7 +274,7 @@ mod tests {
             "https://user@evil.example/s/x",
             "not a url",
         ] {
-            assert!(!is_dropbox_link(bad), "{bad}");
+            assert_eq!(canonical(bad), None, "{bad}");
         }
     }
 

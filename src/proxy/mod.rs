@@ -16,7 +16,7 @@ use crate::server::Body;
 use crate::server::access;
 pub use error::ProxyError;
 use hyper::http::request::Parts;
-use hyper::{Method, Response};
+use hyper::{Method, Response, StatusCode};
 use normalize::Target;
 use respond::Served;
 use std::sync::Arc;
@@ -44,8 +44,16 @@ pub async fn serve_link(app: &App, req: &Parts) -> Result<Response<Body>, ProxyE
         return Err(ProxyError::Method);
     }
     let (segment, target) = link::target(req.uri.path())?;
-    let account = app.links.resolve(segment).ok_or(ProxyError::NotFound)?;
-    serve_at(app, req, &account, &target).await
+    let (account, by_url) = app.links.resolve(segment).ok_or(ProxyError::NotFound)?;
+    let mut resp = serve_at(app, req, &account, &target).await?;
+    if by_url {
+        // SECURITY: a stranger's HTML or SVG must not run as the operator's origin.
+        resp.headers_mut().insert(
+            hyper::header::CONTENT_SECURITY_POLICY,
+            hyper::header::HeaderValue::from_static("sandbox"),
+        );
+    }
+    Ok(resp)
 }
 
 /// Steps 4–7 for a checked target of a known account (or link).
@@ -62,6 +70,7 @@ async fn serve_at(
     let mut waited = Duration::ZERO;
     loop {
         let asked = Instant::now();
+        let generation = account.feed.generation();
         let looked = app
             .meta
             .lookup(account, &target.display, &target.lower)
@@ -103,13 +112,31 @@ async fn serve_at(
             State::File(_) if target.trailing_slash => return Err(ProxyError::NotFound),
             State::File(f) => f,
         };
-        if let Some(spec) = &thumb {
-            return thumb::serve(app, req, account, &path, f, spec)
-                .await
-                .map(done);
-        }
-        // 5–7. conditionals, ranges, body
-        match respond::file(app, req, account, &path, f, looked.source).await? {
+        // 5–7. conditionals, ranges, body (or the thumbnail asked for)
+        let served = match &thumb {
+            Some(spec) => thumb::serve(app, req, account, &path, f, spec).await?,
+            None => {
+                // SECURITY: whether this account has had these bytes before; a blob another
+                // account brought answers its first request as a MISS all the same.
+                let blob = crate::body::blob_name(account, &path, f);
+                let known = looked.entry.body_used.get()
+                    || blob.as_deref().is_some_and(|b| account.used.contains(b));
+                let served =
+                    respond::file(app, req, account, &path, f, looked.source, known).await?;
+                let body_sent = matches!(&served, Served::Done(r)
+                    if req.method == Method::GET
+                        && matches!(r.status(), StatusCode::OK | StatusCode::PARTIAL_CONTENT));
+                if body_sent && looked.entry.body_used.first() {
+                    if let Some(b) = &blob {
+                        account.used.insert(b);
+                    }
+                    app.meta
+                        .keep_used(account, &target.lower, looked.entry.clone(), generation);
+                }
+                served
+            }
+        };
+        match served {
             Served::Done(resp) => return Ok(done(resp)),
             Served::Changed(_) if retried => return Err(ProxyError::Changing),
             Served::Changed(Some(newer)) => {

@@ -37,6 +37,9 @@ pub enum NormalizeError {
     TooLong,
     #[error("the account name is missing or invalid")]
     Alias,
+    /// Dropbox refuses a path that ends in white space (reference §1.7) as `malformed_path`.
+    #[error("the path ends in white space, which Dropbox does not allow")]
+    TrailingSpace,
 }
 
 /// First path segments the proxy keeps for its own endpoints (DESIGN.md's routes).
@@ -104,6 +107,10 @@ pub fn normalize(raw: &str) -> Result<Target, NormalizeError> {
     {
         return Err(NormalizeError::Segment);
     }
+    // Dropbox's other rule after its pattern: no white space at the end (`/a /b` is fine).
+    if path.ends_with(char::is_whitespace) {
+        return Err(NormalizeError::TrailingSpace);
+    }
     Ok(Target {
         alias: alias.to_owned(),
         display: path.to_owned(),
@@ -128,6 +135,7 @@ mod tests {
             // Decoded once only: %252e stays the literal "%2e".
             ("/alice/%252e%252e/x", "/%2e%2e/x", false),
             ("/alice/a..b/.hidden", "/a..b/.hidden", false),
+            ("/alice/a%20/b", "/a /b", false),
         ];
         for (raw, display, slash) in cases {
             let t = normalize(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
@@ -170,6 +178,10 @@ mod tests {
             ("//x", Segment),
             ("", Alias),
             (&long, TooLong),
+            ("/alice/a%20", TrailingSpace),
+            ("/alice/a%20/", TrailingSpace),
+            ("/alice/x/a%09", Control),
+            ("/alice/a%E2%80%83", TrailingSpace),
         ];
         for (raw, want) in cases {
             assert_eq!(normalize(raw), Err(want.clone()), "{raw}");

@@ -6,7 +6,7 @@ use super::listing::{self, Format};
 use crate::account::Account;
 use crate::app::App;
 use crate::body::OpenError;
-use crate::body::slice::{Part, Slices, multipart};
+use crate::body::slice::{Chain, Part, Slices, multipart};
 use crate::http::conditional::{self, Outcome, Validators};
 use crate::http::etag::EntityTag;
 use crate::http::range::{self, Decision};
@@ -71,13 +71,7 @@ fn header_value(text: impl AsRef<str>) -> HeaderValue {
 }
 
 fn precondition_failed() -> Response<Body> {
-    let mut resp = Response::new(full("precondition failed\n"));
-    *resp.status_mut() = StatusCode::PRECONDITION_FAILED;
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
+    crate::server::plain(StatusCode::PRECONDITION_FAILED, "precondition failed\n")
 }
 
 /// A folder listing, JSON or HTML by `Accept`, with its strong ETag and `Vary: Accept`.
@@ -169,6 +163,7 @@ pub async fn file(
     path: &str,
     f: &FileMetadata,
     source: Source,
+    known: bool,
 ) -> Result<Served, ProxyError> {
     // 5. validators and conditionals
     let etag = EntityTag::strong(f.content_hash.clone().unwrap_or_else(|| f.rev.clone()));
@@ -229,17 +224,26 @@ pub async fn file(
         return Ok(Served::Done(resp));
     }
     // 6. body
-    let span = match &decision {
-        Decision::Single(r) => Some(r.clone()),
-        Decision::Multi(rs) => Some(*rs[0].start()..=*rs[rs.len() - 1].end()),
-        _ => None,
-    };
     let opening = std::time::Instant::now();
-    let opened = match app.bodies.open(account, path, f, span).await {
+    let opened = match &decision {
+        Decision::Multi(rs) => app.bodies.open_parts(account, path, f, rs).await,
+        Decision::Single(r) => app
+            .bodies
+            .open(account, path, f, Some(r.clone()))
+            .await
+            .map(|o| vec![o]),
+        _ => app
+            .bodies
+            .open(account, path, f, None)
+            .await
+            .map(|o| vec![o]),
+    };
+    let mut opened = match opened {
         Ok(o) => o,
         Err(OpenError::Changed(newer)) => return Ok(Served::Changed(newer)),
         Err(OpenError::Upstream(e)) => return Err(ProxyError::Upstream(e)),
     };
+    let bytes_from = opened.first().map_or("MISS", |o| o.cache);
     // 7. respond
     let (status, body, body_len, content_type, content_range) = match decision {
         Decision::Single(r) => {
@@ -249,22 +253,39 @@ pub async fn file(
                 head: Bytes::new(),
                 range: r,
             };
-            let body = Slices::new(opened.stream, opened.offset, vec![part], Bytes::new());
+            let o = opened.remove(0);
+            let body = Slices::new(o.stream, o.offset, vec![part], Bytes::new());
             (StatusCode::PARTIAL_CONTENT, body.boxed(), n, ct, Some(cr))
         }
         Decision::Multi(rs) => {
             let boundary = hex::encode(rand::random::<[u8; 12]>());
             let (parts, tail, n) = multipart(&rs, len, &ct, &boundary);
-            let body = Slices::new(opened.stream, opened.offset, parts, tail);
+            let body = if opened.len() == 1 {
+                let o = opened.remove(0);
+                Slices::new(o.stream, o.offset, parts, tail).boxed()
+            } else {
+                // One download per part: each cut to its part, then the closing delimiter.
+                let mut bodies: Vec<Body> = opened
+                    .into_iter()
+                    .zip(parts)
+                    .map(|(o, part)| {
+                        Slices::new(o.stream, o.offset, vec![part], Bytes::new()).boxed()
+                    })
+                    .collect();
+                bodies.push(full(tail));
+                Chain::new(bodies).boxed()
+            };
             let ct = format!("multipart/byteranges; boundary={boundary}");
-            (StatusCode::PARTIAL_CONTENT, body.boxed(), n, ct, None)
+            (StatusCode::PARTIAL_CONTENT, body, n, ct, None)
         }
-        _ => (StatusCode::OK, opened.stream, len, ct, None),
+        _ => (StatusCode::OK, opened.remove(0).stream, len, ct, None),
     };
-    // Stale metadata says so whatever the bytes' own story.
+    // Stale metadata says so whatever the bytes' own story. A blob this account has not been
+    // served before is its MISS, whoever brought it: what others' caches hold is not told.
     let cache = match source {
         Source::Stale | Source::Updating => cache_status(source),
-        _ => opened.cache,
+        _ if bytes_from == "HIT" && !known => "MISS",
+        _ => bytes_from,
     };
     let mut resp = with_file_headers(answer(app, status, &etag, cache));
     *resp.body_mut() = body;
@@ -275,7 +296,7 @@ pub async fn file(
         h.insert(CONTENT_RANGE, header_value(cr));
     }
     // A fill joined or started, or a pass-through: the wait for it was Dropbox's.
-    access::body_from(&mut resp, opened.cache, opening);
+    access::body_from(&mut resp, bytes_from, opening);
     Ok(Served::Done(resp))
 }
 

@@ -3,15 +3,23 @@
 //! (file version, size, format, mode) however many ask at once, kept in the body cache under
 //! a name derived from those, and answered with its own strong ETag (a matching
 //! `If-None-Match` is a 304 with no Dropbox call and no disk read).
+//!
+//! SECURITY: the name says which content the thumbnail is of, and other accounts with the same
+//! content are served it, so it must be made of exactly that: Dropbox is asked for the
+//! revision (`rev:<rev>`), not the path, and what it says it made the thumbnail of (its
+//! content hash, or a link's rev) must match before it is kept. A revision Dropbox no longer
+//! has means our metadata is stale: the caller looks it up again.
 
 use super::ProxyError;
+use super::respond::Served;
 use crate::account::Account;
 use crate::app::App;
 use crate::body::{blob_name, disk};
+use crate::flight::Flights;
 use crate::http::conditional::{self, Outcome, Validators};
 use crate::http::etag::EntityTag;
 use crate::server::access;
-use crate::server::{Body, full};
+use crate::server::full;
 use crate::upstream::error::UpstreamError;
 use crate::upstream::types::{FileMetadata, THUMBNAIL_SIZES as SIZES, thumbnailable};
 use bytes::Bytes;
@@ -20,10 +28,8 @@ use hyper::header::{
 };
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
-use serde_json::json;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use tokio::sync::OnceCell;
+use serde_json::{Value, json};
+use std::sync::Arc;
 
 const FORMATS: &[(&str, &str)] = &[
     ("jpeg", "image/jpeg"),
@@ -78,38 +84,54 @@ pub fn spec(query: Option<&str>) -> Result<Option<Spec>, ProxyError> {
     }))
 }
 
-type Flight = Arc<OnceCell<Result<Bytes, Arc<UpstreamError>>>>;
-
 /// Thumbnails being made now, by blob name.
 #[derive(Default)]
 pub struct Thumbs {
-    flights: Mutex<HashMap<String, Flight>>,
+    flights: Flights<Result<Bytes, Arc<UpstreamError>>>,
+}
+
+/// Whether Dropbox's `PreviewResult` says the thumbnail was made of `f`: the same content
+/// hash (and rev) for a path, the same rev for a link. Absent facts do not count against it.
+fn made_of(result: &Value, f: &FileMetadata) -> bool {
+    let same = |meta: &Value, key: &str, want: Option<&str>| match (meta.get(key), want) {
+        (Some(Value::String(got)), Some(want)) => got == want,
+        _ => true,
+    };
+    match (result.get("file_metadata"), result.get("link_metadata")) {
+        (Some(m), _) => {
+            same(m, "content_hash", f.content_hash.as_deref()) && same(m, "rev", Some(&f.rev))
+        }
+        (None, Some(m)) => same(m, "rev", Some(&f.rev)),
+        (None, None) => true,
+    }
 }
 
 impl Thumbs {
-    /// The thumbnail's bytes: from the cache, or made once by Dropbox and kept.
+    /// Thumbnails being made now.
+    pub fn in_flight(&self) -> usize {
+        self.flights.len()
+    }
+
+    /// The thumbnail's bytes: from the cache, or made once by Dropbox and kept. `NotFound`
+    /// when Dropbox no longer has the revision `f` names.
     async fn get(
         &self,
         app: &App,
         account: &Account,
         path: &str,
+        f: &FileMetadata,
         name: &str,
         spec: &Spec,
     ) -> Result<(Bytes, &'static str), Arc<UpstreamError>> {
         if let Some(bytes) = app.bodies.read_small(name).await {
             return Ok((bytes, "HIT"));
         }
-        let cell = self
+        let made = self
             .flights
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(name.to_owned())
-            .or_default()
-            .clone();
-        let made = cell
-            .get_or_init(|| async {
+            .run(name, async {
                 let resource = match account.link() {
-                    None => json!({".tag": "path", "path": path}),
+                    // The revision, not the path: the path may hold newer content by now.
+                    None => json!({".tag": "path", "path": format!("rev:{}", f.rev)}),
                     Some(link) => {
                         let mut r = json!({".tag": "link", "url": link.url.expose()});
                         if !path.is_empty() {
@@ -121,20 +143,19 @@ impl Thumbs {
                         r
                     }
                 };
-                let bytes = app
+                let (bytes, result) = app
                     .dropbox
                     .thumbnail(&account.tokens, resource, spec.size, spec.format, spec.mode)
                     .await
                     .map_err(Arc::new)?;
+                if !made_of(&result, f) {
+                    tracing::debug!("Dropbox made the thumbnail of another version; not kept");
+                    return Err(Arc::new(UpstreamError::NotFound));
+                }
                 app.bodies.keep_small(name, bytes.clone()).await;
                 Ok(bytes)
             })
-            .await
-            .clone();
-        self.flights
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+            .await;
         made.map(|b| (b, "MISS"))
     }
 }
@@ -147,7 +168,7 @@ pub async fn serve(
     path: &str,
     f: &FileMetadata,
     spec: &Spec,
-) -> Result<Response<Body>, ProxyError> {
+) -> Result<Served, ProxyError> {
     if !thumbnailable(&f.name) {
         return Err(UpstreamError::Unsupported.into());
     }
@@ -165,7 +186,14 @@ pub async fn serve(
         Outcome::NotModified => StatusCode::NOT_MODIFIED,
         Outcome::Proceed { .. } => {
             let asked = std::time::Instant::now();
-            let (bytes, cache) = app.thumbs.get(app, account, path, &name, spec).await?;
+            let (bytes, cache) = match app.thumbs.get(app, account, path, f, &name, spec).await {
+                Ok(made) => made,
+                // The revision is gone (or another was made): our metadata is stale.
+                Err(e) if matches!(*e, UpstreamError::NotFound) => {
+                    return Ok(Served::Changed(None));
+                }
+                Err(e) => return Err(e.into()),
+            };
             access::body_from(&mut resp, cache, asked);
             let h = resp.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static(spec.mime));
@@ -190,7 +218,7 @@ pub async fn serve(
             HeaderValue::from_str(&httpdate::fmt_http_date(lm)).expect("a date"),
         );
     }
-    Ok(resp)
+    Ok(Served::Done(resp))
 }
 
 #[cfg(test)]

@@ -135,6 +135,33 @@ fn escape(bytes: &[u8]) -> String {
     out
 }
 
+/// The request target as the access log writes it, escaped.
+///
+/// SECURITY: an OAuth callback's query holds the authorization code and state; a shared link
+/// named by URL holds its key (`rlkey`) in its first segment. Both are redacted; a configured
+/// link's name is kept.
+fn logged_target(route: &str, uri: &hyper::Uri) -> String {
+    let path = uri.path();
+    let path = match path.strip_prefix("/s/") {
+        Some(rest) if route.starts_with("/s/") => {
+            let (segment, inner) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            if crate::proxy::normalize::valid_alias(segment) {
+                path.to_owned()
+            } else {
+                format!("/s/[redacted]{inner}")
+            }
+        }
+        _ => path.to_owned(),
+    };
+    match uri.query() {
+        Some(_) if route.starts_with("/oauth/") => {
+            format!("{}?[redacted]", escape(path.as_bytes()))
+        }
+        Some(q) => escape(format!("{path}?{q}").as_bytes()),
+        None => escape(path.as_bytes()),
+    }
+}
+
 /// A request as the access log and the metrics see it, finished by `Metered`.
 pub struct Record {
     pub app: Arc<App>,
@@ -187,14 +214,7 @@ impl Record {
             app,
             route,
             method: parts.method.clone(),
-            // SECURITY: an OAuth callback's query holds the authorization code and state.
-            target: match parts.uri.query() {
-                Some(_) if route.starts_with("/oauth/") => {
-                    format!("{}?[redacted]", escape(parts.uri.path().as_bytes()))
-                }
-                Some(q) => escape(format!("{}?{q}", parts.uri.path()).as_bytes()),
-                None => escape(parts.uri.path().as_bytes()),
-            },
+            target: logged_target(route, &parts.uri),
             version: parts.version,
             client,
             referer: logged(parts.headers.get(hyper::header::REFERER)),
@@ -430,5 +450,36 @@ mod tests {
         assert_eq!(clf_time(t), "22/Nov/2026:11:00:00 +0000");
         assert_eq!(escape(b"a\"b\\c\x01"), "a\\x22b\\x5Cc\\x01");
         assert_eq!(logged(None), "-");
+    }
+
+    #[test]
+    fn secrets_in_targets_are_redacted() {
+        let cases = [
+            (
+                "/s/{link}/{path}",
+                "/s/photos/a.jpg?thumb=w64h64",
+                "/s/photos/a.jpg?thumb=w64h64",
+            ),
+            (
+                "/s/{link}/{path}",
+                "/s/https%3A%2F%2Fwww.dropbox.com%2Fscl%2Ffo%2Fx%2Fy%3Frlkey%3DSECRET/a.jpg",
+                "/s/[redacted]/a.jpg",
+            ),
+            (
+                "/s/{link}/{path}",
+                "/s/https%3A%2F%2Fwww.dropbox.com%2Fs%2Fkey",
+                "/s/[redacted]",
+            ),
+            (
+                "/oauth/callback",
+                "/oauth/callback?code=C&state=S",
+                "/oauth/callback?[redacted]",
+            ),
+            ("/{alias}/{path}", "/alice/s/x?a=1", "/alice/s/x?a=1"),
+        ];
+        for (route, target, want) in cases {
+            let uri: hyper::Uri = target.parse().unwrap();
+            assert_eq!(logged_target(route, &uri), want, "{target}");
+        }
     }
 }

@@ -85,6 +85,10 @@ fn json_answer(status: StatusCode, value: &Value) -> Response<Body> {
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        hyper::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     resp
 }
 
@@ -223,6 +227,10 @@ pub async fn operate(app: &App, parts: &Parts) -> Response<Body> {
                 StatusCode::OK,
                 &json!({
                     "body": app.bodies.stats(),
+                    "open_files_limit": {
+                        "soft": crate::server::open_files_limit().0,
+                        "hard": crate::server::open_files_limit().1,
+                    },
                     "metadata": {
                         "l1_entries": l1,
                         "l1_capacity": l1_capacity,

@@ -11,15 +11,15 @@ use crate::server::{Body, plain};
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, X_CONTENT_TYPE_OPTIONS};
+use hyper::header::HeaderValue;
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
 use serde::Deserialize;
 use sha2::Sha256;
 use std::sync::Arc;
 
-/// Largest notification body read (Dropbox's list at most a few thousand account ids).
-const MAX_BODY: usize = 1024 * 1024;
+/// Largest notification body read: Dropbox's are small (a list of account ids), so 64 KiB.
+const MAX_BODY: usize = 64 * 1024;
 /// Longest challenge echoed.
 const MAX_CHALLENGE: usize = 1024;
 
@@ -56,11 +56,8 @@ fn challenge(parts: &Parts) -> Response<Body> {
         .map(|(_, v)| v.into_owned());
     match challenge {
         Some(c) if !c.is_empty() && c.len() <= MAX_CHALLENGE => {
-            let mut resp = plain(StatusCode::OK, c);
-            // SECURITY: the echo is the caller's own text; never let a browser sniff it as HTML.
-            resp.headers_mut()
-                .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-            resp
+            // SECURITY: the echo is the caller's own text; `plain` says nosniff.
+            plain(StatusCode::OK, c)
         }
         _ => plain(
             StatusCode::BAD_REQUEST,
@@ -91,18 +88,48 @@ async fn notification(app: &Arc<App>, parts: &Parts, body: Incoming) -> Response
         tracing::warn!("webhook refused: dropbox.app_secret is not configured");
         return forbidden();
     };
+    // SECURITY: a missing or malformed signature (not 64 hex digits) is refused before a
+    // byte of the body is read; a declared length over the cap too.
     let Some(signature) = parts
         .headers
         .get("x-dropbox-signature")
         .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
     else {
         return forbidden();
     };
-    let raw = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
+    let too_large = || {
+        outcome("malformed");
+        plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a notification is at most {} KiB\n", MAX_BODY / 1024),
+        )
+    };
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large();
+    }
+    // The body arrives within `server.body_read_timeout`, or not at all.
+    let deadline = app.config.server.body_read_timeout;
+    let read = tokio::time::timeout(deadline, Limited::new(body, MAX_BODY).collect());
+    let raw = match read.await {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Ok(Err(_)) => {
+            outcome("malformed");
+            return plain(StatusCode::BAD_REQUEST, "the body broke off\n");
+        }
         Err(_) => {
             outcome("malformed");
-            return plain(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
+            return plain(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body did not arrive within {deadline:?}\n"),
+            );
         }
     };
     if !verify(secret.expose().as_bytes(), &raw, signature) {

@@ -1,15 +1,19 @@
 //! The embedded backend: one redb file, so linked accounts, cursors and metadata survive a
 //! restart with no server to run. Values are stored as 8 bytes of expiry (Unix ms, 0 = never)
-//! followed by the value; expired values read as absent. redb is blocking, so every call runs
-//! on the blocking pool.
+//! followed by the value; expired values read as absent, and are removed at open and then every
+//! `SWEEP_EVERY` (the file would otherwise grow with every name ever asked for). redb is
+//! blocking, so every call runs on the blocking pool.
 
 use super::StoreError;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+
+/// How often expired rows are removed.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -63,7 +67,46 @@ impl EmbeddedStore {
             Ok(db)
         })
         .await?;
-        Ok(EmbeddedStore { db: Arc::new(db) })
+        let store = EmbeddedStore { db: Arc::new(db) };
+        store.sweep().await?;
+        // Sweeps while the store lives; the task holds no reference that would keep it open.
+        let db = Arc::downgrade(&store.db);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SWEEP_EVERY).await;
+                let Some(db) = db.upgrade() else { return };
+                if let Err(e) = (EmbeddedStore { db }).sweep().await {
+                    tracing::warn!(error = %e, "cannot remove expired rows from the store");
+                }
+            }
+        });
+        Ok(store)
+    }
+
+    /// Removes every expired row; how many went.
+    pub async fn sweep(&self) -> Result<usize, StoreError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            let mut gone = 0;
+            {
+                let mut table = txn.open_table(TABLE)?;
+                table.retain(|_, raw| {
+                    let live = unpack(raw).is_some();
+                    gone += usize::from(!live);
+                    live
+                })?;
+            }
+            txn.commit()?;
+            Ok(gone)
+        })
+        .await
+    }
+
+    /// Rows in the file, expired or not.
+    pub async fn rows(&self) -> Result<u64, StoreError> {
+        let db = self.db.clone();
+        blocking(move || Ok(db.begin_read()?.open_table(TABLE)?.len()?)).await
     }
 
     pub async fn get(&self, key: String) -> Result<Option<Vec<u8>>, StoreError> {

@@ -10,7 +10,7 @@
 //! account whose refresh token is refused (`invalid_grant`) needs re-linking: its calls fail
 //! with `Relink` at once, with no retry storm against the token endpoint.
 
-use super::error::UpstreamError;
+use super::error::{UpstreamError, redact};
 use super::json::to_header_safe;
 use super::retry::RetryPolicy;
 use super::transport::{HttpClient, TimeoutBody};
@@ -405,7 +405,8 @@ impl Dropbox {
     }
 
     /// `files/get_thumbnail_v2` of `resource` (a path, or a link with app auth): the image's
-    /// bytes. Thumbnails are small; more than `MAX_RPC_ANSWER` is refused.
+    /// bytes, and the `PreviewResult` (what it was made of) from `Dropbox-API-Result`.
+    /// Thumbnails are small; more than `MAX_RPC_ANSWER` is refused.
     pub async fn thumbnail(
         &self,
         auth: &TokenSet,
@@ -413,7 +414,7 @@ impl Dropbox {
         size: &str,
         format: &str,
         mode: &str,
-    ) -> Result<Bytes, UpstreamError> {
+    ) -> Result<(Bytes, Value), UpstreamError> {
         let url = format!("{}/2/files/get_thumbnail_v2", self.endpoints.content);
         let arg = to_header_safe(&json!({
             "resource": resource,
@@ -431,9 +432,14 @@ impl Dropbox {
                 .body(Full::default());
             async move {
                 let resp = self.send(req.map_err(UpstreamError::Request)?).await?;
+                let made_of = resp
+                    .headers()
+                    .get("dropbox-api-result")
+                    .and_then(|v| serde_json::from_slice(v.as_bytes()).ok())
+                    .unwrap_or(Value::Null);
                 let bytes = self.read_all(resp).await?;
                 drop(permits);
-                Ok(bytes)
+                Ok((bytes, made_of))
             }
         })
         .await
@@ -578,9 +584,11 @@ impl Dropbox {
         let body = self.read_all(resp).await.unwrap_or_default();
         let parsed: Option<ApiErrorBody> = serde_json::from_slice(&body).ok();
         match status.as_u16() {
-            400 => UpstreamError::BadRequest(
-                String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
-            ),
+            // SECURITY: a 400's text can echo what was sent (the Authorization header, a link's
+            // key): only its redacted form is kept, for logs.
+            400 => UpstreamError::BadRequest(redact(&String::from_utf8_lossy(
+                &body[..body.len().min(300)],
+            ))),
             401 => UpstreamError::Auth {
                 tag: parsed
                     .and_then(|p| p.tags().into_iter().next())
@@ -599,6 +607,7 @@ impl Dropbox {
                     [_, "not_found", ..] => UpstreamError::NotFound,
                     [_, "not_file", ..] => UpstreamError::NotFile,
                     [_, "not_folder", ..] => UpstreamError::NotFolder,
+                    [_, "malformed_path", ..] => UpstreamError::MalformedPath,
                     ["shared_link_not_found" | "not_found", ..] => UpstreamError::NotFound,
                     ["shared_link_is_directory", ..] => UpstreamError::NotFile,
                     [
@@ -841,7 +850,7 @@ impl Dropbox {
                 .ok()
                 .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
                 .unwrap_or_else(|| status.to_string());
-            return Err(UpstreamError::Token(code));
+            return Err(UpstreamError::Token(redact(&code)));
         }
         serde_json::from_slice(&body).map_err(UpstreamError::Decode)
     }

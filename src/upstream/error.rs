@@ -13,6 +13,9 @@ pub enum UpstreamError {
     /// 409 `path/not_folder`.
     #[error("not a folder")]
     NotFolder,
+    /// 409 `path/malformed_path`: Dropbox refuses the path's form (the client's fault).
+    #[error("Dropbox calls the path malformed")]
+    MalformedPath,
     /// 409 `shared_link_access_denied`: the link wants a password, or is not for us.
     #[error("the shared link refuses access")]
     AccessDenied,
@@ -62,6 +65,41 @@ pub enum UpstreamError {
     Request(#[source] hyper::http::Error),
 }
 
+/// Dropbox's error text made fit for a log: credentials it may echo (an `Authorization`
+/// value, a token, a link's key) become `[redacted]`, control characters go, and it is cut to
+/// 200 characters.
+///
+/// SECURITY: a 400's body quotes what it refused, e.g. `Invalid authorization value in HTTP
+/// header "Authorization": "Bearer sl.abc…"`.
+pub fn redact(text: &str) -> String {
+    let mut out = String::new();
+    let mut hide_next = false;
+    for word in text.split_inclusive(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
+        let core = word.trim_end_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'');
+        let tail = &word[core.len()..];
+        let lower = core.to_ascii_lowercase();
+        let secretish = core.len() >= 16
+            && core
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.~+/=:%".contains(c))
+            && core.chars().any(|c| c.is_ascii_digit());
+        if hide_next && !core.is_empty() || secretish || lower.contains("rlkey=") {
+            out.push_str("[redacted]");
+            hide_next = false;
+        } else {
+            out.push_str(core);
+            if !core.is_empty() {
+                hide_next = matches!(lower.as_str(), "bearer" | "basic");
+            }
+        }
+        out.push_str(tail);
+    }
+    out.chars()
+        .filter(|c| !c.is_control() || *c == ' ')
+        .take(200)
+        .collect()
+}
+
 impl UpstreamError {
     /// The outcome label of a failed call in `dropcache_dropbox_requests_total`.
     pub fn outcome(&self) -> &'static str {
@@ -69,6 +107,7 @@ impl UpstreamError {
             UpstreamError::NotFound
             | UpstreamError::NotFile
             | UpstreamError::NotFolder
+            | UpstreamError::MalformedPath
             | UpstreamError::AccessDenied
             | UpstreamError::Unsupported
             | UpstreamError::Reset
@@ -117,5 +156,36 @@ impl UpstreamError {
     pub fn is_timeout(&self) -> bool {
         matches!(self, UpstreamError::Timeout(_))
             || matches!(self, UpstreamError::Transport(e) if e.is_connect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn echoed_credentials_never_reach_a_log() {
+        let cases = [
+            (
+                r#"Error in call to API function "files/download": Invalid authorization value in HTTP header "Authorization": "Bearer sl.u.AbC123xyz""#,
+                r#"Error in call to API function "files/download": Invalid authorization value in HTTP header "Authorization": "Bearer [redacted]""#,
+            ),
+            ("Basic dGVzdDpzZWNyZXQ=", "Basic [redacted]"),
+            (
+                "bad url https://www.dropbox.com/scl/fi/x/a.jpg?rlkey=abc",
+                "bad url [redacted]",
+            ),
+            (
+                "token 4f9c2a7e1b3d5f60aa is wrong",
+                "token [redacted] is wrong",
+            ),
+            ("path/not_found/..", "path/not_found/.."),
+            ("line\nbreak\u{7}", "linebreak"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact(input), want, "{input}");
+        }
+        assert_eq!(redact(&"x".repeat(500)).len(), 200);
+        assert_eq!(redact("a\u{0}b\nc"), "abc");
     }
 }

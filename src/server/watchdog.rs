@@ -1,0 +1,276 @@
+//! A connection's deadlines, kept by its I/O: nothing else can see a client that sends half a
+//! request head, or one that stops reading its answer.
+//!
+//! - **Header**: once the first byte of a request arrives (for a new connection: from the
+//!   accept), its head must be in within `header_read_timeout` (slowloris).
+//! - **Idle**: a connection with no request under way is closed after `keepalive_timeout` since
+//!   its last request ended (HTTP/1.1: or since bytes last moved; HTTP/2: pings do not count).
+//! - **Stalled send**: a write that makes no progress for `keepalive_timeout` closes the
+//!   connection, request under way or not (a client that stopped reading).
+//!
+//! A request under way (from the handler's call to the end or drop of its response body) is
+//! never cut by the header or idle deadline: waiting on Dropbox is not the client's fault.
+//! When a deadline passes, the next read or write fails with `TimedOut` and hyper closes the
+//! connection.
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// What the handler tells the I/O: requests under way, and when the last one ended.
+#[derive(Debug)]
+pub struct Activity {
+    start: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds from `start` to the end of the last request.
+    ended_ms: AtomicU64,
+}
+
+impl Activity {
+    pub fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            start: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            ended_ms: AtomicU64::new(0),
+        })
+    }
+
+    /// A request begins; it is under way until the guard drops.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    fn ended(&self) -> Instant {
+        self.start + Duration::from_millis(self.ended_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// A request under way.
+#[derive(Debug)]
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let a = &self.0;
+        let ms = a.start.elapsed().as_millis() as u64;
+        a.ended_ms.fetch_max(ms, Ordering::Relaxed);
+        a.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request under way until it ends or is dropped.
+pub struct Tracked<B> {
+    body: B,
+    _in_flight: InFlight,
+}
+
+impl<B> Tracked<B> {
+    pub fn new(body: B, in_flight: InFlight) -> Self {
+        Tracked {
+            body,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The deadlines of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    pub header: Duration,
+    pub idle: Duration,
+}
+
+/// A connection's I/O under its deadlines.
+pub struct Watched<IO> {
+    io: IO,
+    activity: Arc<Activity>,
+    limits: Deadlines,
+    timer: Pin<Box<Sleep>>,
+    /// Bytes last moved either way.
+    moved: Instant,
+    /// The first byte of a request head not yet handed over (HTTP/1.1).
+    head_since: Option<Instant>,
+    /// HTTP/2 (by ALPN, or by its preface on the first read): no request heads to time.
+    h2: Option<bool>,
+}
+
+/// The first bytes of an HTTP/2 connection (RFC 9113 §3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+impl<IO> Watched<IO> {
+    /// `h2`: known from ALPN, or None to tell from the first bytes.
+    pub fn new(io: IO, activity: Arc<Activity>, limits: Deadlines, h2: Option<bool>) -> Self {
+        let now = Instant::now();
+        Watched {
+            io,
+            activity,
+            limits,
+            timer: Box::pin(tokio::time::sleep_until(now + limits.header)),
+            moved: now,
+            // A new connection's first request is timed from the accept.
+            head_since: Some(now),
+            h2,
+        }
+    }
+
+    /// When a read waiting now must give up, if ever.
+    fn read_deadline(&mut self) -> Option<Instant> {
+        if self.activity.in_flight.load(Ordering::Relaxed) > 0 {
+            self.head_since = None;
+            return None;
+        }
+        let ended = self.activity.ended();
+        if let Some(since) = self.head_since {
+            // A head that began before the last request ended was that request's.
+            if self.h2 != Some(true) && since >= ended {
+                return Some(since + self.limits.header);
+            }
+            self.head_since = None;
+        }
+        let idle_since = match self.h2 {
+            Some(true) => ended,
+            _ => ended.max(self.moved),
+        };
+        Some(idle_since + self.limits.idle)
+    }
+
+    /// Polls the timer for `deadline`: true if it has passed.
+    fn expired(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
+        if Instant::now() >= deadline {
+            return true;
+        }
+        if self.timer.deadline() != deadline {
+            self.timer.as_mut().reset(deadline);
+        }
+        self.timer.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, what.to_owned())
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let got = &buf.filled()[before..];
+                if !got.is_empty() {
+                    let now = Instant::now();
+                    if self.h2.is_none() {
+                        let n = got.len().min(PREFACE.len());
+                        self.h2 = Some(got[..n] == PREFACE[..n]);
+                    }
+                    let idle = self.activity.in_flight.load(Ordering::Relaxed) == 0;
+                    if idle && self.head_since.is_none_or(|s| s < self.activity.ended()) {
+                        self.head_since = Some(now);
+                    }
+                    self.moved = now;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => match self.read_deadline() {
+                Some(deadline) if self.expired(cx, deadline) => {
+                    Poll::Ready(Err(timed_out("the client was too slow or idle too long")))
+                }
+                _ => Poll::Pending,
+            },
+            other => other,
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write(cx, data) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.moved = Instant::now();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => {
+                let deadline = self.moved + self.limits.idle;
+                if self.expired(cx, deadline) {
+                    Poll::Ready(Err(timed_out("the client stopped reading")))
+                } else {
+                    Poll::Pending
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.moved = Instant::now();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => {
+                let deadline = self.moved + self.limits.idle;
+                if self.expired(cx, deadline) {
+                    Poll::Ready(Err(timed_out("the client stopped reading")))
+                } else {
+                    Poll::Pending
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
