@@ -62,9 +62,9 @@ pub struct Progress {
 pub struct Fill {
     pub hash: String,
     pub size: u64,
-    /// Whose download this is: the account's key and the Dropbox path. What it learns of
-    /// that path (a newer version) is about that account's path only.
-    pub owner: (String, String),
+    /// Whose download this is: the account's key and the Dropbox path, lowercased. What it
+    /// learns of that path (a newer version) is about that account's path only.
+    owner: (String, String),
     /// The temp file (renamed to the blob at the end; the open handle stays valid).
     pub file: Arc<File>,
     pub progress: watch::Receiver<Progress>,
@@ -77,6 +77,11 @@ pub struct Reader {
 }
 
 impl Fill {
+    /// Whether this is `account`'s download of `path` (Dropbox paths are case-insensitive).
+    pub fn is_of(&self, account: &Account, path: &str) -> bool {
+        self.owner.0 == account.key() && self.owner.1 == path.to_lowercase()
+    }
+
     /// Joins as one more reader.
     pub fn join(self: &Arc<Self>) -> Reader {
         self.readers.send_modify(|n| *n += 1);
@@ -132,7 +137,7 @@ pub fn start(job: Job) -> Reader {
     let fill = Arc::new(Fill {
         hash: job.hash.clone(),
         size: job.meta.size,
-        owner: (job.account.key().to_owned(), job.path.clone()),
+        owner: (job.account.key().to_owned(), job.path.to_lowercase()),
         file: job.file.clone(),
         progress: rx,
         readers,

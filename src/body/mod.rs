@@ -276,11 +276,13 @@ impl Bodies {
             .await
             .map(|p| p.state.clone())
             .unwrap_or(State::CacheFailed);
-        // SECURITY: what a fill learns of its path is about its owner's path. A joined fill of
-        // another account (or path) that met a change says nothing of ours: look ours up again.
-        let ours = reader.fill.owner.0 == account.key() && reader.fill.owner.1 == path;
         match state {
-            State::Changed(newer) if ours => Err(OpenError::Changed(Some(*newer))),
+            // SECURITY: what a fill learns of its path is about its owner's path. A joined fill
+            // of another account (or path) that met a change says nothing of ours: look ours
+            // up again.
+            State::Changed(newer) if reader.fill.is_of(account, path) => {
+                Err(OpenError::Changed(Some(*newer)))
+            }
             State::Changed(_) => Err(OpenError::Changed(None)),
             State::Failed(e) if matches!(*e, UpstreamError::NotFound | UpstreamError::NotFile) => {
                 Err(OpenError::Changed(None))

@@ -207,6 +207,8 @@ pub struct RequestLog {
     /// API calls being answered now, and the most at once (longpolls aside: they wait).
     pub in_flight: u64,
     pub peak_in_flight: u64,
+    /// Bytes of file bodies (downloads, links, thumbnails) answered, by their length.
+    pub body_bytes: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]

@@ -568,7 +568,13 @@ impl Emulator {
             Ok(Reply::Json(v)) => wire::json_response(StatusCode::OK, &v),
             Ok(Reply::Download(dl)) => {
                 let fault = lock(&self.inner.faults).draw(route, true);
-                body::respond(dl, &call.headers, fault)
+                let resp = body::respond(dl, &call.headers, fault);
+                let len = resp
+                    .headers()
+                    .get(hyper::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                lock(&self.inner.log).body_bytes += len.unwrap_or(0);
+                resp
             }
             Err(e) => e.into_response(route),
         }

@@ -118,17 +118,17 @@ async fn serve_at(
             None => {
                 // SECURITY: whether this account has had these bytes before; a blob another
                 // account brought answers its first request as a MISS all the same.
-                let blob = crate::body::blob_name(account, &path, f);
+                let blob = || crate::body::blob_name(account, &path, f);
                 let known = looked.entry.body_used.get()
-                    || blob.as_deref().is_some_and(|b| account.used.contains(b));
+                    || blob().is_some_and(|b| account.used.contains(&b));
                 let served =
                     respond::file(app, req, account, &path, f, looked.source, known).await?;
                 let body_sent = matches!(&served, Served::Done(r)
                     if req.method == Method::GET
                         && matches!(r.status(), StatusCode::OK | StatusCode::PARTIAL_CONTENT));
                 if body_sent && looked.entry.body_used.first() {
-                    if let Some(b) = &blob {
-                        account.used.insert(b);
+                    if let Some(b) = blob() {
+                        account.used.insert(&b);
                     }
                     app.meta
                         .keep_used(account, &target.lower, looked.entry.clone(), generation);

@@ -17,9 +17,9 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -31,6 +31,9 @@ pub struct Activity {
     in_flight: AtomicUsize,
     /// Milliseconds from `start` to the end of the last request.
     ended_ms: AtomicU64,
+    /// A read left waiting while a request was under way: woken when it ends, so the idle
+    /// deadline starts then.
+    reader: Mutex<Option<Waker>>,
 }
 
 impl Activity {
@@ -39,6 +42,7 @@ impl Activity {
             start: Instant::now(),
             in_flight: AtomicUsize::new(0),
             ended_ms: AtomicU64::new(0),
+            reader: Mutex::new(None),
         })
     }
 
@@ -62,7 +66,12 @@ impl Drop for InFlight {
         let a = &self.0;
         let ms = a.start.elapsed().as_millis() as u64;
         a.ended_ms.fetch_max(ms, Ordering::Relaxed);
-        a.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if a.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            let waiting = a.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(w) = waiting {
+                w.wake();
+            }
+        }
     }
 }
 
@@ -141,11 +150,20 @@ impl<IO> Watched<IO> {
         }
     }
 
-    /// When a read waiting now must give up, if ever.
-    fn read_deadline(&mut self) -> Option<Instant> {
+    /// When a read waiting now must give up, if ever (none while a request is under way: the
+    /// read is woken when it ends).
+    fn read_deadline(&mut self, cx: &Context<'_>) -> Option<Instant> {
         if self.activity.in_flight.load(Ordering::Relaxed) > 0 {
             self.head_since = None;
-            return None;
+            *self
+                .activity
+                .reader
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
+            // It may have ended meanwhile (its wake found no waker): look again.
+            if self.activity.in_flight.load(Ordering::Relaxed) > 0 {
+                return None;
+            }
         }
         let ended = self.activity.ended();
         if let Some(since) = self.head_since {
@@ -202,7 +220,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending => match self.read_deadline() {
+            Poll::Pending => match self.read_deadline(cx) {
                 Some(deadline) if self.expired(cx, deadline) => {
                     Poll::Ready(Err(timed_out("the client was too slow or idle too long")))
                 }

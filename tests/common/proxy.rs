@@ -35,6 +35,8 @@ pub struct Settings {
     pub extra_cache: &'static str,
     /// Extra `[dropbox]` lines, verbatim.
     pub extra_dropbox: &'static str,
+    /// Extra `[server]` lines, verbatim.
+    pub extra_server: &'static str,
     /// The change feed (off by default here, so call counts stay exact), and its lease.
     pub feed: bool,
     pub lease_ttl: &'static str,
@@ -62,6 +64,7 @@ impl Default for Settings {
             range_passthrough_above: "1MiB",
             extra_cache: "",
             extra_dropbox: "",
+            extra_server: "",
             feed: false,
             lease_ttl: "1s",
             accounts: vec![("alice", "/Public")],
@@ -83,7 +86,7 @@ impl Settings {
             }
         };
         let mut text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\n{extra_server}\
              [dropbox]\napi_url = {emulator:?}\ncontent_url = {emulator:?}\n\
              notify_url = {emulator:?}\noauth_url = {emulator:?}\n\
              authorize_url = \"{emulator}/oauth2/authorize\"\n\
@@ -116,6 +119,7 @@ impl Settings {
             rpa = self.range_passthrough_above,
             extra_cache = self.extra_cache,
             extra_dropbox = self.extra_dropbox,
+            extra_server = self.extra_server,
             feed = self.feed,
             lease = self.lease_ttl,
         );
