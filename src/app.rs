@@ -62,7 +62,16 @@ impl App {
     /// Opens the store, builds the Dropbox client and caches, records the accounts.
     pub async fn build(config: Config) -> Result<Arc<App>, AppError> {
         let files = crate::server::raise_open_files();
-        tracing::debug!(?files, "open-files limit");
+        let conns = config.server.max_connections as u64;
+        // A client may hold its socket, a blob and a connection to Dropbox at once.
+        if let Some(files) = files.filter(|f| conns.saturating_mul(3) > *f) {
+            tracing::warn!(
+                files,
+                max_connections = conns,
+                "server.max_connections is high for the open-files limit: at the limit, blobs \
+                 are served from Dropbox and new connections wait"
+            );
+        }
         let d = &config.dropbox;
         let http = http_client(d.connect_timeout, d.ca_file.as_deref())?;
         let policy = RetryPolicy {

@@ -60,8 +60,8 @@ enum Verdict {
     Unreadable(std::io::Error),
 }
 
-/// Opens the blob `name`, recorded as `size` bytes; hashes it first unless `verified`.
-/// Blocking.
+/// Opens the blob `name`, recorded as `size` bytes; unless `verified`, checks its size and
+/// hashes it first. Blocking.
 fn open_blob(disk: &Disk, name: &str, size: u64, verified: bool, touch: bool) -> Verdict {
     let path = disk.blob_path(name);
     let mut file = match std::fs::File::options().read(true).write(touch).open(&path) {
@@ -69,10 +69,13 @@ fn open_blob(disk: &Disk, name: &str, size: u64, verified: bool, touch: bool) ->
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Verdict::Wrong("missing"),
         Err(e) => return Verdict::Unreadable(e),
     };
-    match file.metadata() {
-        Ok(m) if m.len() != size => return Verdict::Wrong("not the size recorded"),
-        Ok(_) => {}
-        Err(e) => return Verdict::Unreadable(e),
+    // A blob this process wrote was checked then; one found at start-up is checked once.
+    if !verified {
+        match file.metadata() {
+            Ok(m) if m.len() != size => return Verdict::Wrong("not the size recorded"),
+            Ok(_) => {}
+            Err(e) => return Verdict::Unreadable(e),
+        }
     }
     if !verified && disk::is_hashed(name) {
         // Found on disk at start-up: hash it once before trusting it.
@@ -383,8 +386,8 @@ impl Bodies {
 
     /// The blob named `hash`, pinned and open, if the cache has it and it is intact.
     ///
-    /// A blob is deleted only when it is wrong: gone from disk, of another size than recorded,
-    /// or (found at start-up, hashed once) not hashing to its name. Any other failure (no file
+    /// A blob is deleted only when it is wrong: gone from disk, or (found at start-up, checked
+    /// once) not of its recorded size or not hashing to its name. Any other failure (no file
     /// descriptor left, an I/O error) keeps it: the request goes to Dropbox this time.
     async fn blob(&self, hash: &str) -> Found {
         let (verified, touch, size) = {

@@ -231,29 +231,37 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
     }
 }
 
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
+impl<IO> Watched<IO> {
+    /// A write's outcome, under the stalled-send deadline: progress moves the clock; no
+    /// progress for `idle` fails it.
+    fn wrote(
+        &mut self,
         cx: &mut Context<'_>,
-        data: &[u8],
+        polled: Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write(cx, data) {
+        match polled {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
                     self.moved = Instant::now();
                 }
                 Poll::Ready(Ok(n))
             }
-            Poll::Pending => {
-                let deadline = self.moved + self.limits.idle;
-                if self.expired(cx, deadline) {
-                    Poll::Ready(Err(timed_out("the client stopped reading")))
-                } else {
-                    Poll::Pending
-                }
+            Poll::Pending if self.expired(cx, self.moved + self.limits.idle) => {
+                Poll::Ready(Err(timed_out("the client stopped reading")))
             }
             other => other,
         }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, data);
+        self.wrote(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -261,23 +269,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.moved = Instant::now();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Pending => {
-                let deadline = self.moved + self.limits.idle;
-                if self.expired(cx, deadline) {
-                    Poll::Ready(Err(timed_out("the client stopped reading")))
-                } else {
-                    Poll::Pending
-                }
-            }
-            other => other,
-        }
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.wrote(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
