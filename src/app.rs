@@ -86,9 +86,13 @@ impl App {
                 .with_metrics(metrics.upstream.clone()),
         );
         let store = Store::open(&config.store).await?;
-        let bodies = Bodies::load(&config.cache, dropbox.clone())
-            .await
-            .map_err(AppError::Cache)?;
+        let bodies = Bodies::load(
+            &config.cache,
+            config.server.keepalive_timeout,
+            dropbox.clone(),
+        )
+        .await
+        .map_err(AppError::Cache)?;
         let accounts = Arc::new(Accounts::from_config(&config));
         accounts.record(&store).await?;
         let linked = accounts.load_linked(&store).await?;

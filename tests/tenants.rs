@@ -671,3 +671,133 @@ async fn http2_streams_are_capped_and_an_idle_http2_connection_is_closed() {
         "{idle:?}"
     );
 }
+
+#[tokio::test]
+async fn a_fill_started_for_a_range_finishes_after_its_client_leaves() {
+    let h = Harness::start().await;
+    h.put("/Public/doc.pdf", data(300_000, 7)).await;
+    h.emu()
+        .set_faults(common::faults(&["files/download=slow:1000000"]));
+    let p = TestProxy::start(&h.running.base_url, &Settings::default()).await;
+    // A reader of a small file's first bytes (PDF.js, a player) leaves at once.
+    let a = p.get("/alice/doc.pdf", &[("Range", "bytes=0-99")]).await;
+    assert_eq!(a.status, StatusCode::PARTIAL_CONTENT);
+    eventually("the fill finishes and is kept", || async {
+        p.app.bodies.usage() == (1, 300_000)
+    })
+    .await;
+    assert_eq!(h.emu().calls("files/download"), 1);
+}
+
+#[tokio::test]
+async fn a_joined_fill_that_fails_for_its_owner_is_not_this_accounts_failure() {
+    let h = two_accounts().await;
+    let same = data(100_000, 8);
+    h.put("/Public/same.bin", same.clone()).await;
+    h.put_as(BOB, "/Public/same.bin", same.clone()).await;
+    let p = TestProxy::start(
+        &h.running.base_url,
+        &Settings {
+            extra: bob_too(),
+            ..Settings::default()
+        },
+    )
+    .await;
+    assert_eq!(p.head("/alice/same.bin", &[]).await.status, StatusCode::OK);
+    assert_eq!(p.head("/bob/same.bin", &[]).await.status, StatusCode::OK);
+    // Bob's token stops working; his download of the shared content will fail.
+    let revoked = h
+        .rpc("auth/token/revoke", Some(BOB), &serde_json::Value::Null)
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK);
+    h.emu().set_faults(latency(300));
+    let (bob, alice) = tokio::join!(p.get("/bob/same.bin", &[]), async {
+        eventually("bob's download under way", || async {
+            h.emu().log().in_flight >= 1
+        })
+        .await;
+        p.get("/alice/same.bin", &[]).await
+    });
+    assert!(bob.status.is_server_error(), "{}", bob.status);
+    assert_eq!(alice.status, StatusCode::OK, "{}", alice.text());
+    assert!(alice.body[..] == same[..]);
+}
+
+#[tokio::test]
+async fn a_thumbnail_first_asked_by_another_account_is_a_miss() {
+    let h = two_accounts().await;
+    let pic = png(64, 32);
+    h.put("/Public/pic.png", pic.clone()).await;
+    h.put_as(BOB, "/Public/pic.png", pic.clone()).await;
+    let p = TestProxy::start(
+        &h.running.base_url,
+        &Settings {
+            extra: bob_too(),
+            ..Settings::default()
+        },
+    )
+    .await;
+    let status = |a: common::Answer| a.header("x-cache-status").unwrap().to_owned();
+    let url = |who: &str| format!("/{who}/pic.png?thumb=w64h64");
+    assert_eq!(status(p.get(&url("alice"), &[]).await), "MISS");
+    assert_eq!(status(p.get(&url("bob"), &[]).await), "MISS");
+    assert_eq!(status(p.get(&url("bob"), &[]).await), "HIT");
+    assert_eq!(h.emu().calls("files/get_thumbnail_v2"), 1, "made once");
+}
+
+#[tokio::test]
+async fn without_a_feed_a_listing_answers_not_found_only_within_the_negative_ttl() {
+    let h = Harness::start().await;
+    h.put("/Public/dir/a.txt", "a").await;
+    let p = TestProxy::start(
+        &h.running.base_url,
+        &Settings {
+            negative_ttl: "300ms",
+            ..Settings::default()
+        },
+    )
+    .await;
+    assert_eq!(p.get("/alice/dir/", &[]).await.status, StatusCode::OK);
+    // A file appears behind the proxy's back (no feed here): the listing (60s TTL) lacks it.
+    h.put("/Public/dir/new.txt", "new").await;
+    assert_eq!(
+        p.get("/alice/dir/new.txt", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // No longer than Dropbox's own "not found" would have been kept.
+    eventually("the new file is found", || async {
+        p.get("/alice/dir/new.txt", &[]).await.status == StatusCode::OK
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_embedded_store_sweeps_in_batches_and_keeps_live_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dropcache::store::EmbeddedStore::open(&dir.path().join("s"))
+        .await
+        .unwrap();
+    for i in 0..2500 {
+        store
+            .set(
+                format!("old:{i:05}"),
+                b"x".to_vec(),
+                Some(Duration::from_millis(1)),
+            )
+            .await
+            .unwrap();
+    }
+    for i in 0..10 {
+        store
+            .set(format!("live:{i}"), b"y".to_vec(), None)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(store.sweep().await.unwrap(), 2500);
+    assert_eq!(store.rows().await.unwrap(), 10);
+    assert_eq!(
+        store.get("live:3".into()).await.unwrap(),
+        Some(b"y".to_vec())
+    );
+}

@@ -77,9 +77,9 @@ pub struct UsedBlobs(std::sync::Mutex<lru::LruCache<u64, ()>>);
 const USED_BLOBS: usize = 4096;
 
 impl Default for UsedBlobs {
+    /// Empty, and grown as used (a by-URL link may be no more than a name).
     fn default() -> Self {
-        let cap = std::num::NonZeroUsize::new(USED_BLOBS).expect("non-zero");
-        UsedBlobs(std::sync::Mutex::new(lru::LruCache::new(cap)))
+        UsedBlobs(std::sync::Mutex::new(lru::LruCache::unbounded()))
     }
 }
 
@@ -101,7 +101,11 @@ impl UsedBlobs {
 
     pub fn insert(&self, name: &str) {
         let id = Self::id(name);
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).put(id, ());
+        let mut used = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        used.put(id, ());
+        if used.len() > USED_BLOBS {
+            used.pop_lru();
+        }
     }
 }
 

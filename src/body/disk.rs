@@ -5,6 +5,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tempfile::TempPath;
 
 pub struct Disk {
     dir: PathBuf,
@@ -67,25 +68,20 @@ impl Disk {
         self.dir.join(&hash[..2]).join(&hash[2..4]).join(hash)
     }
 
-    /// A fresh temp file, open for reading and writing.
-    pub fn temp(&self) -> io::Result<(std::fs::File, PathBuf)> {
-        let path = self
-            .dir
-            .join("tmp")
-            .join(format!("{}.part", hex::encode(rand::random::<[u8; 12]>())));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        Ok((file, path))
+    /// A fresh temp file in `<dir>/tmp`, open for reading and writing; its path deletes the
+    /// file when dropped, unless `publish` moved it into place.
+    pub fn temp(&self) -> io::Result<(std::fs::File, TempPath)> {
+        let named = tempfile::Builder::new()
+            .suffix(".part")
+            .tempfile_in(self.dir.join("tmp"))?;
+        Ok(named.into_parts())
     }
 
     /// Moves a verified temp file into place as `hash`.
-    pub fn publish(&self, temp: &Path, hash: &str) -> io::Result<()> {
+    pub fn publish(&self, temp: TempPath, hash: &str) -> io::Result<()> {
         let to = self.blob_path(hash);
         std::fs::create_dir_all(to.parent().expect("blob paths have parents"))?;
-        std::fs::rename(temp, to)
+        temp.persist(to).map_err(|e| e.error)
     }
 
     /// Deletes a blob (absent is fine).
@@ -166,7 +162,7 @@ mod tests {
             let (file, temp) = disk.temp().unwrap();
             drop(file);
             std::fs::write(&temp, h.as_bytes()).unwrap();
-            disk.publish(&temp, h).unwrap();
+            disk.publish(temp, h).unwrap();
             let f = std::fs::File::options()
                 .write(true)
                 .open(disk.blob_path(h))
@@ -174,7 +170,9 @@ mod tests {
             f.set_modified(SystemTime::now() - std::time::Duration::from_secs(age))
                 .unwrap();
         }
+        // A crash's leftover: a temp file nobody deletes.
         let (_, left) = disk.temp().unwrap();
+        let left = left.keep().unwrap();
         std::fs::write(disk.blob_path(&h1).with_file_name("junk"), "x").unwrap();
         let found = disk.scan().unwrap();
         assert_eq!(

@@ -18,7 +18,6 @@ use crate::upstream::types::FileMetadata;
 use http_body_util::BodyExt;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::sync::watch;
@@ -118,7 +117,8 @@ pub struct Job {
     pub meta: FileMetadata,
     pub hash: String,
     pub file: Arc<File>,
-    pub temp: PathBuf,
+    /// Deleted when dropped (a failed or cancelled fill), unless moved into place.
+    pub temp: tempfile::TempPath,
     pub disk: Arc<Disk>,
     pub index: Arc<Mutex<Index>>,
     pub reservation: Reservation,
@@ -146,7 +146,6 @@ pub fn start(job: Job) -> Reader {
     let (size, abandon_below) = (job.meta.size, job.abandon_below);
     // The task holds no `Fill` (it would count nothing, but would keep the channel open).
     tokio::spawn(async move {
-        let temp = job.temp.clone();
         // Every reader gone with less than the share in: cancel. Nearly done: finish for the
         // next client, whoever leaves from now on.
         let abandoned = async {
@@ -166,9 +165,7 @@ pub fn start(job: Job) -> Reader {
                 State::Cancelled
             }
         };
-        if !matches!(end, State::Done) {
-            let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(&temp)).await;
-        }
+        // A fill that did not finish dropped its job, and with it its temp file.
         tx.send_modify(|p| p.state = end);
     });
     first
@@ -235,9 +232,8 @@ async fn run(job: Job, tx: &watch::Sender<Progress>) -> State {
     let reservation = job.reservation;
     let placed = tokio::task::spawn_blocking(move || {
         drop(reservation);
-        if let Err(e) = disk.publish(&temp, &hash) {
+        if let Err(e) = disk.publish(temp, &hash) {
             tracing::warn!(error = %e, "cannot move a blob into place; not cached");
-            let _ = std::fs::remove_file(&temp);
             return;
         }
         let victims = index.lock().unwrap_or_else(|p| p.into_inner()).insert(

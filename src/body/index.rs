@@ -50,15 +50,21 @@ impl Index {
     }
 
     /// Reserves `size` bytes for a fill, evicting unpinned blobs to make room under the cap.
-    /// Returns whether it is reserved, and the victims (to delete either way).
+    /// Returns whether it is reserved, and the victims (to delete). When it cannot fit (the
+    /// rest is pinned or reserved), nothing is evicted.
     pub fn reserve(&mut self, size: u64) -> (bool, Vec<String>) {
-        let victims = self.evict(size);
-        let fits = self.total + size <= self.max;
-        if fits {
-            self.total += size;
-            self.reserved += size;
+        let pinned: u64 = self
+            .pins
+            .keys()
+            .filter_map(|k| self.lru.peek(k).map(|b| b.size))
+            .sum();
+        if self.reserved + pinned + size > self.max {
+            return (false, Vec::new());
         }
-        (fits, victims)
+        let victims = self.evict(size);
+        self.total += size;
+        self.reserved += size;
+        (true, victims)
     }
 
     /// Ends a reservation of `size` bytes (its fill ended; a blob it made is inserted apart).
@@ -235,9 +241,16 @@ mod tests {
         let mut ix = Index::new(100);
         ix.insert("a", blob(30));
         assert_eq!(ix.reserve(50), (true, vec![]));
-        // A second fill cannot push the total past the cap: it evicts a, then still fails.
-        assert_eq!(ix.reserve(60), (false, vec!["a".to_owned()]));
-        assert_eq!((ix.total(), ix.reserved()), (50, 50));
+        // A second fill cannot push the total past the cap, and evicts nothing trying.
+        assert_eq!(ix.reserve(60), (false, vec![]));
+        assert_eq!((ix.total(), ix.reserved()), (80, 50));
+        // Pinned blobs are not room either.
+        ix.pin("a");
+        assert_eq!(ix.reserve(30), (false, vec![]));
+        ix.unpin("a");
+        // 20 more fit as things are; 21 only by evicting a.
+        assert_eq!(ix.reserve(21), (true, vec!["a".to_owned()]));
+        ix.release(21);
         assert_eq!(ix.reserve(50), (true, vec![]));
         assert_eq!(ix.total(), 100);
         // The first fill ends: its blob goes in as its reservation goes out.

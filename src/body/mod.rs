@@ -43,6 +43,17 @@ pub struct Opened {
     pub cache: &'static str,
 }
 
+/// A part of a multi-range answer, opened when it is reached.
+pub type Deferred = std::pin::Pin<Box<dyn Future<Output = Result<Opened, BoxError>> + Send>>;
+
+/// The bodies of a multi-range answer.
+pub enum Ranged {
+    /// One body covering every part (a blob or a fill).
+    Span(Opened),
+    /// One upstream Range per part: the first open, the others opened when reached.
+    Each { first: Opened, rest: Vec<Deferred> },
+}
+
 /// What the cache has under a blob name.
 enum Found {
     Blob(Source),
@@ -117,6 +128,8 @@ pub struct Bodies {
     range_fill: bool,
     /// A fill whose readers all left is cancelled below this share done.
     abandon_below: f64,
+    /// A client that takes no bytes this long is given up.
+    stall: Duration,
     /// Requests that joined a fill another request started.
     coalesced: AtomicU64,
 }
@@ -143,8 +156,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Bodies {
-    /// Opens the cache directory and rebuilds the index from it (temp files are cleaned).
-    pub async fn load(config: &CacheConfig, dropbox: Arc<Dropbox>) -> std::io::Result<Bodies> {
+    /// Opens the cache directory and rebuilds the index from it (temp files are cleaned). A
+    /// client that takes no bytes for `stall` is given up (its blob or fill let go).
+    pub async fn load(
+        config: &CacheConfig,
+        stall: Duration,
+        dropbox: Arc<Dropbox>,
+    ) -> std::io::Result<Bodies> {
         let dir = config.dir.clone();
         let max = config.max_size;
         let (disk, index) = tokio::task::spawn_blocking(move || {
@@ -183,6 +201,7 @@ impl Bodies {
             range_passthrough_above: config.range_passthrough_above,
             range_fill: config.range_fill,
             abandon_below: config.abandoned_fill_completion,
+            stall,
             coalesced: AtomicU64::new(0),
         })
     }
@@ -243,6 +262,7 @@ impl Bodies {
             account: account.clone(),
             path: path.to_owned(),
             rev: f.rev.clone(),
+            stall: self.stall,
         };
         let Some(hash) = blob_name(account, path, f) else {
             return self.passthrough(account, path, f, span).await;
@@ -269,8 +289,10 @@ impl Bodies {
             }
             return self.passthrough(account, path, f, span).await;
         }
-        // 3. a fill (joined or started), followed as it grows
-        let Some(reader) = self.fill(account, path, f, &hash, true).await else {
+        // 3. a fill (joined or started), followed as it grows. One started for a range is not
+        // cancelled when its reader leaves: a range's reader always leaves early.
+        let whole = span.is_none();
+        let Some(reader) = self.fill(account, path, f, &hash, whole).await else {
             return self.passthrough(account, path, f, span).await;
         };
         let mut progress = reader.fill.progress.clone();
@@ -290,6 +312,11 @@ impl Bodies {
             State::Failed(e) if matches!(*e, UpstreamError::NotFound | UpstreamError::NotFile) => {
                 Err(OpenError::Changed(None))
             }
+            // Another account's failure (its token, its rate limit) is not ours: ask Dropbox
+            // with our own credentials.
+            State::Failed(_) if !reader.fill.is_of(account, path) => {
+                self.passthrough(account, path, f, span).await
+            }
             State::Failed(e) => Err(OpenError::Upstream(e)),
             State::CacheFailed | State::Cancelled => self.passthrough(account, path, f, span).await,
             State::Running | State::Done | State::Opening => {
@@ -304,37 +331,60 @@ impl Bodies {
     }
 
     /// Opens the parts of a multi-range answer: one body covering them all (from a blob or a
-    /// fill), or, for a large file the cache does not hold, one upstream Range per part, asked
-    /// at once, so no byte between the parts comes from Dropbox.
+    /// fill), or, for a large file the cache does not hold, one upstream Range per part, so no
+    /// byte between the parts comes from Dropbox. The first part is asked now (a change of
+    /// version is found before answering); each later one when the answer reaches it, so no
+    /// download waits open while a slow client reads an earlier part.
     pub async fn open_parts(
         &self,
         account: &Arc<Account>,
         path: &str,
         f: &FileMetadata,
         parts: &[RangeInclusive<u64>],
-    ) -> Result<Vec<Opened>, OpenError> {
-        let (first, last) = match parts {
-            [first, .., last] => (first, last),
-            [one] => (one, one),
-            [] => return Ok(Vec::new()),
+    ) -> Result<Ranged, OpenError> {
+        let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
+            return Err(OpenError::Upstream(Arc::new(UpstreamError::Unexpected {
+                status: 416,
+            })));
         };
         let span = *first.start()..=*last.end();
         let cold_and_large = f.size > self.range_passthrough_above
             && blob_name(account, path, f).is_some_and(|h| !lock(&self.index).contains(&h));
         if !cold_and_large {
-            return Ok(vec![self.open(account, path, f, Some(span)).await?]);
+            return Ok(Ranged::Span(self.open(account, path, f, Some(span)).await?));
         }
         if self.range_fill
             && let Some(hash) = blob_name(account, path, f)
         {
             drop(self.fill(account, path, f, &hash, false).await);
         }
-        // Asked together: one round trip to Dropbox, not one per part.
-        let asks = parts
+        let first = self
+            .passthrough(account, path, f, Some(first.clone()))
+            .await?;
+        let rest = parts[1..]
             .iter()
-            .map(|r| self.passthrough(account, path, f, Some(r.clone())));
-        let opened = futures_util::future::try_join_all(asks).await?;
-        Ok(opened)
+            .map(|r| {
+                let (dropbox, account, path, f, r) = (
+                    self.dropbox.clone(),
+                    account.clone(),
+                    path.to_owned(),
+                    f.clone(),
+                    r.clone(),
+                );
+                let open: Deferred = Box::pin(async move {
+                    passthrough(&dropbox, &account, &path, &f, Some(r))
+                        .await
+                        .map_err(|e| -> BoxError {
+                            match e {
+                                OpenError::Changed(_) => "the file changed in Dropbox".into(),
+                                OpenError::Upstream(e) => Box::new(e),
+                            }
+                        })
+                });
+                open
+            })
+            .collect();
+        Ok(Ranged::Each { first, rest })
     }
 
     /// The whole of a small blob (a thumbnail), if the cache has it.
@@ -366,7 +416,7 @@ impl Bodies {
             }
             let (mut file, temp) = disk.temp()?;
             std::io::Write::write_all(&mut file, &bytes)?;
-            disk.publish(&temp, &name)?;
+            disk.publish(temp, &name)?;
             let victims = lock(&index).insert(
                 &name,
                 Blob {
@@ -493,15 +543,19 @@ impl Bodies {
         .await
         .ok()
         .flatten();
-        let (file, temp, reservation) = made?;
+        // No room (or no temp file): a fill started meanwhile is still worth joining.
+        let Some((file, temp, reservation)) = made else {
+            return self.join(hash);
+        };
         let mut flights = lock(&self.flights);
         if let Some(fill) = flights
             .get(hash)
             .filter(|f| !f.progress.borrow().state.is_spent())
         {
-            // Another request started it meanwhile: use theirs, drop ours.
+            // Another request started it meanwhile: use theirs, drop ours (the temp file goes
+            // with its path).
             self.coalesced.fetch_add(1, Ordering::Relaxed);
-            let _ = std::fs::remove_file(&temp);
+            drop(temp);
             return Some(fill.join());
         }
         let reader = fill::start(fill::Job {
@@ -559,43 +613,51 @@ impl Bodies {
         f: &FileMetadata,
         span: Option<RangeInclusive<u64>>,
     ) -> Result<Opened, OpenError> {
-        let range = span
-            .as_ref()
-            .map(|r| format!("bytes={}-{}", r.start(), r.end()));
-        let download = match account
-            .download(&self.dropbox, path, range.as_deref())
-            .await
-        {
-            Ok(d) => d,
-            Err(UpstreamError::NotFound | UpstreamError::NotFile) => {
-                return Err(OpenError::Changed(None));
-            }
-            Err(e) => return Err(OpenError::Upstream(Arc::new(e))),
-        };
-        if download.metadata.rev != f.rev {
-            return Err(OpenError::Changed(Some(download.metadata)));
-        }
-        // A 206 starts where its Content-Range says; a 200 (Range ignored) at 0.
-        let offset = if download.status == StatusCode::PARTIAL_CONTENT {
-            download
-                .content_range
-                .as_deref()
-                .and_then(content_range_start)
-                .ok_or(OpenError::Upstream(Arc::new(UpstreamError::Unexpected {
-                    status: 206,
-                })))?
-        } else {
-            0
-        };
-        Ok(Opened {
-            offset,
-            stream: download
-                .body
-                .map_err(|e| -> BoxError { Box::new(e) })
-                .boxed(),
-            cache: "BYPASS",
-        })
+        passthrough(&self.dropbox, account, path, f, span).await
     }
+}
+
+/// Straight from Dropbox (a Range when only part is needed).
+async fn passthrough(
+    dropbox: &Dropbox,
+    account: &Account,
+    path: &str,
+    f: &FileMetadata,
+    span: Option<RangeInclusive<u64>>,
+) -> Result<Opened, OpenError> {
+    let range = span
+        .as_ref()
+        .map(|r| format!("bytes={}-{}", r.start(), r.end()));
+    let download = match account.download(dropbox, path, range.as_deref()).await {
+        Ok(d) => d,
+        Err(UpstreamError::NotFound | UpstreamError::NotFile) => {
+            return Err(OpenError::Changed(None));
+        }
+        Err(e) => return Err(OpenError::Upstream(Arc::new(e))),
+    };
+    if download.metadata.rev != f.rev {
+        return Err(OpenError::Changed(Some(download.metadata)));
+    }
+    // A 206 starts where its Content-Range says; a 200 (Range ignored) at 0.
+    let offset = if download.status == StatusCode::PARTIAL_CONTENT {
+        download
+            .content_range
+            .as_deref()
+            .and_then(content_range_start)
+            .ok_or(OpenError::Upstream(Arc::new(UpstreamError::Unexpected {
+                status: 206,
+            })))?
+    } else {
+        0
+    };
+    Ok(Opened {
+        offset,
+        stream: download
+            .body
+            .map_err(|e| -> BoxError { Box::new(e) })
+            .boxed(),
+        cache: "BYPASS",
+    })
 }
 
 /// The blob that keeps a file's bytes: its content hash; for a shared link's file, which has

@@ -227,6 +227,70 @@ impl Body for Chain {
     }
 }
 
+/// A body opened when first polled (a later part of a multipart answer), of `len` bytes.
+pub struct Lazy {
+    state: LazyState,
+    len: u64,
+}
+
+type Opening =
+    Pin<Box<dyn std::future::Future<Output = Result<crate::server::Body, BoxError>> + Send>>;
+
+enum LazyState {
+    /// In a mutex only to be `Sync` (a future is not); polled through `&mut`, never locked.
+    Opening(std::sync::Mutex<Opening>),
+    Open(crate::server::Body),
+}
+
+impl Lazy {
+    pub fn new(len: u64, open: Opening) -> Lazy {
+        Lazy {
+            state: LazyState::Opening(std::sync::Mutex::new(open)),
+            len,
+        }
+    }
+}
+
+impl Body for Lazy {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            match &mut self.state {
+                LazyState::Opening(open) => match open
+                    .get_mut()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut()
+                    .poll(cx)
+                {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                    Poll::Ready(Ok(body)) => self.state = LazyState::Open(body),
+                },
+                LazyState::Open(body) => return Pin::new(body).poll_frame(cx),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.state {
+            LazyState::Opening(_) => self.len == 0,
+            LazyState::Open(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.state {
+            LazyState::Opening(_) => SizeHint::with_exact(self.len),
+            LazyState::Open(body) => body.size_hint(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use crate::account::Account;
 use crate::server::BoxError;
 use crate::server::channel::{ChannelBody, Sender};
 use crate::upstream::client::Dropbox;
+use crate::upstream::error::UpstreamError;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::StatusCode;
@@ -54,12 +55,24 @@ pub enum Source {
     Fill(Reader),
 }
 
-/// How to reach Dropbox if the cache gives up.
+/// How to reach Dropbox if the cache gives up, and how long a client may stall.
 pub struct Fallback {
     pub dropbox: Arc<Dropbox>,
     pub account: Arc<Account>,
     pub path: String,
     pub rev: String,
+    /// A client that takes no bytes this long is given up: the stream ends, letting go of its
+    /// blob's pin or its place among a fill's readers (an HTTP/2 client can stall a stream
+    /// while its connection stays busy, out of the watchdog's sight).
+    pub stall: std::time::Duration,
+}
+
+/// Sends one chunk; false if the client went away or stalled past `stall`.
+async fn give(tx: &Sender, chunk: Bytes, stall: std::time::Duration) -> bool {
+    matches!(
+        tokio::time::timeout(stall, tx.send(Ok(chunk))).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Streams bytes `start..end` of `source` to a new body.
@@ -123,7 +136,13 @@ async fn pump(
                     State::CacheFailed | State::Cancelled => {
                         return passthrough(pos, end, tx, fallback).await;
                     }
-                    State::Failed(e) => return Err(Box::new(e)),
+                    // Bytes that failed their hash end the stream; any other failure of the
+                    // download (another account's token, a broken connection) is carried on
+                    // from Dropbox with this reader's own credentials.
+                    State::Failed(e) if matches!(*e, UpstreamError::Integrity) => {
+                        return Err(Box::new(e));
+                    }
+                    State::Failed(_) => return passthrough(pos, end, tx, fallback).await,
                     State::Changed(_) => return Err("the file changed in Dropbox".into()),
                 }
             }
@@ -132,8 +151,8 @@ async fn pump(
             let len = (available - pos).min(end - pos).min(CHUNK);
             let bytes = read_at(&file, pos, len).await?;
             pos += bytes.len() as u64;
-            if tx.send(Ok(bytes)).await.is_err() {
-                return Ok(()); // the client went away
+            if !give(tx, bytes, fallback.stall).await {
+                return Ok(()); // the client went away, or stopped reading
             }
         } else if let Some(rx) = progress.as_mut() {
             tokio::select! {
@@ -193,7 +212,7 @@ async fn passthrough(mut pos: u64, end: u64, tx: &Sender, fb: &Fallback) -> Resu
         data.truncate((end - pos).min(data.len() as u64) as usize);
         at += data.len() as u64;
         pos = at;
-        if tx.send(Ok(data)).await.is_err() {
+        if !give(tx, data, fb.stall).await {
             return Ok(());
         }
     }

@@ -274,7 +274,13 @@ impl MetaCache {
             Some(e) => e,
             None => self.load(&key).await?,
         };
-        if !self.is_fresh(account, &entry) {
+        // Vouched for by the feed, or (TTLs only) confirmed within the TTL of a "not found":
+        // an answer derived from the listing is never older than Dropbox's own would be kept.
+        let fresh = match self.feed_since(account) {
+            Some(since) => entry.checked_ms >= since,
+            None => entry.is_fresh(self.fresh.negative_ttl.min(self.ttl(&entry))),
+        };
+        if !fresh {
             return None;
         }
         let absent = match &entry.state {

@@ -5,8 +5,8 @@ use super::error::ProxyError;
 use super::listing::{self, Format};
 use crate::account::Account;
 use crate::app::App;
-use crate::body::OpenError;
-use crate::body::slice::{Chain, Part, Slices, multipart};
+use crate::body::slice::{Chain, Lazy, Part, Slices, multipart};
+use crate::body::{OpenError, Ranged};
 use crate::http::conditional::{self, Outcome, Validators};
 use crate::http::etag::EntityTag;
 use crate::http::range::{self, Decision};
@@ -231,54 +231,69 @@ pub async fn file(
             .bodies
             .open(account, path, f, Some(r.clone()))
             .await
-            .map(|o| vec![o]),
+            .map(Ranged::Span),
         _ => app
             .bodies
             .open(account, path, f, None)
             .await
-            .map(|o| vec![o]),
+            .map(Ranged::Span),
     };
-    let mut opened = match opened {
+    let opened = match opened {
         Ok(o) => o,
         Err(OpenError::Changed(newer)) => return Ok(Served::Changed(newer)),
         Err(OpenError::Upstream(e)) => return Err(ProxyError::Upstream(e)),
     };
-    let bytes_from = opened.first().map_or("MISS", |o| o.cache);
+    let bytes_from = match &opened {
+        Ranged::Span(o) | Ranged::Each { first: o, .. } => o.cache,
+    };
     // 7. respond
-    let (status, body, body_len, content_type, content_range) = match decision {
-        Decision::Single(r) => {
+    let (status, body, body_len, content_type, content_range) = match (decision, opened) {
+        (Decision::Single(r), Ranged::Span(o)) => {
             let n = r.end() - r.start() + 1;
             let cr = format!("bytes {}-{}/{len}", r.start(), r.end());
             let part = Part {
                 head: Bytes::new(),
                 range: r,
             };
-            let o = opened.remove(0);
             let body = Slices::new(o.stream, o.offset, vec![part], Bytes::new());
             (StatusCode::PARTIAL_CONTENT, body.boxed(), n, ct, Some(cr))
         }
-        Decision::Multi(rs) => {
+        (Decision::Multi(rs), opened) => {
             let boundary = hex::encode(rand::random::<[u8; 12]>());
             let (parts, tail, n) = multipart(&rs, len, &ct, &boundary);
-            let body = if opened.len() == 1 {
-                let o = opened.remove(0);
-                Slices::new(o.stream, o.offset, parts, tail).boxed()
-            } else {
+            let body = match opened {
+                Ranged::Span(o) => Slices::new(o.stream, o.offset, parts, tail).boxed(),
                 // One download per part: each cut to its part, then the closing delimiter.
-                let mut bodies: Vec<Body> = opened
-                    .into_iter()
-                    .zip(parts)
-                    .map(|(o, part)| {
-                        Slices::new(o.stream, o.offset, vec![part], Bytes::new()).boxed()
-                    })
-                    .collect();
-                bodies.push(full(tail));
-                Chain::new(bodies).boxed()
+                Ranged::Each { first, rest } => {
+                    let mut parts = parts.into_iter();
+                    let head = parts.next().expect("a multi-range has parts");
+                    let mut bodies: Vec<Body> = vec![
+                        Slices::new(first.stream, first.offset, vec![head], Bytes::new()).boxed(),
+                    ];
+                    for (open, part) in rest.into_iter().zip(parts) {
+                        let len =
+                            part.head.len() as u64 + part.range.end() - part.range.start() + 1;
+                        bodies.push(
+                            Lazy::new(
+                                len,
+                                Box::pin(async move {
+                                    let o = open.await?;
+                                    Ok(Slices::new(o.stream, o.offset, vec![part], Bytes::new())
+                                        .boxed())
+                                }),
+                            )
+                            .boxed(),
+                        );
+                    }
+                    bodies.push(full(tail));
+                    Chain::new(bodies).boxed()
+                }
             };
             let ct = format!("multipart/byteranges; boundary={boundary}");
             (StatusCode::PARTIAL_CONTENT, body, n, ct, None)
         }
-        _ => (StatusCode::OK, opened.remove(0).stream, len, ct, None),
+        (_, Ranged::Span(o)) => (StatusCode::OK, o.stream, len, ct, None),
+        (_, Ranged::Each { .. }) => unreachable!("parts are opened for multi-ranges only"),
     };
     // Stale metadata says so whatever the bytes' own story. A blob this account has not been
     // served before is its MISS, whoever brought it: what others' caches hold is not told.

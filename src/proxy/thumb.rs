@@ -113,7 +113,8 @@ impl Thumbs {
     }
 
     /// The thumbnail's bytes: from the cache, or made once by Dropbox and kept. `NotFound`
-    /// when Dropbox no longer has the revision `f` names.
+    /// when Dropbox no longer has the revision `f` names. Concurrent requests share one call
+    /// per account: an account never waits on (or inherits the failure of) another's.
     async fn get(
         &self,
         app: &App,
@@ -126,9 +127,10 @@ impl Thumbs {
         if let Some(bytes) = app.bodies.read_small(name).await {
             return Ok((bytes, "HIT"));
         }
+        let flight = format!("{}\0{name}", account.key());
         let made = self
             .flights
-            .run(name, async {
+            .run(&flight, async {
                 let resource = match account.link() {
                     // The revision, not the path: the path may hold newer content by now.
                     None => json!({".tag": "path", "path": format!("rev:{}", f.rev)}),
@@ -187,7 +189,16 @@ pub async fn serve(
         Outcome::Proceed { .. } => {
             let asked = std::time::Instant::now();
             let (bytes, cache) = match app.thumbs.get(app, account, path, f, &name, spec).await {
-                Ok(made) => made,
+                // SECURITY: a thumbnail another account brought is this one's MISS the first
+                // time, as with bodies.
+                Ok((bytes, "HIT")) if !account.used.contains(&name) => {
+                    account.used.insert(&name);
+                    (bytes, "MISS")
+                }
+                Ok((bytes, cache)) => {
+                    account.used.insert(&name);
+                    (bytes, cache)
+                }
                 // The revision is gone (or another was made): our metadata is stale.
                 Err(e) if matches!(*e, UpstreamError::NotFound) => {
                     return Ok(Served::Changed(None));

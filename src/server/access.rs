@@ -162,6 +162,28 @@ fn logged_target(route: &str, uri: &hyper::Uri) -> String {
     }
 }
 
+/// The `Referer` as the access log writes it. SECURITY: a page served from a link named by
+/// URL sends that URL (its key) as the Referer of everything it loads: such a referer is
+/// redacted as the request target is.
+fn logged_referer(v: Option<&HeaderValue>) -> String {
+    let Some(uri) = v
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<hyper::Uri>().ok())
+    else {
+        return logged(v);
+    };
+    if !uri.path().starts_with("/s/") {
+        return logged(v);
+    }
+    let target = logged_target("/s/{link}/{path}", &uri);
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(host)) => {
+            format!("{scheme}://{}{target}", escape(host.as_str().as_bytes()))
+        }
+        _ => target,
+    }
+}
+
 /// A request as the access log and the metrics see it, finished by `Metered`.
 pub struct Record {
     pub app: Arc<App>,
@@ -217,7 +239,7 @@ impl Record {
             target: logged_target(route, &parts.uri),
             version: parts.version,
             client,
-            referer: logged(parts.headers.get(hyper::header::REFERER)),
+            referer: logged_referer(parts.headers.get(hyper::header::REFERER)),
             user_agent: logged(parts.headers.get(hyper::header::USER_AGENT)),
             id,
             arrived: SystemTime::now(),
@@ -481,5 +503,21 @@ mod tests {
             let uri: hyper::Uri = target.parse().unwrap();
             assert_eq!(logged_target(route, &uri), want, "{target}");
         }
+        let referer = |s: &str| logged_referer(Some(&HeaderValue::from_str(s).unwrap()));
+        assert_eq!(
+            referer(
+                "https://cdn.example/s/https%3A%2F%2Fwww.dropbox.com%2Fs%2Fk%3Frlkey%3DX/i.html"
+            ),
+            "https://cdn.example/s/[redacted]/i.html"
+        );
+        assert_eq!(
+            referer("https://cdn.example/s/photos/i.html"),
+            "https://cdn.example/s/photos/i.html"
+        );
+        assert_eq!(
+            referer("https://example.org/page?q=1"),
+            "https://example.org/page?q=1"
+        );
+        assert_eq!(logged_referer(None), "-");
     }
 }

@@ -2,11 +2,14 @@
 //! request head, or one that stops reading its answer.
 //!
 //! - **Header**: once the first byte of a request arrives (for a new connection: from the
-//!   accept), its head must be in within `header_read_timeout` (slowloris).
+//!   accept), its head must be in within `header_read_timeout` (slowloris). HTTP/2: until
+//!   its first request.
 //! - **Idle**: a connection with no request under way is closed after `keepalive_timeout` since
 //!   its last request ended (HTTP/1.1: or since bytes last moved; HTTP/2: pings do not count).
-//! - **Stalled send**: a write that makes no progress for `keepalive_timeout` closes the
-//!   connection, request under way or not (a client that stopped reading).
+//! - **Stalled send**: a write, flush or shutdown that makes no progress for
+//!   `keepalive_timeout` closes the connection, request under way or not (a client that
+//!   stopped reading). An HTTP/2 stream stalled by flow control is the body stream's to end
+//!   (`body::stream`).
 //!
 //! A request under way (from the handler's call to the end or drop of its response body) is
 //! never cut by the header or idle deadline: waiting on Dropbox is not the client's fault.
@@ -31,6 +34,8 @@ pub struct Activity {
     in_flight: AtomicUsize,
     /// Milliseconds from `start` to the end of the last request.
     ended_ms: AtomicU64,
+    /// Requests begun on this connection.
+    begun: AtomicU64,
     /// A read left waiting while a request was under way: woken when it ends, so the idle
     /// deadline starts then.
     reader: Mutex<Option<Waker>>,
@@ -42,6 +47,7 @@ impl Activity {
             start: Instant::now(),
             in_flight: AtomicUsize::new(0),
             ended_ms: AtomicU64::new(0),
+            begun: AtomicU64::new(0),
             reader: Mutex::new(None),
         })
     }
@@ -49,6 +55,7 @@ impl Activity {
     /// A request begins; it is under way until the guard drops.
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.begun.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
 
@@ -167,8 +174,10 @@ impl<IO> Watched<IO> {
         }
         let ended = self.activity.ended();
         if let Some(since) = self.head_since {
-            // A head that began before the last request ended was that request's.
-            if self.h2 != Some(true) && since >= ended {
+            // A head that began before the last request ended was that request's. HTTP/2 has
+            // no heads to time after its first request (frames of any kind keep coming).
+            let first = self.activity.begun.load(Ordering::Relaxed) == 0;
+            if (self.h2 != Some(true) || first) && since >= ended {
                 return Some(since + self.limits.header);
             }
             self.head_since = None;
@@ -209,8 +218,13 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
                 if !got.is_empty() {
                     let now = Instant::now();
                     if self.h2.is_none() {
+                        // Decided on the whole preface, or at the first byte that differs.
                         let n = got.len().min(PREFACE.len());
-                        self.h2 = Some(got[..n] == PREFACE[..n]);
+                        if got[..n] != PREFACE[..n] {
+                            self.h2 = Some(false);
+                        } else if n == PREFACE.len() {
+                            self.h2 = Some(true);
+                        }
                     }
                     let idle = self.activity.in_flight.load(Ordering::Relaxed) == 0;
                     if idle && self.head_since.is_none_or(|s| s < self.activity.ended()) {
@@ -278,10 +292,78 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let polled = Pin::new(&mut self.io).poll_flush(cx).map_ok(|()| 0);
+        self.wrote(cx, polled).map_ok(drop)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        let polled = Pin::new(&mut self.io).poll_shutdown(cx).map_ok(|()| 0);
+        self.wrote(cx, polled).map_ok(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The server end of a pipe under `limits`, and the client end.
+    fn pipe(limits: Deadlines) -> (Watched<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        let (client, server) = tokio::io::duplex(1024);
+        (Watched::new(server, Activity::new(), limits, None), client)
+    }
+
+    /// How long the server end reads before its deadline fails it.
+    async fn until_timed_out(server: &mut Watched<tokio::io::DuplexStream>) -> Duration {
+        let started = Instant::now();
+        let mut buf = [0u8; 64];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), server.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => continue,
+                Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => return started.elapsed(),
+                other => panic!("no deadline: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_head_that_only_looks_like_http2_gets_the_header_deadline() {
+        let limits = Deadlines {
+            header: Duration::from_millis(100),
+            idle: Duration::from_secs(3),
+        };
+        // "P" could begin the HTTP/2 preface; undecided, it is still a head to time.
+        let (mut server, mut client) = pipe(limits);
+        client.write_all(b"P").await.unwrap();
+        assert!(until_timed_out(&mut server).await < Duration::from_secs(1));
+        // A whole preface with no request after it: the header deadline still holds.
+        let (mut server, mut client) = pipe(limits);
+        client
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(until_timed_out(&mut server).await < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_request_under_way_is_never_timed_out_and_idleness_counts_from_its_end() {
+        let limits = Deadlines {
+            header: Duration::from_millis(100),
+            idle: Duration::from_millis(300),
+        };
+        let (client, server) = tokio::io::duplex(1024);
+        let activity = Activity::new();
+        let mut server = Watched::new(server, activity.clone(), limits, Some(false));
+        let mut client = client;
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert!(server.read(&mut buf).await.unwrap() > 0);
+        let request = activity.begin();
+        // Well past both deadlines: still waiting, not failed.
+        let waited = tokio::time::timeout(Duration::from_millis(500), server.read(&mut buf)).await;
+        assert!(waited.is_err(), "{waited:?}");
+        drop(request);
+        let idle = until_timed_out(&mut server).await;
+        assert!(idle >= Duration::from_millis(250), "{idle:?}");
     }
 }

@@ -12,8 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 
-/// How often expired rows are removed.
+/// How often expired rows are removed, and how many at a time.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
+const SWEEP_BATCH: usize = 1000;
 
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -83,24 +84,59 @@ impl EmbeddedStore {
         Ok(store)
     }
 
-    /// Removes every expired row; how many went.
+    /// Removes every expired row; how many went. In batches of `SWEEP_BATCH`, each found in a
+    /// read transaction and removed in a short write one, so metadata writes never wait long.
     pub async fn sweep(&self) -> Result<usize, StoreError> {
-        let db = self.db.clone();
-        blocking(move || {
-            let txn = db.begin_write()?;
-            let mut gone = 0;
-            {
-                let mut table = txn.open_table(TABLE)?;
-                table.retain(|_, raw| {
-                    let live = unpack(raw).is_some();
-                    gone += usize::from(!live);
-                    live
-                })?;
+        let mut gone = 0;
+        let mut from = String::new();
+        loop {
+            let db = self.db.clone();
+            let start = from.clone();
+            let (expired, next) = blocking(move || {
+                let txn = db.begin_read()?;
+                let table = txn.open_table(TABLE)?;
+                let (mut expired, mut next) = (Vec::new(), None);
+                for row in table.range(start.as_str()..)? {
+                    let (k, v) = row?;
+                    if expired.len() == SWEEP_BATCH {
+                        next = Some(k.value().to_owned());
+                        break;
+                    }
+                    if unpack(v.value()).is_none() {
+                        expired.push(k.value().to_owned());
+                    }
+                }
+                Ok((expired, next))
+            })
+            .await?;
+            if !expired.is_empty() {
+                let db = self.db.clone();
+                gone += blocking(move || {
+                    let txn = db.begin_write()?;
+                    let mut n = 0;
+                    {
+                        let mut table = txn.open_table(TABLE)?;
+                        for k in &expired {
+                            // Still expired: a write since the read may have renewed it.
+                            let still = table
+                                .get(k.as_str())?
+                                .is_some_and(|raw| unpack(raw.value()).is_none());
+                            if still {
+                                table.remove(k.as_str())?;
+                                n += 1;
+                            }
+                        }
+                    }
+                    txn.commit()?;
+                    Ok(n)
+                })
+                .await?;
             }
-            txn.commit()?;
-            Ok(gone)
-        })
-        .await
+            match next {
+                Some(k) => from = k,
+                None => return Ok(gone),
+            }
+        }
     }
 
     /// Rows in the file, expired or not.
