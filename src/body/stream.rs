@@ -67,12 +67,20 @@ pub struct Fallback {
     pub stall: std::time::Duration,
 }
 
-/// Sends one chunk; false if the client went away or stalled past `stall`.
+/// Sends one chunk; false if the client went away or stalled past `stall`. Room in the
+/// channel takes it at once; only a full one waits, under a timer.
 async fn give(tx: &Sender, chunk: Bytes, stall: std::time::Duration) -> bool {
-    matches!(
-        tokio::time::timeout(stall, tx.send(Ok(chunk))).await,
-        Ok(Ok(()))
-    )
+    use tokio::sync::mpsc::error::TrySendError;
+    match tx.try_send(Ok(chunk)) {
+        Ok(()) => true,
+        Err(TrySendError::Closed(_)) => false,
+        Err(TrySendError::Full(chunk)) => {
+            matches!(
+                tokio::time::timeout(stall, tx.send(chunk)).await,
+                Ok(Ok(()))
+            )
+        }
+    }
 }
 
 /// Streams bytes `start..end` of `source` to a new body.
