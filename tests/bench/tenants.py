@@ -94,12 +94,12 @@ def slowloris(conns, timeout):
         host, port = host_port(url)
         with urllib.request.urlopen(url + "/b/a.txt", timeout=10) as r:
             assert r.read() == b"hello"
-        half = []
+        half, opened = [], []
         for _ in range(conns):
             s = socket.create_connection((host, port))
+            opened.append(time.monotonic())
             s.sendall(b"GET /b/a.txt HTTP/1.1\r\nHost: bench\r\nX-Slow: ")
             half.append(s)
-        t0 = time.monotonic()
         closed = [None] * conns
 
         def wait_close(i, s):
@@ -109,7 +109,7 @@ def slowloris(conns, timeout):
                     pass
             except OSError:
                 pass
-            closed[i] = time.monotonic() - t0
+            closed[i] = time.monotonic() - opened[i]
 
         threads = [threading.Thread(target=wait_close, args=(i, s)) for i, s in enumerate(half)]
         for t in threads:
@@ -125,8 +125,9 @@ def slowloris(conns, timeout):
         for t in threads:
             t.join()
         ok = [x for x in closed if x is not None]
-        print(f"{conns} half-sent heads (header_read_timeout {timeout}): closed after "
-              f"{min(ok):.2f} s to {max(ok):.2f} s ({len(ok)} of {conns})")
+        print(f"{conns} half-sent heads (header_read_timeout {timeout}): each closed "
+              f"{min(ok):.2f} s to {max(ok):.2f} s after it opened ({len(ok)} of {conns}; "
+              f"opening them took {opened[-1] - opened[0]:.2f} s)")
         lat.sort()
         print(f"a normal client meanwhile: {len(lat)} GETs, all 200; latency p50 "
               f"{statistics.median(lat) * 1000:.2f} ms, max {lat[-1] * 1000:.2f} ms")
