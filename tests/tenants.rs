@@ -52,6 +52,24 @@ fn bob_too() -> String {
     format!("[[account]]\nalias = \"bob\"\nroot = \"/Public\"\naccess_token = {BOB:?}\n")
 }
 
+/// `bytes` at `/Public/<name>` in both accounts, and a proxy publishing both (`alice`, `bob`)
+/// with both entries' metadata cached and no body yet.
+async fn both_hold(h: &Harness, name: &str, bytes: &[u8]) -> TestProxy {
+    h.put(&format!("/Public/{name}"), bytes.to_vec()).await;
+    h.put_as(BOB, &format!("/Public/{name}"), bytes.to_vec())
+        .await;
+    let settings = Settings {
+        extra: bob_too(),
+        ..Settings::default()
+    };
+    let p = TestProxy::start(&h.running.base_url, &settings).await;
+    for who in ["alice", "bob"] {
+        let a = p.head(&format!("/{who}/{name}"), &[]).await;
+        assert_eq!(a.status, StatusCode::OK);
+    }
+    p
+}
+
 fn latency(ms: u64) -> Faults {
     Faults {
         latency_ms: ms,
@@ -128,15 +146,7 @@ async fn a_fill_joined_across_accounts_never_records_the_other_accounts_file() {
 async fn a_thumbnail_is_kept_only_under_the_content_it_was_made_of() {
     let h = two_accounts().await;
     let (wide, tall) = (png(64, 32), png(32, 64));
-    h.put("/Public/pic.png", wide.clone()).await;
-    h.put_as(BOB, "/Public/pic.png", wide.clone()).await;
-    let settings = Settings {
-        extra: bob_too(),
-        ..Settings::default()
-    };
-    let p = TestProxy::start(&h.running.base_url, &settings).await;
-    assert_eq!(p.head("/alice/pic.png", &[]).await.status, StatusCode::OK);
-    assert_eq!(p.head("/bob/pic.png", &[]).await.status, StatusCode::OK);
+    let p = both_hold(&h, "pic.png", &wide).await;
     // Bob's picture changes while both metadata entries still name the shared content.
     h.put_as(BOB, "/Public/pic.png", tall.clone()).await;
     let dims = |body: &[u8]| {
@@ -563,20 +573,11 @@ async fn short_text_answers_are_not_sniffed() {
 async fn a_first_answer_tells_nothing_of_another_accounts_cache() {
     let h = two_accounts().await;
     let same = data(50_000, 6);
-    h.put("/Public/mine.bin", same.clone()).await;
-    h.put_as(BOB, "/Public/his.bin", same.clone()).await;
-    let p = TestProxy::start(
-        &h.running.base_url,
-        &Settings {
-            extra: bob_too(),
-            ..Settings::default()
-        },
-    )
-    .await;
+    let p = both_hold(&h, "same.bin", &same).await;
     let status = |a: &common::Answer| a.header("x-cache-status").unwrap().to_owned();
-    assert_eq!(status(&p.get("/alice/mine.bin", &[]).await), "MISS");
+    assert_eq!(status(&p.get("/alice/same.bin", &[]).await), "MISS");
     // Bob's first request finds Alice's blob: served from it, but reported as his MISS.
-    let first = p.get("/bob/his.bin", &[]).await;
+    let first = p.get("/bob/same.bin", &[]).await;
     assert!(first.body[..] == same[..]);
     assert_eq!(status(&first), "MISS");
     assert_eq!(
@@ -584,8 +585,8 @@ async fn a_first_answer_tells_nothing_of_another_accounts_cache() {
         1,
         "the blob is still shared"
     );
-    assert_eq!(status(&p.get("/bob/his.bin", &[]).await), "HIT");
-    assert_eq!(status(&p.get("/alice/mine.bin", &[]).await), "HIT");
+    assert_eq!(status(&p.get("/bob/same.bin", &[]).await), "HIT");
+    assert_eq!(status(&p.get("/alice/same.bin", &[]).await), "HIT");
 }
 
 #[tokio::test]
@@ -693,18 +694,7 @@ async fn a_fill_started_for_a_range_finishes_after_its_client_leaves() {
 async fn a_joined_fill_that_fails_for_its_owner_is_not_this_accounts_failure() {
     let h = two_accounts().await;
     let same = data(100_000, 8);
-    h.put("/Public/same.bin", same.clone()).await;
-    h.put_as(BOB, "/Public/same.bin", same.clone()).await;
-    let p = TestProxy::start(
-        &h.running.base_url,
-        &Settings {
-            extra: bob_too(),
-            ..Settings::default()
-        },
-    )
-    .await;
-    assert_eq!(p.head("/alice/same.bin", &[]).await.status, StatusCode::OK);
-    assert_eq!(p.head("/bob/same.bin", &[]).await.status, StatusCode::OK);
+    let p = both_hold(&h, "same.bin", &same).await;
     // Bob's token stops working; his download of the shared content will fail.
     let revoked = h
         .rpc("auth/token/revoke", Some(BOB), &serde_json::Value::Null)
@@ -726,17 +716,7 @@ async fn a_joined_fill_that_fails_for_its_owner_is_not_this_accounts_failure() {
 #[tokio::test]
 async fn a_thumbnail_first_asked_by_another_account_is_a_miss() {
     let h = two_accounts().await;
-    let pic = png(64, 32);
-    h.put("/Public/pic.png", pic.clone()).await;
-    h.put_as(BOB, "/Public/pic.png", pic.clone()).await;
-    let p = TestProxy::start(
-        &h.running.base_url,
-        &Settings {
-            extra: bob_too(),
-            ..Settings::default()
-        },
-    )
-    .await;
+    let p = both_hold(&h, "pic.png", &png(64, 32)).await;
     let status = |a: common::Answer| a.header("x-cache-status").unwrap().to_owned();
     let url = |who: &str| format!("/{who}/pic.png?thumb=w64h64");
     assert_eq!(status(p.get(&url("alice"), &[]).await), "MISS");
