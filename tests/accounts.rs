@@ -334,7 +334,16 @@ async fn forged_replayed_expired_and_declined_states_are_refused() {
     );
     // Expired: past oauth.state_ttl.
     let back = h.approve(&start(&p, "carol", "").await).await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The state says when it expires (`<nonce>.<expiry ms>.<signature>`): wait for that.
+    let expiry: u64 = back
+        .iter()
+        .find(|(k, _)| k == "state")
+        .and_then(|(_, s)| s.split('.').nth(1)?.parse().ok())
+        .expect("a state with its expiry");
+    eventually("the state expires", || async {
+        dropcache::meta::entry::now_ms() > expiry
+    })
+    .await;
     let late = callback(query(&back)).await;
     assert_eq!(late.status, StatusCode::BAD_REQUEST);
     assert!(late.text().contains("expired"), "{}", late.text());

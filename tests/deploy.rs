@@ -70,15 +70,32 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// A child process killed on drop; stderr goes to a file that can be read while it runs.
+/// A child process stopped on drop (killed, or asked with `quit` and waited for, up to 10 s);
+/// stderr goes to a file that can be read while it runs.
 struct Running {
     child: Child,
     stdout: Option<BufReader<ChildStdout>>,
     stderr: PathBuf,
+    /// The signal that stops it with its own children (nginx: QUIT, or its workers outlive a
+    /// killed master).
+    quit: Option<&'static str>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
+        if let Some(sig) = self.quit {
+            let asked = Command::new(tool("kill"))
+                .args([sig, &self.child.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while asked && Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -97,7 +114,14 @@ impl Running {
             child,
             stdout,
             stderr,
+            quit: None,
         }
+    }
+
+    /// Stopped on drop by `sig`, and waited for.
+    fn quit_with(mut self, sig: &'static str) -> Running {
+        self.quit = Some(sig);
+        self
     }
 
     fn line(&mut self) -> String {
@@ -296,7 +320,8 @@ fn nginx_in_front_and_prometheus_scraping_with_the_shipped_files() {
         c
     };
     succeeds(&mut nginx_args(&["-t", "-q"]), "nginx -t");
-    let _nginx = Running::spawn(nginx_args(&[]), dir, "nginx");
+    // QUIT: nginx's master stops its workers and exits (a killed master leaves them running).
+    let _nginx = Running::spawn(nginx_args(&[]), dir, "nginx").quit_with("-QUIT");
     let front = format!("http://127.0.0.1:{port}");
     eventually("nginx listens", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -600,7 +625,7 @@ fn the_process_logs_json_takes_a_new_level_and_drains_on_sigterm() {
     let root = dir.join("dropbox");
     std::fs::create_dir_all(root.join("site")).unwrap();
     std::fs::write(root.join("site/slow.txt"), "worth the wait").unwrap();
-    let (_emu, emu_url) = emulator(dir, &root, &["--latency", "1500ms"]);
+    let (_emu, emu_url) = emulator(dir, &root, &["--latency", "1500ms", "--admin"]);
     let write = |level: &str| {
         let text = format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_timeout = \"10s\"\n\
@@ -700,8 +725,12 @@ fn the_process_logs_json_takes_a_new_level_and_drains_on_sigterm() {
         let url = url.clone();
         std::thread::spawn(move || curl(&format!("{url}/site/slow.txt"), &[]))
     };
-    // Well inside the first 1.5 s wait on Dropbox.
-    std::thread::sleep(Duration::from_millis(300));
+    // Once it waits on Dropbox (the emulator's log has it in flight).
+    eventually("the request waits on Dropbox", || {
+        let log = curl(&format!("{emu_url}/_emulator/log"), &[]);
+        serde_json::from_slice::<Value>(&log.body)
+            .is_ok_and(|v| v["in_flight"].as_u64().is_some_and(|n| n >= 1))
+    });
     let asked = Instant::now();
     p.signal("-TERM");
     let addr = url.strip_prefix("http://").unwrap().to_owned();

@@ -773,7 +773,10 @@ async fn the_embedded_store_sweeps_in_batches_and_keeps_live_rows() {
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    eventually("every old row has expired", || async {
+        store.get("old:02499".into()).await.unwrap().is_none()
+    })
+    .await;
     assert_eq!(store.sweep().await.unwrap(), 2500);
     assert_eq!(store.rows().await.unwrap(), 10);
     assert_eq!(

@@ -174,6 +174,14 @@ impl TokenSet {
         self.relink.load(Ordering::Relaxed)
     }
 
+    /// Whether the access token is due a refresh ahead of its expiry (or past it): the next
+    /// call refreshes it.
+    pub fn refresh_due(&self) -> bool {
+        self.current()
+            .and_then(|a| a.refresh_at.or(a.expires))
+            .is_some_and(|at| Instant::now() >= at)
+    }
+
     /// How long until Dropbox may be called again for this account, if it asked us to wait.
     pub fn blocked_for(&self) -> Option<Duration> {
         let until = (*self.blocked_until.lock().unwrap_or_else(|p| p.into_inner()))?;
