@@ -857,7 +857,15 @@ mod tests {
 
     #[test]
     fn the_example_file_parses_with_every_default() {
-        let text = include_str!("../config/dropcache.example.toml");
+        let shipped = include_str!("../config/dropcache.example.toml");
+        assert!(Config::parse(shipped, &no_env).is_ok_and(|c| c.accounts.is_empty()));
+        // Its account, uncommented as the file says (one "#" off each line).
+        let at = shipped.find("#[[account]]").expect("the commented account");
+        let account: String = shipped[at..]
+            .lines()
+            .map(|l| format!("{}\n", l.strip_prefix('#').unwrap_or(l)))
+            .collect();
+        let text = &format!("{}{account}", &shipped[..at]);
         let env =
             |k: &str| (k == "DROPCACHE_ACCOUNT_ALICE_ACCESS_TOKEN").then(|| "from-env".to_owned());
         let c = Config::parse(text, &env).expect("the example is valid");

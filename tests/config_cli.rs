@@ -21,9 +21,25 @@ fn check(path: &std::path::Path, env: &[(&str, &str)]) -> (bool, String, String)
 }
 
 #[test]
-fn example_config_validates_with_the_token_from_the_environment() {
+fn example_config_validates_as_shipped_and_its_account_with_the_token_from_the_environment() {
     let example =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dropcache.example.toml");
+    let (ok, out, err) = check(&example, &[]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("ok (0 account(s), listen 127.0.0.1:8080)"),
+        "{out}"
+    );
+    // Its account, uncommented as the file says (one "#" off each line from `#[[account]]`).
+    let text = std::fs::read_to_string(&example).unwrap();
+    let at = text.find("#[[account]]").expect("the commented account");
+    let uncommented: String = text[at..]
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix('#').unwrap_or(l)))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let example = dir.path().join("with-account.toml");
+    std::fs::write(&example, format!("{}{uncommented}", &text[..at])).unwrap();
     let (ok, out, err) = check(
         &example,
         &[("DROPCACHE_ACCOUNT_ALICE_ACCESS_TOKEN", "sl.from-env")],
