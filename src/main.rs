@@ -350,6 +350,8 @@ async fn reload_on_hangup(
 
 async fn run_demo(listen: &str, dir: Option<PathBuf>) -> anyhow::Result<()> {
     let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("dropcache-demo"));
+    // Said plainly: a second run reuses the first one's store and body cache.
+    let reused = dir.join("store").exists();
     let log = dropcache::telemetry::init_with(&dropcache::config::LogConfig::default());
     let (emulator, config) = dropcache::demo::start(&dir, listen).await?;
     let sample = dir.join("dropbox");
@@ -372,6 +374,14 @@ async fn run_demo(listen: &str, dir: Option<PathBuf>) -> anyhow::Result<()> {
             ),
         ] {
             writeln!(out, "  http://{addr}/{a}/{path:<20} {what}")?;
+        }
+        if reused {
+            writeln!(
+                out,
+                "It reuses {} from an earlier run (the sample rewritten; the store and the body \
+                 cache kept): --dir DIR for a fresh one.",
+                dir.display()
+            )?;
         }
         writeln!(out, "Ctrl-C stops it.")?;
         out.flush()

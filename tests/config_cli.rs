@@ -276,4 +276,20 @@ fn demo_serves_its_sample_with_nothing_to_set_up() {
         .0,
         400
     );
+    assert!(!banner.contains("reuses"), "{banner}");
+    // A second run in the same directory says plainly that it reuses it.
+    drop(demo);
+    let args = [
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ];
+    let (mut again, _) = Running::start(&args, &[]);
+    let banner: String = (0..6).map(|_| again.line() + "\n").collect();
+    assert!(
+        banner.contains(&format!("It reuses {}", dir.path().display())),
+        "{banner}"
+    );
 }
