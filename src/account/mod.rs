@@ -99,13 +99,15 @@ impl UsedBlobs {
             .is_some()
     }
 
-    pub fn insert(&self, name: &str) {
+    /// Notes that `name` was served to the account; whether that is news.
+    pub fn insert(&self, name: &str) -> bool {
         let id = Self::id(name);
         let mut used = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        used.put(id, ());
+        let new = used.put(id, ()).is_none();
         if used.len() > USED_BLOBS {
             used.pop_lru();
         }
+        new
     }
 }
 

@@ -149,14 +149,13 @@ pub fn start(job: Job) -> Reader {
         // Every reader gone with less than the share in: cancel. Nearly done: finish for the
         // next client, whoever leaves from now on.
         let abandoned = async {
-            let gone = match abandon_below {
-                Some(_) => left.wait_for(|n| *n == 0).await.is_ok(),
-                None => false,
-            };
-            let share = abandon_below.unwrap_or(0.0);
-            if !gone || (tx.borrow().written as f64) >= share * size as f64 {
-                std::future::pending::<()>().await;
+            if let Some(share) = abandon_below
+                && left.wait_for(|n| *n == 0).await.is_ok()
+                && (tx.borrow().written as f64) < share * size as f64
+            {
+                return;
             }
+            std::future::pending::<()>().await
         };
         let end = tokio::select! {
             end = run(job, &tx) => end,

@@ -110,10 +110,12 @@ fn open_blob(disk: &Disk, name: &str, size: u64, verified: bool, touch: bool) ->
 }
 
 /// Why a body could not be opened.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// Dropbox has another version (None: nothing) at the path: refresh the metadata.
+    #[error("the file changed in Dropbox")]
     Changed(Option<FileMetadata>),
+    #[error(transparent)]
     Upstream(Arc<UpstreamError>),
 }
 
@@ -348,15 +350,18 @@ impl Bodies {
             })));
         };
         let span = *first.start()..=*last.end();
+        let hash = blob_name(account, path, f);
         let cold_and_large = f.size > self.range_passthrough_above
-            && blob_name(account, path, f).is_some_and(|h| !lock(&self.index).contains(&h));
+            && hash
+                .as_deref()
+                .is_some_and(|h| !lock(&self.index).contains(h));
         if !cold_and_large {
             return Ok(Ranged::Span(self.open(account, path, f, Some(span)).await?));
         }
         if self.range_fill
-            && let Some(hash) = blob_name(account, path, f)
+            && let Some(hash) = &hash
         {
-            drop(self.fill(account, path, f, &hash, false).await);
+            drop(self.fill(account, path, f, hash, false).await);
         }
         let first = self
             .passthrough(account, path, f, Some(first.clone()))
@@ -364,22 +369,15 @@ impl Bodies {
         let rest = parts[1..]
             .iter()
             .map(|r| {
-                let (dropbox, account, path, f, r) = (
+                let (dropbox, account, path, rev, r) = (
                     self.dropbox.clone(),
                     account.clone(),
                     path.to_owned(),
-                    f.clone(),
+                    f.rev.clone(),
                     r.clone(),
                 );
                 let open: Deferred = Box::pin(async move {
-                    passthrough(&dropbox, &account, &path, &f, Some(r))
-                        .await
-                        .map_err(|e| -> BoxError {
-                            match e {
-                                OpenError::Changed(_) => "the file changed in Dropbox".into(),
-                                OpenError::Upstream(e) => Box::new(e),
-                            }
-                        })
+                    Ok(passthrough(&dropbox, &account, &path, &rev, Some(r)).await?)
                 });
                 open
             })
@@ -548,15 +546,10 @@ impl Bodies {
             return self.join(hash);
         };
         let mut flights = lock(&self.flights);
-        if let Some(fill) = flights
-            .get(hash)
-            .filter(|f| !f.progress.borrow().state.is_spent())
-        {
+        if let Some(reader) = self.join_in(&flights, hash) {
             // Another request started it meanwhile: use theirs, drop ours (the temp file goes
             // with its path).
-            self.coalesced.fetch_add(1, Ordering::Relaxed);
-            drop(temp);
-            return Some(fill.join());
+            return Some(reader);
         }
         let reader = fill::start(fill::Job {
             dropbox: self.dropbox.clone(),
@@ -597,7 +590,11 @@ impl Bodies {
 
     /// A reader of the fill of `hash` under way, unless there is none or it ended badly.
     fn join(&self, hash: &str) -> Option<Reader> {
-        let flights = lock(&self.flights);
+        self.join_in(&lock(&self.flights), hash)
+    }
+
+    /// As `join`, in the flight map its caller holds locked.
+    fn join_in(&self, flights: &HashMap<String, Arc<Fill>>, hash: &str) -> Option<Reader> {
         let fill = flights
             .get(hash)
             .filter(|f| !f.progress.borrow().state.is_spent())?;
@@ -613,16 +610,17 @@ impl Bodies {
         f: &FileMetadata,
         span: Option<RangeInclusive<u64>>,
     ) -> Result<Opened, OpenError> {
-        passthrough(&self.dropbox, account, path, f, span).await
+        passthrough(&self.dropbox, account, path, &f.rev, span).await
     }
 }
 
-/// Straight from Dropbox (a Range when only part is needed).
-async fn passthrough(
+/// Straight from Dropbox (a Range when only part is needed), if it still has revision `rev`.
+/// The body starts at `Opened::offset`: where a 206 says, or 0 (a 200).
+pub(crate) async fn passthrough(
     dropbox: &Dropbox,
     account: &Account,
     path: &str,
-    f: &FileMetadata,
+    rev: &str,
     span: Option<RangeInclusive<u64>>,
 ) -> Result<Opened, OpenError> {
     let range = span
@@ -635,7 +633,7 @@ async fn passthrough(
         }
         Err(e) => return Err(OpenError::Upstream(Arc::new(e))),
     };
-    if download.metadata.rev != f.rev {
+    if download.metadata.rev != rev {
         return Err(OpenError::Changed(Some(download.metadata)));
     }
     // A 206 starts where its Content-Range says; a 200 (Range ignored) at 0.
@@ -681,7 +679,7 @@ pub fn blob_name(account: &Account, path: &str, f: &FileMetadata) -> Option<Stri
 }
 
 /// The first byte position of `bytes a-b/n`.
-pub(crate) fn content_range_start(value: &str) -> Option<u64> {
+fn content_range_start(value: &str) -> Option<u64> {
     let rest = value.trim().strip_prefix("bytes ")?;
     let (start, _) = rest.split_once('-')?;
     start.trim().parse().ok()

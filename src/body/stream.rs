@@ -14,7 +14,6 @@ use crate::upstream::client::Dropbox;
 use crate::upstream::error::UpstreamError;
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::StatusCode;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
@@ -178,29 +177,20 @@ async fn pump(
 
 /// Carries on from Dropbox from byte `pos`.
 async fn passthrough(mut pos: u64, end: u64, tx: &Sender, fb: &Fallback) -> Result<(), BoxError> {
-    let range = format!("bytes={pos}-{}", end - 1);
-    let download = fb
-        .account
-        .download(&fb.dropbox, &fb.path, Some(&range))
-        .await?;
-    if download.metadata.rev != fb.rev {
-        return Err("the file changed in Dropbox".into());
+    let opened = super::passthrough(
+        &fb.dropbox,
+        &fb.account,
+        &fb.path,
+        &fb.rev,
+        Some(pos..=end - 1),
+    )
+    .await?;
+    // Bytes before `pos` are skipped; a body that starts after it cannot give it.
+    let mut at = opened.offset;
+    if at > pos {
+        return Err("Dropbox's 206 starts after where it was asked to".into());
     }
-    // A 206 starts where its Content-Range says (it must be `pos`); a 200 at 0, and we skip
-    // to `pos`.
-    let mut at = if download.status == StatusCode::PARTIAL_CONTENT {
-        let start = download
-            .content_range
-            .as_deref()
-            .and_then(super::content_range_start);
-        if start != Some(pos) {
-            return Err("Dropbox's 206 does not start where it was asked to".into());
-        }
-        pos
-    } else {
-        0
-    };
-    let mut body = download.body;
+    let mut body = opened.stream;
     while pos < end {
         let Some(frame) = body.frame().await else {
             return Err("Dropbox's body ended early".into());

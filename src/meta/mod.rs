@@ -221,7 +221,8 @@ impl MetaCache {
         }
         // 2–3. L2 then Dropbox, one flight per key.
         let looked = self
-            .flight(&key, async {
+            .flights
+            .run(&key, async {
                 // What the feed changes meanwhile is newer than anything this flight finds.
                 let generation = account.feed.generation();
                 let mut stale = l1;
@@ -317,7 +318,8 @@ impl MetaCache {
             tokio::spawn(async move {
                 let generation = account.feed.generation();
                 let refreshed = me
-                    .flight(
+                    .flights
+                    .run(
                         &key,
                         me.fetch_or_stale(&account, &display, &key, Some(stale), generation),
                     )
@@ -508,15 +510,6 @@ impl MetaCache {
         for k in doomed {
             l1.pop(&k);
         }
-    }
-
-    /// Runs `fetch` once for every concurrent caller asking for `key`.
-    async fn flight(
-        &self,
-        key: &str,
-        fetch: impl Future<Output = Result<Looked, Arc<UpstreamError>>>,
-    ) -> Result<Looked, Arc<UpstreamError>> {
-        self.flights.run(key, fetch).await
     }
 
     /// Reads an entry from the store; a store failure or a foreign version reads as absent.

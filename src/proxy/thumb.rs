@@ -191,13 +191,9 @@ pub async fn serve(
             let (bytes, cache) = match app.thumbs.get(app, account, path, f, &name, spec).await {
                 // SECURITY: a thumbnail another account brought is this one's MISS the first
                 // time, as with bodies.
-                Ok((bytes, "HIT")) if !account.used.contains(&name) => {
-                    account.used.insert(&name);
-                    (bytes, "MISS")
-                }
                 Ok((bytes, cache)) => {
-                    account.used.insert(&name);
-                    (bytes, cache)
+                    let first = account.used.insert(&name);
+                    (bytes, if first { "MISS" } else { cache })
                 }
                 // The revision is gone (or another was made): our metadata is stale.
                 Err(e) if matches!(*e, UpstreamError::NotFound) => {
