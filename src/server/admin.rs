@@ -223,14 +223,12 @@ pub async fn operate(app: &App, parts: &Parts) -> Response<Body> {
         ("/admin/purge", &Method::POST) => purge(app, &q).await,
         ("/admin/cache", &Method::GET) => {
             let (l1, l1_capacity) = app.meta.l1_len();
+            let (soft, hard) = crate::server::open_files_limit();
             json_answer(
                 StatusCode::OK,
                 &json!({
                     "body": app.bodies.stats(),
-                    "open_files_limit": {
-                        "soft": crate::server::open_files_limit().0,
-                        "hard": crate::server::open_files_limit().1,
-                    },
+                    "open_files_limit": {"soft": soft, "hard": hard},
                     "metadata": {
                         "l1_entries": l1,
                         "l1_capacity": l1_capacity,

@@ -96,15 +96,10 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// The config's defaults (an empty file's `[server]`): one source for both.
     fn default() -> Self {
-        Limits {
-            drain: Duration::from_secs(20),
-            header_read_timeout: Duration::from_secs(10),
-            keepalive_timeout: Duration::from_secs(75),
-            max_connections: 4096,
-            http2_max_streams: 128,
-            http2_keepalive_interval: Duration::from_secs(30),
-        }
+        let config = crate::config::Config::parse("", &|_| None).expect("an empty config is valid");
+        Limits::from_config(&config.server)
     }
 }
 
