@@ -195,4 +195,11 @@ pub async fn serve(
         let _ = s.await;
     }
     app.feeds.stop().await;
+    // Background refreshes and store writes finish, so the store is released on return.
+    if tokio::time::timeout(app.config.server.shutdown_timeout, app.meta.settled())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background metadata work still under way at shutdown");
+    }
 }

@@ -80,6 +80,8 @@ pub struct MetaCache {
     /// Lookups answered by L1, by L2, and by Dropbox (fetched, revalidated, or stale after
     /// Dropbox failed), for `/metrics`.
     answered: [AtomicU64; 3],
+    /// Background refreshes and store writes under way.
+    behind: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 /// What a purge dropped.
@@ -116,6 +118,7 @@ impl MetaCache {
             l1: Mutex::new(LruCache::new(l1_entries)),
             listening: AtomicBool::new(true),
             answered: Default::default(),
+            behind: Arc::new(tokio::sync::watch::Sender::new(0)),
             store,
             dropbox,
             fresh,
@@ -127,6 +130,22 @@ impl MetaCache {
     /// here and this instance hears the others' invalidations.
     pub fn feed_since(&self, account: &Account) -> Option<u64> {
         account.feed.trusted_since().filter(|_| self.is_listening())
+    }
+
+    /// Runs `work` in the background, counted until it ends (see `settled`).
+    fn behind(&self, work: impl Future<Output = ()> + Send + 'static) {
+        self.behind.send_modify(|n| *n += 1);
+        let count = self.behind.clone();
+        tokio::spawn(async move {
+            work.await;
+            count.send_modify(|n| *n -= 1);
+        });
+    }
+
+    /// Waits until no background refresh or store write of this cache is under way: a stopping
+    /// proxy lets them finish, so the store is free when it returns.
+    pub async fn settled(&self) {
+        let _ = self.behind.subscribe().wait_for(|n| *n == 0).await;
     }
 
     /// Lookups so far, by where they were answered.
@@ -315,7 +334,7 @@ impl MetaCache {
             let account = account.clone();
             let display = display.to_owned();
             let stale = entry.clone();
-            tokio::spawn(async move {
+            self.behind(async move {
                 let generation = account.feed.generation();
                 let refreshed = me
                     .flights
@@ -388,7 +407,7 @@ impl MetaCache {
         generation: u64,
     ) {
         let (me, account, key) = (self.clone(), account.clone(), Self::key(account, lower));
-        tokio::spawn(async move {
+        self.behind(async move {
             if account.feed.generation() != generation {
                 return;
             }
