@@ -100,12 +100,25 @@ pub struct Reservation {
     pub size: u64,
 }
 
+impl Reservation {
+    /// Turns the room into the blob the fill made, under one lock: no other fill can take the
+    /// room between its release and the blob's insertion (which would push the total past the
+    /// cap). Returns the victims to delete.
+    fn settle(mut self, hash: &str, blob: Blob) -> Vec<String> {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        index.release(std::mem::take(&mut self.size));
+        index.insert(hash, blob)
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.index
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .release(self.size);
+        if self.size > 0 {
+            self.index
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .release(self.size);
+        }
     }
 }
 
@@ -120,7 +133,6 @@ pub struct Job {
     /// Deleted when dropped (a failed or cancelled fill), unless moved into place.
     pub temp: tempfile::TempPath,
     pub disk: Arc<Disk>,
-    pub index: Arc<Mutex<Index>>,
     pub reservation: Reservation,
     /// Cancelled when every reader has gone with less than this share in; None: never (a
     /// background fill).
@@ -224,26 +236,22 @@ async fn run(job: Job, tx: &watch::Sender<Progress>) -> State {
         );
         return State::Failed(Arc::new(UpstreamError::Integrity));
     }
-    // Into place, then into the index (whose victims are deleted), in place of the room
-    // reserved for it.
-    let (disk, index, hash, temp) = (job.disk.clone(), job.index.clone(), job.hash, job.temp);
+    // Into place (still within the room reserved for it), then into the index in place of
+    // that room; the victims are deleted.
+    let (disk, hash, temp) = (job.disk.clone(), job.hash, job.temp);
     let size = written;
     let reservation = job.reservation;
     let placed = tokio::task::spawn_blocking(move || {
-        drop(reservation);
         if let Err(e) = disk.publish(temp, &hash) {
             tracing::warn!(error = %e, "cannot move a blob into place; not cached");
             return;
         }
-        let victims = index.lock().unwrap_or_else(|p| p.into_inner()).insert(
-            &hash,
-            Blob {
-                size,
-                verified: true,
-                touched: secs(SystemTime::now()),
-            },
-        );
-        for v in victims {
+        let blob = Blob {
+            size,
+            verified: true,
+            touched: secs(SystemTime::now()),
+        };
+        for v in reservation.settle(&hash, blob) {
             disk.remove(&v);
         }
     })

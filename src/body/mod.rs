@@ -560,7 +560,6 @@ impl Bodies {
             file: Arc::new(file),
             temp,
             disk: self.disk.clone(),
-            index: self.index.clone(),
             reservation,
             abandon_below: followed.then_some(self.abandon_below),
         });
