@@ -9,19 +9,16 @@ use crate::meta::{Freshness, MetaCache};
 use crate::metrics::Metrics;
 use crate::proxy::link::Links;
 use crate::proxy::thumb::Thumbs;
-use crate::server;
 use crate::store::{Store, StoreError};
 use crate::telemetry::LogControl;
 use crate::upstream::client::Dropbox;
 use crate::upstream::retry::RetryPolicy;
 use crate::upstream::transport::{CaError, http_client};
 use hyper::header::HeaderValue;
-use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::net::TcpListener;
+use std::sync::atomic::AtomicBool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -61,7 +58,7 @@ pub struct App {
 impl App {
     /// Opens the store, builds the Dropbox client and caches, records the accounts.
     pub async fn build(config: Config) -> Result<Arc<App>, AppError> {
-        let files = crate::server::raise_open_files();
+        let files = raise_open_files();
         let conns = config.server.max_connections as u64;
         // A client may hold its socket, a blob and a connection to Dropbox at once.
         if let Some(files) = files.filter(|f| conns.saturating_mul(3) > *f) {
@@ -149,57 +146,25 @@ impl App {
     }
 }
 
-/// Serves the proxy on `listener` (and `/metrics` on `metrics`, if given) until `shutdown`
-/// resolves; then stops accepting, gives in-flight requests up to `server.shutdown_timeout`
-/// to finish, and hands the change feeds over (their leases are released, so another
-/// instance follows at once).
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Option<TcpListener>,
-    app: Arc<App>,
-    shutdown: impl Future<Output = ()>,
-) {
-    let limits = server::Limits::from_config(&app.config.server);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let signal = {
-        let app = app.clone();
-        async move {
-            shutdown.await;
-            app.draining.store(true, Ordering::Relaxed);
-            let _ = stop.send(true);
+/// The open-files limit (soft, hard); None where unlimited or unreadable.
+pub fn open_files_limit() -> (Option<u64>, Option<u64>) {
+    let l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    (l.current, l.maximum)
+}
+
+/// Raises the soft open-files limit to the hard one (as nginx's `worker_rlimit_nofile`): every
+/// connection and every blob read holds a descriptor. Returns the soft limit now.
+pub fn raise_open_files() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        let raised = Rlimit {
+            current: l.maximum,
+            maximum: l.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "cannot raise the open-files limit");
         }
-    };
-    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let scrapes = metrics.map(|listener| {
-        let handler = app.clone();
-        tokio::spawn(server::serve(
-            listener,
-            None,
-            limits.clone(),
-            move |req, _| server::router::handle_metrics(handler.clone(), req),
-            until_stopped(stopped.clone()),
-        ))
-    });
-    let handler = app.clone();
-    let proxy = server::serve(
-        listener,
-        None,
-        limits,
-        move |req, peer| server::router::handle(handler.clone(), req, peer),
-        until_stopped(stopped),
-    );
-    tokio::join!(signal, proxy);
-    if let Some(s) = scrapes {
-        let _ = s.await;
     }
-    app.feeds.stop().await;
-    // Background refreshes and store writes finish, so the store is released on return.
-    if tokio::time::timeout(app.config.server.shutdown_timeout, app.meta.settled())
-        .await
-        .is_err()
-    {
-        tracing::warn!("background metadata work still under way at shutdown");
-    }
+    open_files_limit().0
 }

@@ -3,9 +3,8 @@
 //! environment: `DROPCACHE_APP_SECRET`, `DROPCACHE_ACCOUNT_<ALIAS>_ACCESS_TOKEN` and
 //! `DROPCACHE_ACCOUNT_<ALIAS>_REFRESH_TOKEN` (alias upper-cased, `-` as `_`).
 
-use crate::proxy::normalize::{RESERVED_ALIASES, valid_alias};
+use crate::http::route::{is_reserved, valid_alias};
 use crate::secret::Secret;
-use crate::upstream::client::Endpoints;
 use base64::Engine;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -13,6 +12,44 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Base URLs of Dropbox's hosts (no trailing slash).
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub api: String,
+    pub content: String,
+    pub notify: String,
+    /// Where `/oauth2/token` lives.
+    pub oauth: String,
+    /// The browser's authorize page (a full URL).
+    pub authorize: String,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Endpoints {
+            api: "https://api.dropboxapi.com".into(),
+            content: "https://content.dropboxapi.com".into(),
+            notify: "https://notify.dropboxapi.com".into(),
+            oauth: "https://api.dropboxapi.com".into(),
+            authorize: "https://www.dropbox.com/oauth2/authorize".into(),
+        }
+    }
+}
+
+impl Endpoints {
+    /// All four on one base URL (the emulator).
+    pub fn single(base: &str) -> Self {
+        let base = base.trim_end_matches('/').to_owned();
+        Endpoints {
+            api: base.clone(),
+            content: base.clone(),
+            notify: base.clone(),
+            authorize: format!("{base}/oauth2/authorize"),
+            oauth: base,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -771,7 +808,7 @@ impl Config {
                     format!("{:?} must be 1-64 of a-z, 0-9, '-', '_'", a.alias),
                 ));
             }
-            if RESERVED_ALIASES.contains(&a.alias.as_str()) {
+            if is_reserved(&a.alias) {
                 return Err(invalid(
                     key("alias"),
                     format!("{:?} is reserved for the proxy's own endpoints", a.alias),

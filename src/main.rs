@@ -319,7 +319,7 @@ async fn serve_proxy(
     if let Some((path, hangups)) = hangups {
         tokio::spawn(reload_on_hangup(app.clone(), path, hangups));
     }
-    dropcache::app::serve(listener, metrics, app, shutdown_signal()).await;
+    dropcache::server::run(listener, metrics, app, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
 }

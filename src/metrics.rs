@@ -7,10 +7,6 @@
 //! the caches, feeds and accounts is read when scraped, so the paths that change it carry no
 //! metric plumbing: counters kept by those components as plain numbers are mirrored here.
 
-use crate::account::Accounts;
-use crate::body::BodyStats;
-use crate::meta::MetaCache;
-use crate::meta::feed::FeedReport;
 use prometheus::core::Collector;
 use prometheus::{
     Counter, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -398,13 +394,46 @@ pub struct Metrics {
     rendering: std::sync::Mutex<()>,
 }
 
-/// What `render` reads.
-pub struct Snapshot<'a> {
-    pub accounts: &'a Accounts,
-    pub meta: &'a MetaCache,
-    pub feeds: &'a [FeedReport],
-    pub bodies: &'a BodyStats,
+/// What `render` reads: plain figures, gathered by the ops endpoint when scraped.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub accounts: Vec<AccountFigures>,
+    pub feeds: Vec<FeedFigures>,
+    /// Invalidations from other instances arrive.
+    pub listening: bool,
     pub store_up: bool,
+    pub cache: CacheFigures,
+    /// Metadata lookups answered in process, by the store, and by Dropbox.
+    pub lookups: [u64; 3],
+    pub l1_entries: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct AccountFigures {
+    pub alias: String,
+    pub relink: bool,
+    pub rate_limited_seconds: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct FeedFigures {
+    pub account: String,
+    pub live: bool,
+    pub lag_seconds: f64,
+    pub resets: u64,
+    pub webhook_pokes: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct CacheFigures {
+    pub bytes: u64,
+    pub max_bytes: u64,
+    pub entries: usize,
+    pub evictions: u64,
+    pub fills_in_flight: usize,
+    pub coalesced_waiters: u64,
+    pub disk_free_bytes: u64,
+    pub disk_size_bytes: u64,
 }
 
 impl Metrics {
@@ -437,7 +466,7 @@ impl Metrics {
     }
 
     /// The text exposition, with the state read now.
-    pub fn render(&self, now: &Snapshot<'_>) -> String {
+    pub fn render(&self, now: &Snapshot) -> String {
         let _one = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
         let s = &self.state;
         // Per-account series start afresh: an unlinked account's go.
@@ -447,42 +476,36 @@ impl Metrics {
         s.feed_lag.reset();
         s.feed_resets.reset();
         s.feed_pokes.reset();
-        let accounts = now.accounts.all();
-        s.accounts.set(accounts.len() as i64);
-        for a in &accounts {
+        s.accounts.set(now.accounts.len() as i64);
+        for a in &now.accounts {
             let alias = [a.alias.as_str()];
-            s.relink
+            s.relink.with_label_values(&alias).set(i64::from(a.relink));
+            s.rate_limited
                 .with_label_values(&alias)
-                .set(i64::from(a.tokens.needs_relink()));
-            let blocked = a
-                .tokens
-                .blocked_for()
-                .map_or(0, |d| d.as_secs_f64().ceil() as i64);
-            s.rate_limited.with_label_values(&alias).set(blocked);
+                .set(a.rate_limited_seconds);
         }
-        for f in now.feeds {
+        for f in &now.feeds {
             let alias = [f.account.as_str()];
             s.feed_live.with_label_values(&alias).set(i64::from(f.live));
             s.feed_lag.with_label_values(&alias).set(f.lag_seconds);
             mirror(&s.feed_resets.with_label_values(&alias), f.resets);
             mirror(&s.feed_pokes.with_label_values(&alias), f.webhook_pokes);
         }
-        s.listening.set(i64::from(now.meta.is_listening()));
+        s.listening.set(i64::from(now.listening));
         s.store_up.set(i64::from(now.store_up));
-        let b = now.bodies;
+        let b = &now.cache;
         s.cache_bytes.set(b.bytes as i64);
         s.cache_max_bytes.set(b.max_bytes as i64);
         s.cache_entries.set(b.entries as i64);
         mirror(&s.cache_evictions, b.evictions);
         s.fills.set(b.fills_in_flight as i64);
         mirror(&s.coalesced, b.coalesced_waiters);
-        s.disk_free.set(b.disk_free_bytes.unwrap_or(0) as i64);
-        s.disk_size.set(b.disk_size_bytes.unwrap_or(0) as i64);
-        let l = now.meta.lookups();
-        for (tier, n) in [("l1", l.l1), ("l2", l.l2), ("dropbox", l.dropbox)] {
+        s.disk_free.set(b.disk_free_bytes as i64);
+        s.disk_size.set(b.disk_size_bytes as i64);
+        for (tier, n) in ["l1", "l2", "dropbox"].into_iter().zip(now.lookups) {
             mirror(&s.lookups.with_label_values(&[tier]), n);
         }
-        s.l1_entries.set(now.meta.l1_len().0 as i64);
+        s.l1_entries.set(now.l1_entries as i64);
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

@@ -5,7 +5,8 @@ mod common;
 
 use bytes::Bytes;
 use common::{APP_SECRET, Harness, TOKEN, faults, test_certs, within};
-use dropcache::server::{self, full};
+use dropcache::http::full;
+use dropcache::server;
 use http_body_util::BodyExt;
 use hyper::{Method, Response, StatusCode};
 use serde_json::{Value, json};

@@ -1,12 +1,11 @@
 //! Accounts: an alias in the URL → the Dropbox published root and the tokens that reach it.
 //!
-//! Accounts come from the config or are linked through OAuth (`link`). Linked accounts live
+//! Accounts come from the config or are linked through OAuth (`server::oauth`). Linked accounts live
 //! in the store (`account:<alias>`, the refresh token sealed by the `vault`), so every
 //! instance and every restart finds them; config accounts are recorded there too, without
 //! secrets, so tools can see what is published. Lookups never touch the store: the registry
 //! is in memory, and an instance hears of links and unlinks made elsewhere over pub/sub.
 
-pub mod link;
 pub mod vault;
 
 use crate::config::{AccountConfig, Config, DropboxConfig};

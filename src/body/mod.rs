@@ -13,7 +13,7 @@ pub mod stream;
 
 use crate::account::Account;
 use crate::config::CacheConfig;
-use crate::server::{Body, BoxError};
+use crate::http::{Body, BoxError, CacheStatus};
 use crate::upstream::client::Dropbox;
 use crate::upstream::content_hash::ContentHasher;
 use crate::upstream::error::UpstreamError;
@@ -39,8 +39,8 @@ const TOUCH_EVERY: Duration = Duration::from_secs(60);
 pub struct Opened {
     pub offset: u64,
     pub stream: Body,
-    /// `X-Cache-Status` of the bytes: HIT (a blob), MISS (a fill), BYPASS (from Dropbox).
-    pub cache: &'static str,
+    /// The bytes' own cache status: Hit (a blob), Miss (a fill), Bypass (from Dropbox).
+    pub cache: CacheStatus,
 }
 
 /// A part of a multi-range answer, opened when it is reached.
@@ -276,7 +276,7 @@ impl Bodies {
                 return Ok(Opened {
                     offset: start,
                     stream: stream.boxed(),
-                    cache: "HIT",
+                    cache: CacheStatus::Hit,
                 });
             }
             // Kept, but not readable now (no file descriptor left, say): from Dropbox.
@@ -326,7 +326,7 @@ impl Bodies {
                 Ok(Opened {
                     offset: start,
                     stream: stream.boxed(),
-                    cache: "MISS",
+                    cache: CacheStatus::Miss,
                 })
             }
         }
@@ -653,7 +653,7 @@ pub(crate) async fn passthrough(
             .body
             .map_err(|e| -> BoxError { Box::new(e) })
             .boxed(),
-        cache: "BYPASS",
+        cache: CacheStatus::Bypass,
     })
 }
 

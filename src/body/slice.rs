@@ -2,7 +2,7 @@
 //! `multipart/byteranges` (RFC 9110 §14.6). Bytes between ranges are read and dropped, never
 //! buffered; the stream is left as soon as the last range is out.
 
-use crate::server::BoxError;
+use crate::http::BoxError;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use std::collections::VecDeque;
@@ -183,11 +183,11 @@ where
 
 /// Bodies one after another (a multipart answer whose parts came from separate downloads).
 pub struct Chain {
-    bodies: VecDeque<crate::server::Body>,
+    bodies: VecDeque<crate::http::Body>,
 }
 
 impl Chain {
-    pub fn new(bodies: Vec<crate::server::Body>) -> Chain {
+    pub fn new(bodies: Vec<crate::http::Body>) -> Chain {
         Chain {
             bodies: bodies.into(),
         }
@@ -234,12 +234,12 @@ pub struct Lazy {
 }
 
 type Opening =
-    Pin<Box<dyn std::future::Future<Output = Result<crate::server::Body, BoxError>> + Send>>;
+    Pin<Box<dyn std::future::Future<Output = Result<crate::http::Body, BoxError>> + Send>>;
 
 enum LazyState {
     /// In a mutex only to be `Sync` (a future is not); polled through `&mut`, never locked.
     Opening(std::sync::Mutex<Opening>),
-    Open(crate::server::Body),
+    Open(crate::http::Body),
 }
 
 impl Lazy {

@@ -5,7 +5,7 @@ use super::faults::Faults;
 use super::state::AccountSpec;
 use super::wire::{json_response, text};
 use super::{Emulator, lock};
-use crate::server::{Body, empty};
+use crate::http::{Body, empty};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};

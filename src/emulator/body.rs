@@ -3,10 +3,10 @@
 
 use super::faults::FaultKind;
 use super::tree::Content;
+use crate::http::channel::{ChannelBody, Sender};
 use crate::http::etag::{EntityTag, TagList};
 use crate::http::range::{Ranges, resolve};
-use crate::server::channel::{ChannelBody, Sender};
-use crate::server::{Body, BoxError, empty};
+use crate::http::{Body, BoxError, empty};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::header::{self, HeaderMap, HeaderValue};

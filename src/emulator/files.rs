@@ -7,7 +7,7 @@ use super::state::{Account, TempLink, World};
 use super::tree::{Content, Namespace, WriteError, WriteMode, lower};
 use super::wire::{ApiError, Arg, union_tag};
 use super::{Call, Caller, Emulator, Reply, lock};
-use crate::server::Body;
+use crate::http::Body;
 use crate::upstream::content_hash::is_content_hash;
 use crate::upstream::json::to_header_safe;
 use crate::upstream::types::Metadata;

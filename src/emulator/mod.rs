@@ -16,7 +16,8 @@ pub mod tree;
 mod webhook;
 pub mod wire;
 
-use crate::server::{self, Body};
+use crate::http::Body;
+use crate::server;
 use bytes::Bytes;
 use faults::{FaultKind, Faults, RequestLog};
 use http_body_util::{BodyExt, Limited};

@@ -7,7 +7,7 @@ use super::files::user;
 use super::state::{CodeGrant, RefreshGrant, secret};
 use super::wire::{ApiError, Credentials, JSON, parse_authorization};
 use super::{Call, Emulator, Reply};
-use crate::server::{Body, empty, full};
+use crate::http::{Body, empty, full};
 use crate::upstream::json::to_header_safe;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

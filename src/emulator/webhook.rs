@@ -2,7 +2,7 @@
 //! `{"list_folder": {"accounts": […]}, "delta": {"users": […]}}` signed with
 //! `X-Dropbox-Signature` = hex HMAC-SHA256 of the exact body, keyed by the app secret.
 
-use crate::server::BoxError;
+use crate::http::BoxError;
 use crate::upstream::transport::HttpClient;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};

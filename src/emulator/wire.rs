@@ -1,7 +1,7 @@
 //! The emulator's side of Dropbox's wire format: errors in their exact shapes (reference §1.6),
 //! argument extraction by endpoint style (§1.1, §1.4), and reading the Authorization header.
 
-use crate::server::{Body, full};
+use crate::http::{Body, full};
 use crate::upstream::json::to_header_safe;
 use crate::upstream::types::tag_chain;
 use base64::Engine;

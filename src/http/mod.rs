@@ -1,5 +1,12 @@
 //! HTTP semantics as pure functions over typed inputs, each table-tested.
 
+pub mod body;
+pub mod channel;
 pub mod conditional;
 pub mod etag;
+pub mod provenance;
 pub mod range;
+pub mod route;
+
+pub use body::{Body, BoxError, empty, full, plain};
+pub use provenance::{CacheStatus, X_CACHE_STATUS};

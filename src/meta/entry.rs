@@ -5,7 +5,7 @@ use crate::upstream::types::{FileMetadata, FolderMetadata, Metadata};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Version of the stored entry format; entries of another version are ignored.
 pub const ENTRY_VERSION: u32 = 1;
@@ -82,12 +82,7 @@ pub struct Listing {
     pub tag: String,
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use crate::store::now_ms;
 
 impl Entry {
     pub fn new(state: State) -> Entry {

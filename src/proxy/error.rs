@@ -3,7 +3,7 @@
 //! Dropbox's own error text, or paths.
 
 use super::normalize::NormalizeError;
-use crate::server::{Body, plain};
+use crate::http::{Body, plain};
 use crate::upstream::error::UpstreamError;
 use hyper::header::{ALLOW, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};

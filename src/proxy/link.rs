@@ -11,10 +11,11 @@
 //! app's one rate limit: they share one governor, so cycling URLs forgets nothing.
 
 use super::ProxyError;
-use super::normalize::{self, Target, valid_alias};
+use super::normalize::{self, Target};
 use super::respond::content_type;
 use crate::account::{Account, LinkRef, Origin};
 use crate::config::Config;
+use crate::http::route::valid_alias;
 use crate::meta::Listing;
 use crate::meta::feed::FeedStatus;
 use crate::secret::Secret;

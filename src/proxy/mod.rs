@@ -11,9 +11,9 @@ pub mod thumb;
 
 use crate::account::Account;
 use crate::app::App;
+use crate::http::Body;
+use crate::http::provenance;
 use crate::meta::{Source, State};
-use crate::server::Body;
-use crate::server::access;
 pub use error::ProxyError;
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
@@ -80,7 +80,7 @@ async fn serve_at(
         }
         let done = |mut resp: Response<Body>| {
             if !waited.is_zero() {
-                access::add_upstream(&mut resp, waited);
+                provenance::add_upstream(&mut resp, waited);
             }
             resp
         };

@@ -6,6 +6,7 @@
 //! Dropbox paths are case-insensitive, so the cache key is the lowercased path, while the
 //! display form keeps the request's case.
 
+use crate::http::route::valid_alias;
 use percent_encoding::percent_decode_str;
 
 /// Longest decoded path accepted (Dropbox's own limit is lower per component).
@@ -40,19 +41,6 @@ pub enum NormalizeError {
     /// Dropbox refuses a path that ends in white space (reference §1.7) as `malformed_path`.
     #[error("the path ends in white space, which Dropbox does not allow")]
     TrailingSpace,
-}
-
-/// First path segments the proxy keeps for its own endpoints (DESIGN.md's routes).
-pub const RESERVED_ALIASES: &[&str] = &[
-    "healthz", "readyz", "metrics", "oauth", "webhook", "admin", "s",
-];
-
-/// Aliases: 1–64 of `[a-z0-9_-]` (lowercase; they appear in URLs).
-pub fn valid_alias(alias: &str) -> bool {
-    (1..=64).contains(&alias.len())
-        && alias
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// Splits and checks a raw request path (`uri.path()`, still percent-encoded).

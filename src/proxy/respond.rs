@@ -7,24 +7,23 @@ use crate::account::Account;
 use crate::app::App;
 use crate::body::slice::{Chain, Lazy, Part, Slices, multipart};
 use crate::body::{OpenError, Ranged};
+use crate::http::CacheStatus;
 use crate::http::conditional::{self, Outcome, Validators};
 use crate::http::etag::EntityTag;
+use crate::http::provenance;
 use crate::http::range::{self, Decision};
+use crate::http::{Body, empty, full};
 use crate::meta::{Listing, Source};
-use crate::server::access;
-use crate::server::{Body, empty, full};
 use crate::upstream::types::FileMetadata;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::header::{
     ACCEPT, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
-    HeaderName, HeaderValue, LAST_MODIFIED, RANGE, VARY,
+    HeaderValue, LAST_MODIFIED, RANGE, VARY,
 };
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
 use std::sync::Arc;
-
-pub const X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
 
 /// The Content-Type for a file name (`charset=utf-8` on text).
 pub fn content_type(name: &str) -> String {
@@ -42,18 +41,18 @@ pub fn content_type(name: &str) -> String {
 }
 
 /// `X-Cache-Status` for an answer made from metadata alone.
-fn cache_status(source: Source) -> &'static str {
+fn cache_status(source: Source) -> CacheStatus {
     match source {
-        Source::Cache => "HIT",
-        Source::Revalidated => "REVALIDATED",
-        Source::Dropbox => "MISS",
-        Source::Stale => "STALE",
-        Source::Updating => "UPDATING",
+        Source::Cache => CacheStatus::Hit,
+        Source::Revalidated => CacheStatus::Revalidated,
+        Source::Dropbox => CacheStatus::Miss,
+        Source::Stale => CacheStatus::Stale,
+        Source::Updating => CacheStatus::Updating,
     }
 }
 
 /// A response with the headers every 200 / 206 / 304 / 416 shares.
-fn answer(app: &App, status: StatusCode, etag: &EntityTag, cache: &'static str) -> Response<Body> {
+fn answer(app: &App, status: StatusCode, etag: &EntityTag, cache: CacheStatus) -> Response<Body> {
     let mut resp = Response::new(empty());
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -62,7 +61,7 @@ fn answer(app: &App, status: StatusCode, etag: &EntityTag, cache: &'static str) 
         HeaderValue::from_str(&etag.to_string()).expect("hex ETags are valid headers"),
     );
     h.insert(CACHE_CONTROL, app.cache_control.clone());
-    h.insert(X_CACHE_STATUS, HeaderValue::from_static(cache));
+    cache.mark(&mut resp);
     resp
 }
 
@@ -71,7 +70,7 @@ fn header_value(text: impl AsRef<str>) -> HeaderValue {
 }
 
 fn precondition_failed() -> Response<Body> {
-    crate::server::plain(StatusCode::PRECONDITION_FAILED, "precondition failed\n")
+    crate::http::plain(StatusCode::PRECONDITION_FAILED, "precondition failed\n")
 }
 
 /// A folder listing, JSON or HTML by `Accept`, with its strong ETag and `Vary: Accept`.
@@ -299,7 +298,7 @@ pub async fn file(
     // served before is its MISS, whoever brought it: what others' caches hold is not told.
     let cache = match source {
         Source::Stale | Source::Updating => cache_status(source),
-        _ if bytes_from == "HIT" && !known => "MISS",
+        _ if bytes_from == CacheStatus::Hit && !known => CacheStatus::Miss,
         _ => bytes_from,
     };
     let mut resp = with_file_headers(answer(app, status, &etag, cache));
@@ -311,7 +310,7 @@ pub async fn file(
         h.insert(CONTENT_RANGE, header_value(cr));
     }
     // A fill joined or started, or a pass-through: the wait for it was Dropbox's.
-    access::body_from(&mut resp, bytes_from, opening);
+    provenance::body_from(&mut resp, bytes_from, opening);
     Ok(Served::Done(resp))
 }
 

@@ -16,10 +16,11 @@ use crate::account::Account;
 use crate::app::App;
 use crate::body::{blob_name, disk};
 use crate::flight::Flights;
+use crate::http::CacheStatus;
 use crate::http::conditional::{self, Outcome, Validators};
 use crate::http::etag::EntityTag;
-use crate::server::access;
-use crate::server::full;
+use crate::http::full;
+use crate::http::provenance;
 use crate::upstream::error::UpstreamError;
 use crate::upstream::types::{FileMetadata, THUMBNAIL_SIZES as SIZES, thumbnailable};
 use bytes::Bytes;
@@ -123,9 +124,9 @@ impl Thumbs {
         f: &FileMetadata,
         name: &str,
         spec: &Spec,
-    ) -> Result<(Bytes, &'static str), Arc<UpstreamError>> {
+    ) -> Result<(Bytes, CacheStatus), Arc<UpstreamError>> {
         if let Some(bytes) = app.bodies.read_small(name).await {
-            return Ok((bytes, "HIT"));
+            return Ok((bytes, CacheStatus::Hit));
         }
         let flight = format!("{}\0{name}", account.key());
         let made = self
@@ -158,7 +159,7 @@ impl Thumbs {
                 Ok(bytes)
             })
             .await;
-        made.map(|b| (b, "MISS"))
+        made.map(|b| (b, CacheStatus::Miss))
     }
 }
 
@@ -193,7 +194,7 @@ pub async fn serve(
                 // time, as with bodies.
                 Ok((bytes, cache)) => {
                     let first = account.used.insert(&name);
-                    (bytes, if first { "MISS" } else { cache })
+                    (bytes, if first { CacheStatus::Miss } else { cache })
                 }
                 // The revision is gone (or another was made): our metadata is stale.
                 Err(e) if matches!(*e, UpstreamError::NotFound) => {
@@ -201,14 +202,11 @@ pub async fn serve(
                 }
                 Err(e) => return Err(e.into()),
             };
-            access::body_from(&mut resp, cache, asked);
+            provenance::body_from(&mut resp, cache, asked);
+            cache.mark(&mut resp);
             let h = resp.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static(spec.mime));
             h.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-            h.insert(
-                super::respond::X_CACHE_STATUS,
-                HeaderValue::from_static(cache),
-            );
             if req.method != Method::HEAD {
                 *resp.body_mut() = full(bytes);
             }

@@ -7,10 +7,11 @@
 //! `203.0.113.7 - - [22/Nov/2026:10:00:00 +0000] "GET /alice/a.jpg HTTP/1.1" 200 5120 "-" "curl/8.0"
 //! cache=HIT upstream=- rt=0.001 id=3f2a…`
 
-use crate::app::App;
 use crate::config::LogFormat;
-use crate::metrics::Served;
-use crate::server::{Body, BoxError};
+use crate::http::CacheStatus;
+use crate::http::provenance::{BodySource, UpstreamTime};
+use crate::http::{Body, BoxError};
+use crate::metrics::{Http, Served};
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
 use hyper::header::{HeaderMap, HeaderValue};
@@ -24,35 +25,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// The response header (and accepted request header) carrying the request id.
 pub const X_REQUEST_ID: &str = "x-request-id";
-
-/// Where a response's body bytes come from, set by the proxy as a response extension
-/// (absent: "generated").
-#[derive(Debug, Clone, Copy)]
-pub struct BodySource(pub &'static str);
-
-/// How long the request waited on Dropbox, as a response extension (absent: it did not).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct UpstreamTime(pub Duration);
-
-/// Notes where a file's body comes from, by its `X-Cache-Status` as the body cache gave it:
-/// a HIT is read from disk; anything else is a download, and the time since `asked` was
-/// spent waiting on Dropbox.
-pub fn body_from<B>(resp: &mut Response<B>, cache: &str, asked: Instant) {
-    let from = if cache == "HIT" {
-        "disk"
-    } else {
-        add_upstream(resp, asked.elapsed());
-        "dropbox"
-    };
-    resp.extensions_mut().insert(BodySource(from));
-}
-
-/// Adds `d` to the response's Dropbox time.
-pub fn add_upstream<B>(resp: &mut Response<B>, d: Duration) {
-    let ext = resp.extensions_mut();
-    let total = ext.get::<UpstreamTime>().map_or(d, |t| t.0 + d);
-    ext.insert(UpstreamTime(total));
-}
 
 /// The request's id: the one a trusted proxy (nginx) sent if it looks like an id (1–64 of
 /// `A-Za-z0-9._-`), else a new random one.
@@ -145,7 +117,7 @@ fn logged_target(route: &str, uri: &hyper::Uri) -> String {
     let path = match path.strip_prefix("/s/") {
         Some(rest) if route.starts_with("/s/") => {
             let (segment, inner) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            if crate::proxy::normalize::valid_alias(segment) {
+            if crate::http::route::valid_alias(segment) {
                 path.to_owned()
             } else {
                 format!("/s/[redacted]{inner}")
@@ -184,9 +156,19 @@ fn logged_referer(v: Option<&HeaderValue>) -> String {
     }
 }
 
+/// What the edge needs to count and log requests: the request metrics, the log settings, and
+/// the proxies whose `X-Forwarded-For` and `X-Request-Id` are believed.
+pub struct Log {
+    pub http: Http,
+    /// `log.access_log`: write a line per request.
+    pub enabled: bool,
+    pub format: LogFormat,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
 /// A request as the access log and the metrics see it, finished by `Metered`.
 pub struct Record {
-    pub app: Arc<App>,
+    pub log: Arc<Log>,
     pub route: &'static str,
     pub method: Method,
     /// The request target as sent (path and query).
@@ -224,16 +206,16 @@ impl Record {
     /// Starts the record of a request from `peer`: its id and client (through trusted proxies)
     /// and what the log needs from its head.
     pub fn begin(
-        app: Arc<App>,
+        log: Arc<Log>,
         route: &'static str,
         parts: &hyper::http::request::Parts,
         peer: IpAddr,
     ) -> Record {
-        let trusted = &app.config.server.trusted_proxies;
+        let trusted = &log.trusted_proxies;
         let id = request_id(&parts.headers, is_trusted(&peer, trusted));
         let client = client_addr(peer, &parts.headers, trusted);
         Record {
-            app,
+            log,
             route,
             method: parts.method.clone(),
             target: logged_target(route, &parts.uri),
@@ -255,11 +237,7 @@ impl Record {
     /// Notes the answer's head.
     pub fn answered<B>(&mut self, resp: &Response<B>) {
         self.status = resp.status().as_u16();
-        self.cache = resp
-            .headers()
-            .get(crate::proxy::respond::X_CACHE_STATUS)
-            .and_then(|v| cache_label(v.as_bytes()))
-            .unwrap_or("none");
+        self.cache = CacheStatus::of(resp).map_or("none", CacheStatus::as_str);
         if let Some(s) = resp.extensions().get::<BodySource>() {
             self.source = s.0;
         }
@@ -272,7 +250,7 @@ impl Record {
             return;
         }
         let elapsed = self.started.elapsed();
-        self.app.metrics.http.observe(&Served {
+        self.log.http.observe(&Served {
             route: self.route,
             method: self.method.as_str(),
             status: self.status,
@@ -281,7 +259,7 @@ impl Record {
             bytes,
             elapsed,
         });
-        if !self.app.config.log.access_log {
+        if !self.log.enabled {
             return;
         }
         let upstream = self
@@ -307,7 +285,7 @@ impl Record {
             elapsed.as_secs_f64(),
             self.id,
         );
-        match self.app.config.log.format {
+        match self.log.format {
             LogFormat::Text => tracing::info!(target: "access", "{line}"),
             LogFormat::Json => tracing::info!(
                 target: "access",
@@ -327,13 +305,6 @@ impl Record {
             ),
         }
     }
-}
-
-/// The cache status as a label: one of the six the proxy sends, else None.
-fn cache_label(v: &[u8]) -> Option<&'static str> {
-    ["HIT", "MISS", "REVALIDATED", "STALE", "UPDATING", "BYPASS"]
-        .into_iter()
-        .find(|s| s.as_bytes() == v)
 }
 
 /// A response body that counts what it hands over and, when it ends or is dropped (the client

@@ -4,11 +4,11 @@
 //! `GET /admin/feeds`, `GET|PUT /admin/log`. `/oauth/callback` is open: the `state` Dropbox
 //! hands back is its credential.
 
-use crate::account::link::{self, LinkError};
+use super::oauth::{self as link, LinkError};
 use crate::account::{Account, Origin};
 use crate::app::App;
+use crate::http::{Body, full, plain};
 use crate::proxy::normalize::normalize;
-use crate::server::{Body, full, plain};
 use hyper::header::{
     AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION, WWW_AUTHENTICATE,
 };
@@ -223,7 +223,7 @@ pub async fn operate(app: &App, parts: &Parts) -> Response<Body> {
         ("/admin/purge", &Method::POST) => purge(app, &q).await,
         ("/admin/cache", &Method::GET) => {
             let (l1, l1_capacity) = app.meta.l1_len();
-            let (soft, hard) = crate::server::open_files_limit();
+            let (soft, hard) = crate::app::open_files_limit();
             json_answer(
                 StatusCode::OK,
                 &json!({

@@ -5,14 +5,15 @@
 
 pub mod access;
 pub mod admin;
-pub mod channel;
+pub mod oauth;
 pub mod router;
 pub mod tls;
 pub mod watchdog;
 pub mod webhook;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use crate::http::Body;
+
+use crate::app::App;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -22,65 +23,12 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use watchdog::{Activity, Deadlines, Tracked, Watched};
-
-/// Boxed error for response bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// Every response body in this crate.
-pub type Body = BoxBody<Bytes, BoxError>;
-
-/// A complete body from bytes.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|e| match e {}).boxed()
-}
-
-/// A short `text/plain` answer that no cache keeps (errors, health, the webhook's replies).
-/// SECURITY: `nosniff`, so a browser never reads one (which may quote the request) as HTML.
-pub fn plain(status: hyper::StatusCode, text: impl Into<Bytes>) -> Response<Body> {
-    use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, X_CONTENT_TYPE_OPTIONS};
-    let mut resp = Response::new(full(text));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    resp
-}
-
-/// An empty body.
-pub fn empty() -> Body {
-    full(Bytes::new())
-}
-
-/// The open-files limit (soft, hard); None where unlimited or unreadable.
-pub fn open_files_limit() -> (Option<u64>, Option<u64>) {
-    let l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    (l.current, l.maximum)
-}
-
-/// Raises the soft open-files limit to the hard one (as nginx's `worker_rlimit_nofile`): every
-/// connection and every blob read holds a descriptor. Returns the soft limit now.
-pub fn raise_open_files() -> Option<u64> {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let l = getrlimit(Resource::Nofile);
-    if l.current != l.maximum {
-        let raised = Rlimit {
-            current: l.maximum,
-            maximum: l.maximum,
-        };
-        if let Err(e) = setrlimit(Resource::Nofile, raised) {
-            tracing::warn!(error = %e, "cannot raise the open-files limit");
-        }
-    }
-    open_files_limit().0
-}
 
 /// What a listener allows its clients (`[server]` in the config; see `watchdog`).
 #[derive(Debug, Clone)]
@@ -113,6 +61,67 @@ impl Limits {
             http2_max_streams: c.http2_max_streams,
             http2_keepalive_interval: c.http2_keepalive_interval,
         }
+    }
+}
+
+/// Serves the proxy on `listener` (and `/metrics` on `metrics`, if given) until `shutdown`
+/// resolves; then stops accepting, gives in-flight requests up to `server.shutdown_timeout`
+/// to finish, and hands the change feeds over (their leases are released, so another
+/// instance follows at once).
+pub async fn run(
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let limits = Limits::from_config(&app.config.server);
+    let log = Arc::new(access::Log {
+        http: app.metrics.http.clone(),
+        enabled: app.config.log.access_log,
+        format: app.config.log.format,
+        trusted_proxies: app.config.server.trusted_proxies.clone(),
+    });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let signal = {
+        let app = app.clone();
+        async move {
+            shutdown.await;
+            app.draining.store(true, Ordering::Relaxed);
+            let _ = stop.send(true);
+        }
+    };
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let scrapes = metrics.map(|listener| {
+        let handler = app.clone();
+        tokio::spawn(serve(
+            listener,
+            None,
+            limits.clone(),
+            move |req, _| router::handle_metrics(handler.clone(), req),
+            until_stopped(stopped.clone()),
+        ))
+    });
+    let handler = app.clone();
+    let proxy = serve(
+        listener,
+        None,
+        limits,
+        move |req, peer| router::handle(handler.clone(), log.clone(), req, peer),
+        until_stopped(stopped),
+    );
+    tokio::join!(signal, proxy);
+    if let Some(s) = scrapes {
+        let _ = s.await;
+    }
+    app.feeds.stop().await;
+    // Background refreshes and store writes finish, so the store is released on return.
+    if tokio::time::timeout(app.config.server.shutdown_timeout, app.meta.settled())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background metadata work still under way at shutdown");
     }
 }
 

@@ -3,9 +3,11 @@
 //! hands the body to `access::Metered`, which counts and logs the request once it is done.
 
 use crate::app::App;
-use crate::metrics::Snapshot;
+use crate::http::route::Route;
+use crate::http::{Body, plain};
+use crate::metrics::{AccountFigures, CacheFigures, FeedFigures, Snapshot};
 use crate::proxy::{self, ProxyError};
-use crate::server::{Body, access, plain};
+use crate::server::access;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
@@ -15,56 +17,42 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tracing::Instrument;
 
-/// The route template of a path: a bounded label for logs and metrics.
-pub fn route_of(path: &str) -> &'static str {
-    match path {
-        "/healthz" => "/healthz",
-        "/readyz" => "/readyz",
-        "/webhook" => "/webhook",
-        "/metrics" => "/metrics",
-        "/oauth/start" => "/oauth/start",
-        "/oauth/callback" => "/oauth/callback",
-        "/admin/accounts" => "/admin/accounts",
-        "/admin/purge" => "/admin/purge",
-        "/admin/cache" => "/admin/cache",
-        "/admin/feeds" => "/admin/feeds",
-        "/admin/log" => "/admin/log",
-        p if p.starts_with("/admin/accounts/") => "/admin/accounts/{alias}",
-        p if p.starts_with("/admin/") => "/admin/{unknown}",
-        p if p.starts_with("/s/") => "/s/{link}/{path}",
-        _ => "/{alias}/{path}",
-    }
-}
-
 /// Routes one request; every outcome is a response, with `X-Request-Id`, counted and logged
 /// when its body is done.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+pub async fn handle(
+    app: Arc<App>,
+    log: Arc<access::Log>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let route = route_of(parts.uri.path());
-    // With a separate metrics listener, /metrics is not served here.
-    let route = if route == "/metrics" && app.config.metrics_listen.is_some() {
-        "/{alias}/{path}"
-    } else {
-        route
+    let route = match Route::of(parts.uri.path()) {
+        // With a separate metrics listener, /metrics is not served here.
+        Route::Metrics if app.config.metrics_listen.is_some() => Route::Published,
+        route => route,
     };
-    let mut record = access::Record::begin(app.clone(), route, &parts, peer.ip());
+    let mut record = access::Record::begin(log, route.template(), &parts, peer.ip());
     let id = record.id.clone();
-    let span = tracing::info_span!("request", id = %id, method = %parts.method, route);
+    let span =
+        tracing::info_span!("request", id = %id, method = %parts.method, route = route.template());
     async move {
         let result = match route {
-            "/healthz" => Ok(health("ok\n".into())),
-            "/readyz" => Ok(readiness(&app).await),
-            "/webhook" => Ok(super::webhook::handle(&app, &parts, body).await),
-            "/metrics" => Ok(metrics(&app).await),
-            "/oauth/start" => Ok(super::admin::oauth_start(&app, &parts).await),
-            "/oauth/callback" => Ok(super::admin::oauth_callback(&app, &parts).await),
-            "/admin/accounts" | "/admin/accounts/{alias}" => {
+            Route::Healthz => Ok(health("ok\n".into())),
+            Route::Readyz => Ok(readiness(&app).await),
+            Route::Webhook => Ok(super::webhook::handle(&app, &parts, body).await),
+            Route::Metrics => Ok(metrics(&app).await),
+            Route::OauthStart => Ok(super::admin::oauth_start(&app, &parts).await),
+            Route::OauthCallback => Ok(super::admin::oauth_callback(&app, &parts).await),
+            Route::AdminAccounts | Route::AdminAccount => {
                 Ok(super::admin::accounts(&app, &parts).await)
             }
-            "/admin/purge" | "/admin/cache" | "/admin/feeds" | "/admin/log"
-            | "/admin/{unknown}" => Ok(super::admin::operate(&app, &parts).await),
-            "/s/{link}/{path}" => proxy::serve_link(&app, &parts).await,
-            _ => proxy::serve(&app, &parts).await,
+            Route::AdminPurge
+            | Route::AdminCache
+            | Route::AdminFeeds
+            | Route::AdminLog
+            | Route::AdminUnknown => Ok(super::admin::operate(&app, &parts).await),
+            Route::Link => proxy::serve_link(&app, &parts).await,
+            Route::Published => proxy::serve(&app, &parts).await,
         };
         let mut resp = result.unwrap_or_else(|e: ProxyError| {
             if e.status().is_server_error() {
@@ -159,15 +147,7 @@ async fn readiness(app: &App) -> Response<Body> {
 }
 
 async fn metrics(app: &App) -> Response<Body> {
-    let bodies = app.bodies.stats();
-    let feeds = app.feeds.reports();
-    let text = app.metrics.render(&Snapshot {
-        accounts: &app.accounts,
-        meta: &app.meta,
-        feeds: &feeds,
-        bodies: &bodies,
-        store_up: app.store_up().await,
-    });
+    let text = app.metrics.render(&snapshot(app).await);
     let mut resp = health(text);
     resp.headers_mut().insert(
         CONTENT_TYPE,
@@ -178,4 +158,51 @@ async fn metrics(app: &App) -> Response<Body> {
 
 fn health(text: String) -> Response<Body> {
     plain(StatusCode::OK, text)
+}
+
+/// The figures `/metrics` renders, read now.
+async fn snapshot(app: &App) -> Snapshot {
+    let b = app.bodies.stats();
+    let l = app.meta.lookups();
+    Snapshot {
+        accounts: app
+            .accounts
+            .all()
+            .iter()
+            .map(|a| AccountFigures {
+                alias: a.alias.clone(),
+                relink: a.tokens.needs_relink(),
+                rate_limited_seconds: a
+                    .tokens
+                    .blocked_for()
+                    .map_or(0, |d| d.as_secs_f64().ceil() as i64),
+            })
+            .collect(),
+        feeds: app
+            .feeds
+            .reports()
+            .into_iter()
+            .map(|f| FeedFigures {
+                account: f.account,
+                live: f.live,
+                lag_seconds: f.lag_seconds,
+                resets: f.resets,
+                webhook_pokes: f.webhook_pokes,
+            })
+            .collect(),
+        listening: app.meta.is_listening(),
+        store_up: app.store_up().await,
+        cache: CacheFigures {
+            bytes: b.bytes,
+            max_bytes: b.max_bytes,
+            entries: b.entries,
+            evictions: b.evictions,
+            fills_in_flight: b.fills_in_flight,
+            coalesced_waiters: b.coalesced_waiters,
+            disk_free_bytes: b.disk_free_bytes.unwrap_or(0),
+            disk_size_bytes: b.disk_size_bytes.unwrap_or(0),
+        },
+        lookups: [l.l1, l.l2, l.dropbox],
+        l1_entries: app.meta.l1_len().0,
+    }
 }

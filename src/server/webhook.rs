@@ -7,7 +7,7 @@
 //! instance holds it); a bad or missing one is 403 and nothing happens.
 
 use crate::app::App;
-use crate::server::{Body, plain};
+use crate::http::{Body, plain};
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;

@@ -8,7 +8,7 @@ use super::StoreError;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 
@@ -21,12 +21,7 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
-}
+use super::now_ms;
 
 /// A stored value: 8 bytes of expiry (Unix ms, 0 = never), then the value.
 fn pack(value: &[u8], ttl: Option<Duration>) -> Vec<u8> {

@@ -14,6 +14,13 @@ use tokio::sync::{mpsc, watch};
 /// Prefix of every key this version writes.
 pub const PREFIX: &str = "dropcache:v1:";
 
+/// Milliseconds since the Unix epoch (the store's expiry times, and every `*_ms` field).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("redis: {0}")]

@@ -44,9 +44,7 @@ pub struct RedisStore {
     down_until: Arc<AtomicU64>,
 }
 
-fn now_ms() -> u64 {
-    crate::meta::entry::now_ms()
-}
+use super::now_ms;
 
 impl RedisStore {
     pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {

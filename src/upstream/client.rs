@@ -37,43 +37,7 @@ const UA: &str = concat!("dropcache/", env!("CARGO_PKG_VERSION"));
 /// Largest RPC answer we read (listings of 2,000 entries fit easily).
 const MAX_RPC_ANSWER: usize = 32 * 1024 * 1024;
 
-/// Base URLs of Dropbox's hosts (no trailing slash).
-#[derive(Debug, Clone)]
-pub struct Endpoints {
-    pub api: String,
-    pub content: String,
-    pub notify: String,
-    /// Where `/oauth2/token` lives.
-    pub oauth: String,
-    /// The browser's authorize page (a full URL).
-    pub authorize: String,
-}
-
-impl Default for Endpoints {
-    fn default() -> Self {
-        Endpoints {
-            api: "https://api.dropboxapi.com".into(),
-            content: "https://content.dropboxapi.com".into(),
-            notify: "https://notify.dropboxapi.com".into(),
-            oauth: "https://api.dropboxapi.com".into(),
-            authorize: "https://www.dropbox.com/oauth2/authorize".into(),
-        }
-    }
-}
-
-impl Endpoints {
-    /// All four on one base URL (the emulator).
-    pub fn single(base: &str) -> Self {
-        let base = base.trim_end_matches('/').to_owned();
-        Endpoints {
-            api: base.clone(),
-            content: base.clone(),
-            notify: base.clone(),
-            authorize: format!("{base}/oauth2/authorize"),
-            oauth: base,
-        }
-    }
-}
+pub use crate::config::Endpoints;
 
 /// What lets an account's tokens be refreshed.
 #[derive(Debug, Clone)]

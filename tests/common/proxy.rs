@@ -162,7 +162,7 @@ impl TestProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(dropcache::app::serve(
+        let server = tokio::spawn(dropcache::server::run(
             listener,
             None,
             app.clone(),

@@ -7,14 +7,14 @@
 //! from the store) gone. The PKCE verifier is derived from the nonce with the vault's key, so
 //! no secret waits in the store while the owner is at Dropbox's page.
 
-use super::vault::Vault;
-use super::{Account, AccountRecord, Linked};
+use crate::account::vault::Vault;
+use crate::account::{Account, AccountRecord, Linked};
 use crate::app::App;
 use crate::config::parse_root;
-use crate::meta::entry::now_ms;
-use crate::proxy::normalize::{RESERVED_ALIASES, valid_alias};
+use crate::http::route::{is_reserved, valid_alias};
 use crate::secret::Secret;
 use crate::store::StoreError;
+use crate::store::now_ms;
 use crate::upstream::client::TokenSet;
 use crate::upstream::error::UpstreamError;
 use base64::Engine;
@@ -96,7 +96,7 @@ fn keys(app: &App) -> Result<(&Vault, &str), LinkError> {
 
 /// Checks that `alias` may be linked.
 fn linkable(app: &App, alias: &str) -> Result<(), LinkError> {
-    if !valid_alias(alias) || RESERVED_ALIASES.contains(&alias) {
+    if !valid_alias(alias) || is_reserved(alias) {
         return Err(LinkError::BadAlias(alias.to_owned()));
     }
     if app.accounts.is_configured(alias) {

@@ -1,0 +1,106 @@
+//! Where an answer came from, as the read path marks it on the response and the access log and
+//! metrics read it back: `X-Cache-Status` (an enum, set once as the header and as an extension,
+//! as nginx's `$upstream_cache_status` names it), where the body's bytes come from, and how
+//! long the request waited on Dropbox.
+
+use hyper::Response;
+use hyper::header::{HeaderName, HeaderValue};
+use std::time::{Duration, Instant};
+
+pub const X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Answered from the cache without asking Dropbox.
+    Hit,
+    /// Dropbox was asked (or the bytes were new to this account).
+    Miss,
+    /// Dropbox confirmed the cached metadata.
+    Revalidated,
+    /// Dropbox could not be reached: the last known answer, past its TTL.
+    Stale,
+    /// Past its TTL, answered at once while a refresh runs behind.
+    Updating,
+    /// Not cacheable here (a ranged pass-through): relayed from Dropbox.
+    Bypass,
+}
+
+impl CacheStatus {
+    pub const ALL: [CacheStatus; 6] = [
+        CacheStatus::Hit,
+        CacheStatus::Miss,
+        CacheStatus::Revalidated,
+        CacheStatus::Stale,
+        CacheStatus::Updating,
+        CacheStatus::Bypass,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Revalidated => "REVALIDATED",
+            CacheStatus::Stale => "STALE",
+            CacheStatus::Updating => "UPDATING",
+            CacheStatus::Bypass => "BYPASS",
+        }
+    }
+
+    /// Sets the header and the extension on `resp`.
+    pub fn mark<B>(self, resp: &mut Response<B>) {
+        resp.headers_mut()
+            .insert(X_CACHE_STATUS, HeaderValue::from_static(self.as_str()));
+        resp.extensions_mut().insert(self);
+    }
+
+    /// The status `mark` set on `resp`, if any.
+    pub fn of<B>(resp: &Response<B>) -> Option<CacheStatus> {
+        resp.extensions().get::<CacheStatus>().copied()
+    }
+}
+
+/// Where a response's body bytes come from, as a response extension (absent: "generated").
+#[derive(Debug, Clone, Copy)]
+pub struct BodySource(pub &'static str);
+
+/// How long the request waited on Dropbox, as a response extension (absent: it did not).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpstreamTime(pub Duration);
+
+/// Notes where a file's body comes from, by its cache status as the body cache gave it: a HIT
+/// is read from disk; anything else is a download, and the time since `asked` was spent
+/// waiting on Dropbox.
+pub fn body_from<B>(resp: &mut Response<B>, cache: CacheStatus, asked: Instant) {
+    let from = if cache == CacheStatus::Hit {
+        "disk"
+    } else {
+        add_upstream(resp, asked.elapsed());
+        "dropbox"
+    };
+    resp.extensions_mut().insert(BodySource(from));
+}
+
+/// Adds `d` to the response's Dropbox time.
+pub fn add_upstream<B>(resp: &mut Response<B>, d: Duration) {
+    let ext = resp.extensions_mut();
+    let total = ext.get::<UpstreamTime>().map_or(d, |t| t.0 + d);
+    ext.insert(UpstreamTime(total));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marked_responses_carry_the_header_and_the_status() {
+        for s in CacheStatus::ALL {
+            let mut resp = Response::new(());
+            assert_eq!(CacheStatus::of(&resp), None);
+            s.mark(&mut resp);
+            assert_eq!(CacheStatus::of(&resp), Some(s));
+            assert_eq!(resp.headers()[X_CACHE_STATUS], s.as_str());
+        }
+        let names: std::collections::HashSet<_> = CacheStatus::ALL.map(|s| s.as_str()).into();
+        assert_eq!(names.len(), 6);
+    }
+}
