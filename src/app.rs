@@ -2,13 +2,13 @@
 //! runs the proxy on an already-bound listener.
 
 use crate::account::Accounts;
+use crate::account::links::Links;
 use crate::body::Bodies;
 use crate::config::Config;
 use crate::meta::feed::Feeds;
 use crate::meta::{Freshness, MetaCache};
 use crate::metrics::Metrics;
-use crate::proxy::link::Links;
-use crate::proxy::thumb::Thumbs;
+use crate::proxy::Proxy;
 use crate::store::{Store, StoreError};
 use crate::telemetry::LogControl;
 use crate::upstream::client::Dropbox;
@@ -34,18 +34,14 @@ pub struct App {
     pub config: Config,
     pub accounts: Arc<Accounts>,
     pub dropbox: Arc<Dropbox>,
-    /// Shared links served under `/s/`.
-    pub links: Links,
-    /// Thumbnails being made.
-    pub thumbs: Thumbs,
+    /// The read path, with its shares of the components below.
+    pub proxy: Proxy,
     pub meta: Arc<MetaCache>,
     /// The change feed's tasks (no followers when `feed.enabled` is false) and the listener of
     /// other instances.
     pub feeds: Feeds,
-    pub bodies: Bodies,
+    pub bodies: Arc<Bodies>,
     pub store: Store,
-    /// `cache.cache_control`, ready to send.
-    pub cache_control: HeaderValue,
     /// This process among the instances sharing a store.
     pub instance: String,
     pub metrics: Metrics,
@@ -89,7 +85,8 @@ impl App {
             dropbox.clone(),
         )
         .await
-        .map_err(AppError::Cache)?;
+        .map_err(AppError::Cache)
+        .map(Arc::new)?;
         let accounts = Arc::new(Accounts::from_config(&config));
         accounts.record(&store).await?;
         let linked = accounts.load_linked(&store).await?;
@@ -119,16 +116,22 @@ impl App {
         );
         let cache_control = HeaderValue::from_str(&c.cache_control)
             .expect("config validation checked cache.cache_control");
-        Ok(Arc::new(App {
+        let proxy = Proxy {
+            accounts: accounts.clone(),
             links: Links::from_config(&config),
-            thumbs: Thumbs::default(),
+            meta: meta.clone(),
+            bodies: bodies.clone(),
+            cache_control,
+            max_ranges: config.max_ranges,
+        };
+        Ok(Arc::new(App {
+            proxy,
             accounts,
             dropbox,
             meta,
             feeds,
             bodies,
             store,
-            cache_control,
             instance,
             metrics,
             draining: AtomicBool::new(false),

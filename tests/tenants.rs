@@ -604,7 +604,7 @@ async fn a_thumbnail_whose_every_waiter_left_leaves_no_flight_behind() {
         "the thumbnail is slow to make"
     );
     eventually("the flight is forgotten", || async {
-        p.app.thumbs.in_flight() == 0
+        p.app.bodies.thumbs_in_flight() == 0
     })
     .await;
 }

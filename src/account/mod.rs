@@ -6,10 +6,11 @@
 //! secrets, so tools can see what is published. Lookups never touch the store: the registry
 //! is in memory, and an instance hears of links and unlinks made elsewhere over pub/sub.
 
+pub mod feed;
+pub mod links;
 pub mod vault;
 
 use crate::config::{AccountConfig, Config, DropboxConfig};
-use crate::meta::feed::FeedStatus;
 use crate::secret::Secret;
 use crate::store::{Store, StoreError};
 use crate::upstream::client::{Download, Dropbox, RefreshGrant, TokenSet};
@@ -17,6 +18,7 @@ use crate::upstream::error::UpstreamError;
 use crate::upstream::types::{
     FileMetadata, FolderMetadata, LinkArg, ListFolderResult, Metadata, SharedLinkMetadata,
 };
+use feed::FeedStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

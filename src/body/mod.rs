@@ -10,6 +10,7 @@ pub mod fill;
 pub mod index;
 pub mod slice;
 pub mod stream;
+pub mod thumb;
 
 use crate::account::Account;
 use crate::config::CacheConfig;
@@ -134,6 +135,8 @@ pub struct Bodies {
     stall: Duration,
     /// Requests that joined a fill another request started.
     coalesced: AtomicU64,
+    /// Thumbnails being made.
+    thumbs: thumb::Thumbs,
 }
 
 /// What the body cache holds and does, for `/metrics` and `/admin/cache`.
@@ -205,6 +208,7 @@ impl Bodies {
             abandon_below: config.abandoned_fill_completion,
             stall,
             coalesced: AtomicU64::new(0),
+            thumbs: thumb::Thumbs::default(),
         })
     }
 

@@ -24,10 +24,9 @@ use crate::upstream::error::UpstreamError;
 use crate::upstream::types::Metadata;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::{Interval, MissedTickBehavior};
 
@@ -35,30 +34,6 @@ use tokio::time::{Interval, MissedTickBehavior};
 const VERSION: u32 = 1;
 /// Waits after failed feed calls, doubling up to the last.
 const BACKOFF: [u64; 6] = [250, 500, 1000, 2000, 5000, 15000];
-
-/// What this instance knows of one account's feed.
-#[derive(Debug, Default)]
-pub struct FeedStatus {
-    /// Unix ms from which the feed covers every change.
-    since_ms: AtomicU64,
-    /// Unix ms until which the feed counts as live here (0: not live).
-    live_until_ms: AtomicU64,
-    /// Dropbox's id of the account, which webhooks name.
-    account_id: OnceLock<String>,
-    wake: Notify,
-    pokes: AtomicU64,
-    /// The last attempt to start the feed failed (logged once until it works).
-    start_failing: std::sync::atomic::AtomicBool,
-    /// Moves whenever the feed changes this account's entries here, so a lookup that started
-    /// before does not cache what it found (it may predate the change).
-    generation: AtomicU64,
-    /// Unix ms when the feed last vouched for this instance's cache (or when following began).
-    vouched_ms: AtomicU64,
-    /// Resets (`reset` from Dropbox: a full resync) this instance's holder went through.
-    resets: AtomicU64,
-    /// This instance holds the account's lease (it runs the longpolls).
-    holding: std::sync::atomic::AtomicBool,
-}
 
 /// One followed account's feed, for `/metrics` and `/admin/feeds`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -75,68 +50,6 @@ pub struct FeedReport {
     pub webhook_pokes: u64,
     /// Changes applied or heard of.
     pub generation: u64,
-}
-
-impl FeedStatus {
-    /// From when entries are trusted, while the feed is live.
-    pub fn trusted_since(&self) -> Option<u64> {
-        (now_ms() < self.live_until_ms.load(Ordering::Relaxed))
-            .then(|| self.since_ms.load(Ordering::Relaxed))
-    }
-
-    /// Changes applied (or heard of) so far.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// Marks a change to this account's entries: lookups under way must not cache what they
-    /// found.
-    pub fn bump(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn set_live(&self, since_ms: u64, until_ms: u64) {
-        self.since_ms.fetch_max(since_ms, Ordering::Relaxed);
-        self.live_until_ms.store(until_ms, Ordering::Relaxed);
-        self.vouched_ms
-            .fetch_max(now_ms().min(until_ms), Ordering::Relaxed);
-    }
-
-    /// Seconds since the feed last vouched for the cache here (0 while it does).
-    pub fn lag_seconds(&self) -> f64 {
-        if self.trusted_since().is_some() {
-            return 0.0;
-        }
-        let since = self
-            .vouched_ms
-            .load(Ordering::Relaxed)
-            .max(self.live_until_ms.load(Ordering::Relaxed));
-        now_ms().saturating_sub(since) as f64 / 1000.0
-    }
-
-    /// Resets the holder here went through.
-    pub fn resets(&self) -> u64 {
-        self.resets.load(Ordering::Relaxed)
-    }
-
-    fn lapse(&self) {
-        self.live_until_ms.store(0, Ordering::Relaxed);
-    }
-
-    /// Asks the feed to read the account's changes now (a webhook named it).
-    pub fn poke(&self) {
-        self.pokes.fetch_add(1, Ordering::Relaxed);
-        self.wake.notify_one();
-    }
-
-    /// Webhook pokes this instance received for the account.
-    pub fn pokes(&self) -> u64 {
-        self.pokes.load(Ordering::Relaxed)
-    }
-
-    pub fn account_id(&self) -> Option<&str> {
-        self.account_id.get().map(String::as_str)
-    }
 }
 
 /// The holder's cursor, kept in the store so a restart (or another instance) resumes.
@@ -321,8 +234,8 @@ impl Feeds {
                 FeedReport {
                     account: f.account.alias.clone(),
                     live: s.trusted_since().is_some(),
-                    holder: s.holding.load(Ordering::Relaxed),
-                    since_ms: s.since_ms.load(Ordering::Relaxed),
+                    holder: s.holding(),
+                    since_ms: s.since_ms(),
                     lag_seconds: s.lag_seconds(),
                     resets: s.resets(),
                     webhook_pokes: s.pokes(),
@@ -364,10 +277,7 @@ impl Shared {
         if !self.enabled {
             return None;
         }
-        account
-            .feed
-            .vouched_ms
-            .fetch_max(now_ms(), Ordering::Relaxed);
+        account.feed.vouch_now();
         let task = tokio::spawn(follow(self.ctx.clone(), account.clone()));
         let old = lock(&self.followers).insert(account.alias.clone(), Follower { account, task });
         if let Some(old) = &old {
@@ -460,10 +370,10 @@ async fn follow(ctx: Arc<Ctx>, account: Arc<Account>) {
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if account.feed.account_id.get().is_none() {
+        if account.feed.account_id().is_none() {
             match ctx.dropbox.account_id(&account.tokens).await {
                 Ok(id) => {
-                    let _ = account.feed.account_id.set(id);
+                    account.feed.set_account_id(id);
                 }
                 Err(e) => tracing::debug!(error = %e, "cannot learn the account's id yet"),
             }
@@ -475,9 +385,9 @@ async fn follow(ctx: Arc<Ctx>, account: Arc<Account>) {
         {
             Ok(true) => {
                 tracing::info!(alias = %account.alias, "following the account's change feed");
-                account.feed.holding.store(true, Ordering::Relaxed);
+                account.feed.set_holding(true);
                 let _ = hold(&ctx, &account, &mut tick).await;
-                account.feed.holding.store(false, Ordering::Relaxed);
+                account.feed.set_holding(false);
                 account.feed.lapse();
             }
             Ok(false) => ctx.observe(&account).await,
@@ -560,7 +470,7 @@ impl Lease<'_> {
     /// Some(false) when no new cursor could be had.
     async fn restart(&mut self) -> Option<bool> {
         let (ctx, account) = (self.ctx, self.account);
-        account.feed.resets.fetch_add(1, Ordering::Relaxed);
+        account.feed.count_reset();
         tracing::info!(alias = %account.alias, "the feed's cursor was reset; resyncing");
         // Changes may have been missed: vouch for nothing until the new cursor is there.
         self.healthy = false;
@@ -606,7 +516,7 @@ async fn hold(ctx: &Ctx, account: &Account, tick: &mut Interval) -> Option<()> {
         None => match ctx.start_cursor(account).await {
             Ok(r) => (r, false),
             Err(e) => {
-                if !account.feed.start_failing.swap(true, Ordering::Relaxed) {
+                if !account.feed.start_failed() {
                     tracing::warn!(alias = %account.alias, error = %e,
                         "cannot start the change feed (is the published root there?); \
                          retrying, with TTLs meanwhile");
@@ -615,7 +525,7 @@ async fn hold(ctx: &Ctx, account: &Account, tick: &mut Interval) -> Option<()> {
             }
         },
     };
-    account.feed.start_failing.store(false, Ordering::Relaxed);
+    account.feed.started();
     let mut lease = Lease {
         ctx,
         account,
@@ -637,7 +547,7 @@ async fn hold(ctx: &Ctx, account: &Account, tick: &mut Interval) -> Option<()> {
             let woken = async {
                 tokio::select! {
                     polled = ctx.dropbox.longpoll(&cursor, ctx.longpoll_timeout) => Some(polled),
-                    () = account.feed.wake.notified() => None,
+                    () = account.feed.woken() => None,
                 }
             };
             match lease.keep(woken).await? {
@@ -736,7 +646,7 @@ async fn apply(
     }
     // Lookups under way may have read the old state: they must not cache it.
     account.feed.bump();
-    let since = account.feed.since_ms.load(Ordering::Relaxed);
+    let since = account.feed.since_ms();
     let mut parents: Vec<(String, Vec<Metadata>)> = Vec::new();
     for m in deltas {
         let Some(rel) = m.path_lower().and_then(|abs| relative(&root, abs)) else {
@@ -847,10 +757,10 @@ async fn hear(shared: &Shared, mut sub: Subscription) {
                 }
                 ctx.meta.drop_l1(&msg.keys, &msg.prefixes);
                 if let Some(since) = msg.since_ms {
-                    account.feed.since_ms.fetch_max(since, Ordering::Relaxed);
+                    account.feed.move_since(since);
                 }
                 if msg.poke {
-                    account.feed.wake.notify_one();
+                    account.feed.wake();
                 }
             }
             changed = sub.healthy.changed() => {
@@ -906,24 +816,6 @@ mod tests {
         assert_eq!(parent_of("/a/b.txt"), Some("/a"));
         assert_eq!(parent_of("/a"), Some(""));
         assert_eq!(parent_of(""), None);
-    }
-
-    #[test]
-    fn trust_lapses_and_since_only_moves_forward() {
-        let s = FeedStatus::default();
-        assert_eq!(s.trusted_since(), None);
-        s.set_live(100, now_ms() + 60_000);
-        assert_eq!(s.trusted_since(), Some(100));
-        s.set_live(50, now_ms() + 60_000);
-        assert_eq!(
-            s.trusted_since(),
-            Some(100),
-            "a stale record never widens trust"
-        );
-        s.lapse();
-        assert_eq!(s.trusted_since(), None);
-        s.set_live(200, now_ms() - 1);
-        assert_eq!(s.trusted_since(), None, "expired liveness is not live");
     }
 
     #[test]

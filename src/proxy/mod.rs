@@ -1,6 +1,7 @@
-//! The read path for `GET` / `HEAD /<alias>/<path>` (and `/s/<link>/<path>`), top to bottom:
-//! method → normalize → account → metadata → (conditionals, ranges, body, respond in
-//! `respond`).
+//! The read path for `GET` / `HEAD /<alias>/<path>` and `/s/<link>/<path>`, top to bottom in
+//! `Proxy::serve`: 1. method → 2. normalize → 3. account → 4. metadata → 5. validators and
+//! conditionals (and ranges) → 6. body → 7. respond. `respond` builds the responses from what
+//! it is given; `thumb` answers `?thumb=` in place of 5–7.
 
 pub mod error;
 pub mod link;
@@ -9,141 +10,205 @@ pub mod normalize;
 pub mod respond;
 pub mod thumb;
 
-use crate::account::Account;
-use crate::app::App;
-use crate::http::Body;
+use crate::account::Accounts;
+use crate::account::links::Links;
+use crate::body::{Bodies, OpenError, Ranged};
+use crate::http::conditional::{self, Outcome};
 use crate::http::provenance;
-use crate::meta::{Source, State};
+use crate::http::range::{self, Decision};
+use crate::http::route::Route;
+use crate::http::{Body, CacheStatus};
+use crate::meta::{MetaCache, Source, State};
+use crate::upstream::types::FileMetadata;
 pub use error::ProxyError;
+use hyper::header::{CONTENT_SECURITY_POLICY, HeaderValue, RANGE};
 use hyper::http::request::Parts;
-use hyper::{Method, Response, StatusCode};
-use normalize::Target;
-use respond::Served;
+use hyper::{Method, Response};
+use respond::FileHead;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Serves one request for a published path.
-pub async fn serve(app: &App, req: &Parts) -> Result<Response<Body>, ProxyError> {
-    // 1. method
-    if req.method != Method::GET && req.method != Method::HEAD {
-        return Err(ProxyError::Method);
-    }
-    // 2. normalize (SECURITY: the only way from a URL to a Dropbox path)
-    let target = normalize::normalize(req.uri.path())?;
-    // 3. account: unknown → 404 before anything reaches Dropbox
-    let account = app
-        .accounts
-        .lookup(&target.alias)
-        .ok_or(ProxyError::UnknownAccount)?;
-    serve_at(app, req, &account, &target).await
+/// What the read path needs, built once by `app` from the config.
+pub struct Proxy {
+    pub accounts: Arc<Accounts>,
+    /// Shared links served under `/s/`.
+    pub links: Links,
+    pub meta: Arc<MetaCache>,
+    pub bodies: Arc<Bodies>,
+    /// `cache.cache_control`, ready to send.
+    pub cache_control: HeaderValue,
+    /// `max_ranges`: more ranges than this are answered whole.
+    pub max_ranges: usize,
 }
 
-/// Serves `GET` / `HEAD /s/<link>/<path>`: a shared link, like an account rooted at it.
-pub async fn serve_link(app: &App, req: &Parts) -> Result<Response<Body>, ProxyError> {
-    if req.method != Method::GET && req.method != Method::HEAD {
-        return Err(ProxyError::Method);
-    }
-    let (segment, target) = link::target(req.uri.path())?;
-    let (account, by_url) = app.links.resolve(segment).ok_or(ProxyError::NotFound)?;
-    let mut resp = serve_at(app, req, &account, &target).await?;
-    if by_url {
-        // SECURITY: a stranger's HTML or SVG must not run as the operator's origin.
-        resp.headers_mut().insert(
-            hyper::header::CONTENT_SECURITY_POLICY,
-            hyper::header::HeaderValue::from_static("sandbox"),
-        );
-    }
-    Ok(resp)
+/// What serving a file came to.
+pub enum Served {
+    Done(Response<Body>),
+    /// Dropbox has a different version than the metadata said (the newer one, or None if
+    /// the file is gone): refresh the metadata and start again.
+    Changed(Option<FileMetadata>),
 }
 
-/// Steps 4–7 for a checked target of a known account (or link).
-async fn serve_at(
-    app: &App,
-    req: &Parts,
-    account: &Arc<Account>,
-    target: &Target,
-) -> Result<Response<Body>, ProxyError> {
-    let path = account.dropbox_path(&target.display);
-    let thumb = thumb::spec(req.uri.query())?;
-    // 4. metadata; a download that meets another version starts once more from it
-    let mut retried = false;
-    let mut waited = Duration::ZERO;
-    loop {
-        let asked = Instant::now();
-        let generation = account.feed.generation();
-        let looked = app
-            .meta
-            .lookup(account, &target.display, &target.lower)
-            .await?;
-        if !matches!(looked.source, Source::Cache | Source::Updating) {
-            waited += asked.elapsed();
+impl Proxy {
+    /// Serves one request for a published path (`Route::Published`) or a shared link's
+    /// (`Route::Link`).
+    pub async fn serve(&self, req: &Parts, route: Route) -> Result<Response<Body>, ProxyError> {
+        // 1. method
+        if req.method != Method::GET && req.method != Method::HEAD {
+            return Err(ProxyError::Method);
         }
-        let done = |mut resp: Response<Body>| {
-            if !waited.is_zero() {
-                provenance::add_upstream(&mut resp, waited);
-            }
-            resp
+        // 2. normalize (SECURITY: the only way from a URL to a Dropbox path) and
+        // 3. account: unknown → 404 before anything reaches Dropbox; a shared link stands for
+        //    an account rooted at it.
+        let (account, target, by_url) = if route == Route::Link {
+            let (segment, target) = link::target(req.uri.path())?;
+            let (account, by_url) = self.links.resolve(segment).ok_or(ProxyError::NotFound)?;
+            (account, target, by_url)
+        } else {
+            let target = normalize::normalize(req.uri.path())?;
+            let account = self
+                .accounts
+                .lookup(&target.alias)
+                .ok_or(ProxyError::UnknownAccount)?;
+            (account, target, false)
         };
-        let f = match &looked.entry.state {
-            State::Missing => return Err(ProxyError::NotFound),
-            State::Folder(_) if thumb.is_some() => {
-                return Err(ProxyError::BadThumb(
-                    "thumbnails are of files, not folders".into(),
-                ));
+        let path = account.dropbox_path(&target.display);
+        let thumb = thumb::spec(req.uri.query())?;
+        let cc = &self.cache_control;
+        let mut retried = false;
+        let mut waited = Duration::ZERO;
+        // A download that meets another version starts once more from 4.
+        let mut resp = loop {
+            // 4. metadata
+            let asked = Instant::now();
+            let generation = account.feed.generation();
+            let looked = self
+                .meta
+                .lookup(&account, &target.display, &target.lower)
+                .await?;
+            if !matches!(looked.source, Source::Cache | Source::Updating) {
+                waited += asked.elapsed();
             }
-            State::Folder(listing) if account.link().is_some() => {
-                return Ok(done(respond::link_folder(
-                    app,
-                    req,
-                    &target.display,
-                    listing,
-                    looked.source,
-                )));
-            }
-            State::Folder(listing) => {
-                return Ok(done(respond::folder(
-                    app,
-                    req,
-                    account,
-                    listing,
-                    looked.source,
-                )));
-            }
-            State::File(_) if target.trailing_slash => return Err(ProxyError::NotFound),
-            State::File(f) => f,
-        };
-        // 5–7. conditionals, ranges, body (or the thumbnail asked for)
-        let served = match &thumb {
-            Some(spec) => thumb::serve(app, req, account, &path, f, spec).await?,
-            None => {
-                // SECURITY: whether this account has had these bytes before; a blob another
-                // account brought answers its first request as a MISS all the same.
-                let blob = || crate::body::blob_name(account, &path, f);
-                let known = looked.entry.body_used.get()
-                    || blob().is_some_and(|b| account.used.contains(&b));
-                let served =
-                    respond::file(app, req, account, &path, f, looked.source, known).await?;
-                let body_sent = matches!(&served, Served::Done(r)
-                    if req.method == Method::GET
-                        && matches!(r.status(), StatusCode::OK | StatusCode::PARTIAL_CONTENT));
-                if body_sent && looked.entry.body_used.first() {
-                    if let Some(b) = blob() {
-                        account.used.insert(&b);
-                    }
-                    app.meta
-                        .keep_used(account, &target.lower, looked.entry.clone(), generation);
+            let source = looked.source;
+            let f = match &looked.entry.state {
+                State::Missing => return Err(ProxyError::NotFound),
+                State::Folder(_) if thumb.is_some() => {
+                    return Err(ProxyError::BadThumb(
+                        "thumbnails are of files, not folders".into(),
+                    ));
                 }
-                served
+                State::Folder(listing) if account.link().is_some() => {
+                    break respond::link_folder(cc, req, &target.display, listing, source);
+                }
+                State::Folder(listing) => {
+                    break respond::folder(cc, req, &account, listing, source);
+                }
+                State::File(_) if target.trailing_slash => return Err(ProxyError::NotFound),
+                State::File(f) => f,
+            };
+            let newer = if let Some(spec) = &thumb {
+                // 5–7 for the thumbnail asked for.
+                match thumb::serve(self, req, &account, &path, f, spec).await? {
+                    Served::Done(resp) => break resp,
+                    Served::Changed(newer) => newer,
+                }
+            } else {
+                // 5. validators and conditionals, then ranges (GET only, RFC 9110 §14.2;
+                //    HEAD answers as a plain GET would)
+                let head = FileHead::of(f);
+                let cache = respond::cache_status(source);
+                let honor_range =
+                    match conditional::evaluate(&req.method, &req.headers, &head.validators()) {
+                        Outcome::PreconditionFailed => break respond::precondition_failed(),
+                        Outcome::NotModified => break respond::not_modified(cc, &head, cache),
+                        Outcome::Proceed { honor_range } => honor_range,
+                    };
+                if !f.is_downloadable {
+                    return Err(ProxyError::NotFound);
+                }
+                let decision = match req.headers.get(RANGE).and_then(|v| v.to_str().ok()) {
+                    Some(r) if honor_range && req.method == Method::GET => {
+                        range::decide(r, head.len, self.max_ranges)
+                    }
+                    _ => Decision::Whole,
+                };
+                if decision == Decision::Unsatisfiable {
+                    break respond::unsatisfiable(cc, &head, cache);
+                }
+                if req.method == Method::HEAD {
+                    break respond::head_only(cc, &head, cache);
+                }
+                // 6. body
+                let opening = Instant::now();
+                let opened = match &decision {
+                    Decision::Multi(rs) => self.bodies.open_parts(&account, &path, f, rs).await,
+                    Decision::Single(r) => self
+                        .bodies
+                        .open(&account, &path, f, Some(r.clone()))
+                        .await
+                        .map(Ranged::Span),
+                    _ => self
+                        .bodies
+                        .open(&account, &path, f, None)
+                        .await
+                        .map(Ranged::Span),
+                };
+                match opened {
+                    Ok(opened) => {
+                        // 7. respond. Stale metadata says so whatever the bytes' own story.
+                        // SECURITY: a blob this account has not been served before is its
+                        // MISS, whoever brought it: what others' caches hold is not told.
+                        let bytes_from = match &opened {
+                            Ranged::Span(o) | Ranged::Each { first: o, .. } => o.cache,
+                        };
+                        let blob = || crate::body::blob_name(&account, &path, f);
+                        let known = looked.entry.body_used.get()
+                            || blob().is_some_and(|b| account.used.contains(&b));
+                        let cache = match source {
+                            Source::Stale | Source::Updating => cache,
+                            _ if bytes_from == CacheStatus::Hit && !known => CacheStatus::Miss,
+                            _ => bytes_from,
+                        };
+                        let mut resp = respond::file(cc, &head, decision, opened, cache);
+                        // A fill joined or started, or a pass-through: the wait for it was
+                        // Dropbox's.
+                        provenance::body_from(&mut resp, bytes_from, opening);
+                        // A GET's body is on its way: the account has had these bytes.
+                        if looked.entry.body_used.first() {
+                            if let Some(b) = blob() {
+                                account.used.insert(&b);
+                            }
+                            self.meta.keep_used(
+                                &account,
+                                &target.lower,
+                                looked.entry.clone(),
+                                generation,
+                            );
+                        }
+                        break resp;
+                    }
+                    Err(OpenError::Changed(newer)) => newer,
+                    Err(OpenError::Upstream(e)) => return Err(ProxyError::Upstream(e)),
+                }
+            };
+            // Dropbox has another version than the metadata said: look it up again, once.
+            if retried {
+                return Err(ProxyError::Changing);
             }
+            match newer {
+                Some(newer) => self.meta.record_file(&account, &target.lower, newer).await,
+                None => self.meta.forget(&account, &target.lower).await,
+            }
+            retried = true;
         };
-        match served {
-            Served::Done(resp) => return Ok(done(resp)),
-            Served::Changed(_) if retried => return Err(ProxyError::Changing),
-            Served::Changed(Some(newer)) => {
-                app.meta.record_file(account, &target.lower, newer).await;
-            }
-            Served::Changed(None) => app.meta.forget(account, &target.lower).await,
+        if !waited.is_zero() {
+            provenance::add_upstream(&mut resp, waited);
         }
-        retried = true;
+        if by_url {
+            // SECURITY: a stranger's HTML or SVG must not run as the operator's origin.
+            resp.headers_mut()
+                .insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
+        }
+        Ok(resp)
     }
 }

@@ -1,17 +1,15 @@
-//! Answers for a file or a folder listing once its metadata is known: validators, the
-//! conditional verdict, ranges, and the body (streamed from `Bodies`, never buffered whole).
+//! Responses for a file or a folder listing, built from what the read path (`proxy::Proxy::serve`)
+//! gives: the file's validators and type, the conditional and range verdicts, the opened body.
+//! Nothing here looks anything up.
 
-use super::error::ProxyError;
 use super::listing::{self, Format};
 use crate::account::Account;
-use crate::app::App;
+use crate::body::Ranged;
 use crate::body::slice::{Chain, Lazy, Part, Slices, multipart};
-use crate::body::{OpenError, Ranged};
 use crate::http::CacheStatus;
 use crate::http::conditional::{self, Outcome, Validators};
 use crate::http::etag::EntityTag;
-use crate::http::provenance;
-use crate::http::range::{self, Decision};
+use crate::http::range::Decision;
 use crate::http::{Body, empty, full};
 use crate::meta::{Listing, Source};
 use crate::upstream::types::FileMetadata;
@@ -19,11 +17,11 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::header::{
     ACCEPT, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
-    HeaderValue, LAST_MODIFIED, RANGE, VARY,
+    HeaderValue, LAST_MODIFIED, VARY,
 };
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
-use std::sync::Arc;
+use std::time::SystemTime;
 
 /// The Content-Type for a file name (`charset=utf-8` on text).
 pub fn content_type(name: &str) -> String {
@@ -41,7 +39,7 @@ pub fn content_type(name: &str) -> String {
 }
 
 /// `X-Cache-Status` for an answer made from metadata alone.
-fn cache_status(source: Source) -> CacheStatus {
+pub fn cache_status(source: Source) -> CacheStatus {
     match source {
         Source::Cache => CacheStatus::Hit,
         Source::Revalidated => CacheStatus::Revalidated,
@@ -52,7 +50,12 @@ fn cache_status(source: Source) -> CacheStatus {
 }
 
 /// A response with the headers every 200 / 206 / 304 / 416 shares.
-fn answer(app: &App, status: StatusCode, etag: &EntityTag, cache: CacheStatus) -> Response<Body> {
+fn answer(
+    cc: &HeaderValue,
+    status: StatusCode,
+    etag: &EntityTag,
+    cache: CacheStatus,
+) -> Response<Body> {
     let mut resp = Response::new(empty());
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -60,7 +63,7 @@ fn answer(app: &App, status: StatusCode, etag: &EntityTag, cache: CacheStatus) -
         ETAG,
         HeaderValue::from_str(&etag.to_string()).expect("hex ETags are valid headers"),
     );
-    h.insert(CACHE_CONTROL, app.cache_control.clone());
+    h.insert(CACHE_CONTROL, cc.clone());
     cache.mark(&mut resp);
     resp
 }
@@ -69,13 +72,13 @@ fn header_value(text: impl AsRef<str>) -> HeaderValue {
     HeaderValue::from_str(text.as_ref()).expect("generated header values are ASCII")
 }
 
-fn precondition_failed() -> Response<Body> {
+pub fn precondition_failed() -> Response<Body> {
     crate::http::plain(StatusCode::PRECONDITION_FAILED, "precondition failed\n")
 }
 
 /// A folder listing, JSON or HTML by `Accept`, with its strong ETag and `Vary: Accept`.
 pub fn folder(
-    app: &App,
+    cc: &HeaderValue,
     req: &Parts,
     account: &Account,
     listing: &Listing,
@@ -90,7 +93,7 @@ pub fn folder(
     let cache = cache_status(source);
     let mut resp = match conditional::evaluate(&req.method, &req.headers, &validators) {
         Outcome::PreconditionFailed => return precondition_failed(),
-        Outcome::NotModified => answer(app, StatusCode::NOT_MODIFIED, &etag, cache),
+        Outcome::NotModified => answer(cc, StatusCode::NOT_MODIFIED, &etag, cache),
         Outcome::Proceed { .. } => {
             let depth = listing::depth(&account.root);
             let (bytes, ct) = match format {
@@ -100,7 +103,7 @@ pub fn folder(
                     "text/html; charset=utf-8",
                 ),
             };
-            let mut resp = answer(app, StatusCode::OK, &etag, cache);
+            let mut resp = answer(cc, StatusCode::OK, &etag, cache);
             let h = resp.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
             h.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
@@ -117,7 +120,7 @@ pub fn folder(
 
 /// A shared link's folder: `/metadata/link`-style JSON with its strong ETag.
 pub fn link_folder(
-    app: &App,
+    cc: &HeaderValue,
     req: &Parts,
     display: &str,
     listing: &Listing,
@@ -131,10 +134,10 @@ pub fn link_folder(
     let cache = cache_status(source);
     match conditional::evaluate(&req.method, &req.headers, &validators) {
         Outcome::PreconditionFailed => precondition_failed(),
-        Outcome::NotModified => answer(app, StatusCode::NOT_MODIFIED, &etag, cache),
+        Outcome::NotModified => answer(cc, StatusCode::NOT_MODIFIED, &etag, cache),
         Outcome::Proceed { .. } => {
             let bytes = super::link::json(listing, display);
-            let mut resp = answer(app, StatusCode::OK, &etag, cache);
+            let mut resp = answer(cc, StatusCode::OK, &etag, cache);
             let h = resp.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             h.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
@@ -146,106 +149,76 @@ pub fn link_folder(
     }
 }
 
-/// What serving a file came to.
-pub enum Served {
-    Done(Response<Body>),
-    /// Dropbox has a different version than the metadata said (the newer one, or None if
-    /// the file is gone): refresh the metadata and start again.
-    Changed(Option<FileMetadata>),
+/// What a file's answers say of it whatever the request: its validators, type and length.
+pub struct FileHead {
+    pub etag: EntityTag,
+    pub last_modified: Option<SystemTime>,
+    pub content_type: String,
+    pub len: u64,
 }
 
-/// A file: validators, conditionals, ranges, then the body from `Bodies`.
-pub async fn file(
-    app: &App,
-    req: &Parts,
-    account: &Arc<Account>,
-    path: &str,
-    f: &FileMetadata,
-    source: Source,
-    known: bool,
-) -> Result<Served, ProxyError> {
-    // 5. validators and conditionals
-    let etag = EntityTag::strong(f.content_hash.clone().unwrap_or_else(|| f.rev.clone()));
-    let last_modified = humantime::parse_rfc3339(&f.server_modified).ok();
-    let validators = Validators {
-        etag: Some(etag.clone()),
-        last_modified,
-    };
-    let honor_range = match conditional::evaluate(&req.method, &req.headers, &validators) {
-        Outcome::PreconditionFailed => return Ok(Served::Done(precondition_failed())),
-        Outcome::NotModified => {
-            let cache = cache_status(source);
-            return Ok(Served::Done(answer(
-                app,
-                StatusCode::NOT_MODIFIED,
-                &etag,
-                cache,
-            )));
+impl FileHead {
+    pub fn of(f: &FileMetadata) -> FileHead {
+        FileHead {
+            etag: EntityTag::strong(f.content_hash.clone().unwrap_or_else(|| f.rev.clone())),
+            last_modified: humantime::parse_rfc3339(&f.server_modified).ok(),
+            content_type: content_type(&f.name),
+            len: f.size,
         }
-        Outcome::Proceed { honor_range } => honor_range,
-    };
-    if !f.is_downloadable {
-        return Err(ProxyError::NotFound);
     }
-    let ct = content_type(&f.name);
-    let len = f.size;
-    // Range applies to GET only (RFC 9110 §14.2); HEAD answers as a plain GET would.
-    let decision = match req.headers.get(RANGE).and_then(|v| v.to_str().ok()) {
-        Some(r) if honor_range && req.method == Method::GET => {
-            range::decide(r, len, app.config.max_ranges)
+
+    pub fn validators(&self) -> Validators {
+        Validators {
+            etag: Some(self.etag.clone()),
+            last_modified: self.last_modified,
         }
-        _ => Decision::Whole,
-    };
-    let with_file_headers = |mut resp: Response<Body>| {
+    }
+
+    /// `answer` with the headers of a file's 200 / 206 / 416.
+    fn answer(&self, cc: &HeaderValue, status: StatusCode, cache: CacheStatus) -> Response<Body> {
+        let mut resp = answer(cc, status, &self.etag, cache);
         let h = resp.headers_mut();
         h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        if let Some(lm) = last_modified {
+        if let Some(lm) = self.last_modified {
             h.insert(LAST_MODIFIED, header_value(httpdate::fmt_http_date(lm)));
         }
         resp
-    };
-    if decision == Decision::Unsatisfiable {
-        let mut resp = with_file_headers(answer(
-            app,
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            &etag,
-            cache_status(source),
-        ));
-        resp.headers_mut()
-            .insert(CONTENT_RANGE, header_value(format!("bytes */{len}")));
-        return Ok(Served::Done(resp));
     }
-    if req.method == Method::HEAD {
-        let mut resp = with_file_headers(answer(app, StatusCode::OK, &etag, cache_status(source)));
-        let h = resp.headers_mut();
-        h.insert(CONTENT_TYPE, header_value(&ct));
-        h.insert(CONTENT_LENGTH, HeaderValue::from(len));
-        return Ok(Served::Done(resp));
-    }
-    // 6. body
-    let opening = std::time::Instant::now();
-    let opened = match &decision {
-        Decision::Multi(rs) => app.bodies.open_parts(account, path, f, rs).await,
-        Decision::Single(r) => app
-            .bodies
-            .open(account, path, f, Some(r.clone()))
-            .await
-            .map(Ranged::Span),
-        _ => app
-            .bodies
-            .open(account, path, f, None)
-            .await
-            .map(Ranged::Span),
-    };
-    let opened = match opened {
-        Ok(o) => o,
-        Err(OpenError::Changed(newer)) => return Ok(Served::Changed(newer)),
-        Err(OpenError::Upstream(e)) => return Err(ProxyError::Upstream(e)),
-    };
-    let bytes_from = match &opened {
-        Ranged::Span(o) | Ranged::Each { first: o, .. } => o.cache,
-    };
-    // 7. respond
+}
+
+/// 304: the client's copy is current.
+pub fn not_modified(cc: &HeaderValue, head: &FileHead, cache: CacheStatus) -> Response<Body> {
+    answer(cc, StatusCode::NOT_MODIFIED, &head.etag, cache)
+}
+
+/// 416, with the length the client should have asked within.
+pub fn unsatisfiable(cc: &HeaderValue, head: &FileHead, cache: CacheStatus) -> Response<Body> {
+    let mut resp = head.answer(cc, StatusCode::RANGE_NOT_SATISFIABLE, cache);
+    resp.headers_mut()
+        .insert(CONTENT_RANGE, header_value(format!("bytes */{}", head.len)));
+    resp
+}
+
+/// A `HEAD`: what a plain `GET` would answer, without the body.
+pub fn head_only(cc: &HeaderValue, head: &FileHead, cache: CacheStatus) -> Response<Body> {
+    let mut resp = head.answer(cc, StatusCode::OK, cache);
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, header_value(&head.content_type));
+    h.insert(CONTENT_LENGTH, HeaderValue::from(head.len));
+    resp
+}
+
+/// 200 with the whole body, or 206 with the range (or the `multipart/byteranges` parts) asked
+/// for, cut from the body `opened` for that decision.
+pub fn file(
+    cc: &HeaderValue,
+    head: &FileHead,
+    decision: Decision,
+    opened: Ranged,
+    cache: CacheStatus,
+) -> Response<Body> {
+    let len = head.len;
+    let ct = head.content_type.clone();
     let (status, body, body_len, content_type, content_range) = match (decision, opened) {
         (Decision::Single(r), Ranged::Span(o)) => {
             let n = r.end() - r.start() + 1;
@@ -294,14 +267,7 @@ pub async fn file(
         (_, Ranged::Span(o)) => (StatusCode::OK, o.stream, len, ct, None),
         (_, Ranged::Each { .. }) => unreachable!("parts are opened for multi-ranges only"),
     };
-    // Stale metadata says so whatever the bytes' own story. A blob this account has not been
-    // served before is its MISS, whoever brought it: what others' caches hold is not told.
-    let cache = match source {
-        Source::Stale | Source::Updating => cache_status(source),
-        _ if bytes_from == CacheStatus::Hit && !known => CacheStatus::Miss,
-        _ => bytes_from,
-    };
-    let mut resp = with_file_headers(answer(app, status, &etag, cache));
+    let mut resp = head.answer(cc, status, cache);
     *resp.body_mut() = body;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, header_value(content_type));
@@ -309,9 +275,7 @@ pub async fn file(
     if let Some(cr) = content_range {
         h.insert(CONTENT_RANGE, header_value(cr));
     }
-    // A fill joined or started, or a pass-through: the wait for it was Dropbox's.
-    provenance::body_from(&mut resp, bytes_from, opening);
-    Ok(Served::Done(resp))
+    resp
 }
 
 #[cfg(test)]

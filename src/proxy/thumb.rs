@@ -4,18 +4,13 @@
 //! a name derived from those, and answered with its own strong ETag (a matching
 //! `If-None-Match` is a 304 with no Dropbox call and no disk read).
 //!
-//! SECURITY: the name says which content the thumbnail is of, and other accounts with the same
-//! content are served it, so it must be made of exactly that: Dropbox is asked for the
-//! revision (`rev:<rev>`), not the path, and what it says it made the thumbnail of (its
-//! content hash, or a link's rev) must match before it is kept. A revision Dropbox no longer
-//! has means our metadata is stale: the caller looks it up again.
+//! The thumbnail itself is made and kept by `body::thumb`.
 
 use super::ProxyError;
-use super::respond::Served;
+use super::{Proxy, Served};
 use crate::account::Account;
-use crate::app::App;
+use crate::body::thumb::Spec;
 use crate::body::{blob_name, disk};
-use crate::flight::Flights;
 use crate::http::CacheStatus;
 use crate::http::conditional::{self, Outcome, Validators};
 use crate::http::etag::EntityTag;
@@ -29,7 +24,6 @@ use hyper::header::{
 };
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
-use serde_json::{Value, json};
 use std::sync::Arc;
 
 const FORMATS: &[(&str, &str)] = &[
@@ -38,15 +32,6 @@ const FORMATS: &[(&str, &str)] = &[
     ("webp", "image/webp"),
 ];
 const MODES: &[&str] = &["strict", "bestfit", "fitone_bestfit", "original"];
-
-/// A checked thumbnail request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spec {
-    pub size: &'static str,
-    pub format: &'static str,
-    pub mime: &'static str,
-    pub mode: &'static str,
-}
 
 /// The thumbnail a query asks for: None without `thumb`, an error naming what is valid.
 pub fn spec(query: Option<&str>) -> Result<Option<Spec>, ProxyError> {
@@ -85,87 +70,9 @@ pub fn spec(query: Option<&str>) -> Result<Option<Spec>, ProxyError> {
     }))
 }
 
-/// Thumbnails being made now, by blob name.
-#[derive(Default)]
-pub struct Thumbs {
-    flights: Flights<Result<Bytes, Arc<UpstreamError>>>,
-}
-
-/// Whether Dropbox's `PreviewResult` says the thumbnail was made of `f`: the same content
-/// hash (and rev) for a path, the same rev for a link. Absent facts do not count against it.
-fn made_of(result: &Value, f: &FileMetadata) -> bool {
-    let same = |meta: &Value, key: &str, want: Option<&str>| match (meta.get(key), want) {
-        (Some(Value::String(got)), Some(want)) => got == want,
-        _ => true,
-    };
-    match (result.get("file_metadata"), result.get("link_metadata")) {
-        (Some(m), _) => {
-            same(m, "content_hash", f.content_hash.as_deref()) && same(m, "rev", Some(&f.rev))
-        }
-        (None, Some(m)) => same(m, "rev", Some(&f.rev)),
-        (None, None) => true,
-    }
-}
-
-impl Thumbs {
-    /// Thumbnails being made now.
-    pub fn in_flight(&self) -> usize {
-        self.flights.len()
-    }
-
-    /// The thumbnail's bytes: from the cache, or made once by Dropbox and kept. `NotFound`
-    /// when Dropbox no longer has the revision `f` names. Concurrent requests share one call
-    /// per account: an account never waits on (or inherits the failure of) another's.
-    async fn get(
-        &self,
-        app: &App,
-        account: &Account,
-        path: &str,
-        f: &FileMetadata,
-        name: &str,
-        spec: &Spec,
-    ) -> Result<(Bytes, CacheStatus), Arc<UpstreamError>> {
-        if let Some(bytes) = app.bodies.read_small(name).await {
-            return Ok((bytes, CacheStatus::Hit));
-        }
-        let flight = format!("{}\0{name}", account.key());
-        let made = self
-            .flights
-            .run(&flight, async {
-                let resource = match account.link() {
-                    // The revision, not the path: the path may hold newer content by now.
-                    None => json!({".tag": "path", "path": format!("rev:{}", f.rev)}),
-                    Some(link) => {
-                        let mut r = json!({".tag": "link", "url": link.url.expose()});
-                        if !path.is_empty() {
-                            r["path"] = json!(path);
-                        }
-                        if let Some(p) = &link.password {
-                            r["password"] = json!(p.expose());
-                        }
-                        r
-                    }
-                };
-                let (bytes, result) = app
-                    .dropbox
-                    .thumbnail(&account.tokens, resource, spec.size, spec.format, spec.mode)
-                    .await
-                    .map_err(Arc::new)?;
-                if !made_of(&result, f) {
-                    tracing::debug!("Dropbox made the thumbnail of another version; not kept");
-                    return Err(Arc::new(UpstreamError::NotFound));
-                }
-                app.bodies.keep_small(name, bytes.clone()).await;
-                Ok(bytes)
-            })
-            .await;
-        made.map(|b| (b, CacheStatus::Miss))
-    }
-}
-
 /// Answers a thumbnail of `f` (at Dropbox path `path` of `account`).
 pub async fn serve(
-    app: &App,
+    proxy: &Proxy,
     req: &Parts,
     account: &Arc<Account>,
     path: &str,
@@ -189,7 +96,7 @@ pub async fn serve(
         Outcome::NotModified => StatusCode::NOT_MODIFIED,
         Outcome::Proceed { .. } => {
             let asked = std::time::Instant::now();
-            let (bytes, cache) = match app.thumbs.get(app, account, path, f, &name, spec).await {
+            let (bytes, cache) = match proxy.bodies.thumbnail(account, path, f, &name, spec).await {
                 // SECURITY: a thumbnail another account brought is this one's MISS the first
                 // time, as with bodies.
                 Ok((bytes, cache)) => {
@@ -216,7 +123,7 @@ pub async fn serve(
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(ETAG, HeaderValue::from_str(&etag.to_string()).expect("hex"));
-    h.insert(CACHE_CONTROL, app.cache_control.clone());
+    h.insert(CACHE_CONTROL, proxy.cache_control.clone());
     if let Some(lm) = last_modified {
         h.insert(
             LAST_MODIFIED,

@@ -6,7 +6,7 @@ use crate::app::App;
 use crate::http::route::Route;
 use crate::http::{Body, plain};
 use crate::metrics::{AccountFigures, CacheFigures, FeedFigures, Snapshot};
-use crate::proxy::{self, ProxyError};
+use crate::proxy::ProxyError;
 use crate::server::access;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -51,8 +51,7 @@ pub async fn handle(
             | Route::AdminFeeds
             | Route::AdminLog
             | Route::AdminUnknown => Ok(super::admin::operate(&app, &parts).await),
-            Route::Link => proxy::serve_link(&app, &parts).await,
-            Route::Published => proxy::serve(&app, &parts).await,
+            Route::Link | Route::Published => app.proxy.serve(&parts, route).await,
         };
         let mut resp = result.unwrap_or_else(|e: ProxyError| {
             if e.status().is_server_error() {
