@@ -181,6 +181,16 @@ fn digest(folder: &Option<FolderMetadata>, entries: &[Metadata]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checked_ms_pattern_finds_the_entry_field() {
+        // The store's Lua pattern `"checked_ms":(%d+)` (store/redis.rs) reads the first occurrence: the entry's own
+        // field, which serde writes before `state` (whose names could contain the text).
+        let e = Entry::new(State::Missing);
+        let json = String::from_utf8(serde_json::to_vec(&e).unwrap()).unwrap();
+        let at = json.find("\"checked_ms\":").unwrap();
+        assert!(at < json.find("\"state\"").unwrap(), "{json}");
+    }
     use crate::upstream::types::DeletedMetadata;
 
     fn file(path: &str, rev: &str) -> Metadata {
