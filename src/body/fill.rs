@@ -10,14 +10,17 @@
 
 use super::disk::{Disk, secs};
 use super::index::{Blob, Index};
+use super::{Bodies, lock};
 use crate::account::Account;
 use crate::upstream::client::Dropbox;
 use crate::upstream::content_hash::ContentHasher;
 use crate::upstream::error::UpstreamError;
 use crate::upstream::types::FileMetadata;
 use http_body_util::BodyExt;
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::sync::watch;
@@ -260,4 +263,123 @@ async fn run(job: Job, tx: &watch::Sender<Progress>) -> State {
         tracing::warn!(error = %e, "blob publish task failed");
     }
     State::Done
+}
+
+impl Bodies {
+    /// Joins the fill of `hash`, or starts one if there is room; None when the cache cannot
+    /// take the file (too big, no room under the cap or above the free-space floor, no temp
+    /// file). A fill started `followed` is cancelled if its readers all leave early.
+    pub(super) async fn fill(
+        &self,
+        account: &Arc<Account>,
+        path: &str,
+        f: &FileMetadata,
+        hash: &str,
+        followed: bool,
+    ) -> Option<Reader> {
+        if let Some(reader) = self.join(hash) {
+            return Some(reader);
+        }
+        if f.size > self.max_size {
+            return None;
+        }
+        let (disk, index, need) = (self.disk.clone(), self.index.clone(), f.size);
+        let min_free = self.min_free;
+        let made = tokio::task::spawn_blocking(move || {
+            // Room under the cap, held from now on, evicting as needed.
+            let (reserved, victims) = lock(&index).reserve(need);
+            victims.iter().for_each(|v| disk.remove(v));
+            if !reserved {
+                return None;
+            }
+            let reservation = Reservation {
+                index: index.clone(),
+                size: need,
+            };
+            // Room above the free-space floor for every fill under way (ours included):
+            // concurrent fills each count the others' reservations.
+            let free = disk.free_space().unwrap_or(0);
+            let pending = lock(&index).reserved();
+            let short = (min_free + pending).saturating_sub(free);
+            if short > 0 {
+                let (victims, freed) = lock(&index).evict_bytes(short);
+                victims.iter().for_each(|v| disk.remove(v));
+                if freed < short {
+                    return None;
+                }
+            }
+            match disk.temp() {
+                Ok((file, temp)) => Some((file, temp, reservation)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot create a temp file; serving uncached");
+                    None
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten();
+        // No room (or no temp file): a fill started meanwhile is still worth joining.
+        let Some((file, temp, reservation)) = made else {
+            return self.join(hash);
+        };
+        let mut flights = lock(&self.flights);
+        if let Some(reader) = self.join_in(&flights, hash) {
+            // Another request started it meanwhile: use theirs, drop ours (the temp file goes
+            // with its path).
+            return Some(reader);
+        }
+        let reader = start(Job {
+            dropbox: self.dropbox.clone(),
+            account: account.clone(),
+            path: path.to_owned(),
+            meta: f.clone(),
+            hash: hash.to_owned(),
+            file: Arc::new(file),
+            temp,
+            disk: self.disk.clone(),
+            reservation,
+            abandon_below: followed.then_some(self.abandon_below),
+        });
+        let fill = reader.fill.clone();
+        flights.insert(hash.to_owned(), fill.clone());
+        drop(flights);
+        // Forget the flight when it ends.
+        let mut progress = fill.progress.clone();
+        let flights = self.flights.clone();
+        let key = hash.to_owned();
+        let ours = Arc::downgrade(&fill);
+        drop(fill);
+        tokio::spawn(async move {
+            let _ = progress
+                .wait_for(|p| !matches!(p.state, State::Opening | State::Running))
+                .await;
+            let mut map = lock(&flights);
+            if map
+                .get(&key)
+                .is_some_and(|f| std::ptr::eq(Arc::as_ptr(f), ours.as_ptr()))
+            {
+                map.remove(&key);
+            }
+        });
+        Some(reader)
+    }
+
+    /// A reader of the fill of `hash` under way, unless there is none or it ended badly.
+    pub(super) fn join(&self, hash: &str) -> Option<Reader> {
+        self.join_in(&lock(&self.flights), hash)
+    }
+
+    /// As `join`, in the flight map its caller holds locked.
+    pub(super) fn join_in(
+        &self,
+        flights: &HashMap<String, Arc<Fill>>,
+        hash: &str,
+    ) -> Option<Reader> {
+        let fill = flights
+            .get(hash)
+            .filter(|f| !f.progress.borrow().state.is_spent())?;
+        self.coalesced.fetch_add(1, Ordering::Relaxed);
+        Some(fill.join())
+    }
 }

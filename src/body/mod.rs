@@ -2,12 +2,16 @@
 //! content hash and read while it is written; ranges from blobs; pass-through when the cache
 //! cannot or should not hold the file.
 //!
-//! `index` only accounts sizes and names victims; `disk` reads, writes and deletes; `fill` runs
-//! the one download per hash; `stream` feeds each client; `slice` cuts ranges.
+//! `index` only accounts sizes and names victims; `disk` reads, writes and deletes; `blob` opens
+//! what is kept; `fill` starts or joins the one download per hash and runs it; `passthrough`
+//! relays Dropbox uncached; `stream` feeds each client; `slice` cuts ranges; `thumb` makes and
+//! keeps thumbnails.
 
+mod blob;
 pub mod disk;
 pub mod fill;
 pub mod index;
+mod passthrough;
 pub mod slice;
 pub mod stream;
 pub mod thumb;
@@ -16,22 +20,19 @@ use crate::account::Account;
 use crate::config::CacheConfig;
 use crate::http::{Body, BoxError, CacheStatus};
 use crate::upstream::client::Dropbox;
-use crate::upstream::content_hash::ContentHasher;
 use crate::upstream::error::UpstreamError;
 use crate::upstream::types::FileMetadata;
-use bytes::Bytes;
-use disk::{Disk, secs};
-use fill::{Fill, Reader, Reservation, State};
+use blob::Found;
+use disk::Disk;
+use fill::{Fill, State};
 use http_body_util::BodyExt;
-use hyper::StatusCode;
 use index::{Blob, Index};
 use std::collections::HashMap;
-use std::io::Read;
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
-use stream::{Fallback, PinGuard, Source};
+use std::time::Duration;
+use stream::{Fallback, Source};
 
 /// A blob's mtime is refreshed on use at most this often.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
@@ -53,61 +54,6 @@ pub enum Ranged {
     Span(Opened),
     /// One upstream Range per part: the first open, the others opened when reached.
     Each { first: Opened, rest: Vec<Deferred> },
-}
-
-/// What the cache has under a blob name.
-enum Found {
-    Blob(Source),
-    Absent,
-    /// Kept, but it cannot be read now (a transient failure).
-    Unavailable,
-}
-
-/// What opening a blob on disk found.
-enum Verdict {
-    Intact(std::fs::File),
-    /// Not what its name says: delete it (the reason, for the log).
-    Wrong(&'static str),
-    /// Could not be read now; say nothing of its bytes.
-    Unreadable(std::io::Error),
-}
-
-/// Opens the blob `name`, recorded as `size` bytes; unless `verified`, checks its size and
-/// hashes it first. Blocking.
-fn open_blob(disk: &Disk, name: &str, size: u64, verified: bool, touch: bool) -> Verdict {
-    let path = disk.blob_path(name);
-    let mut file = match std::fs::File::options().read(true).write(touch).open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Verdict::Wrong("missing"),
-        Err(e) => return Verdict::Unreadable(e),
-    };
-    // A blob this process wrote was checked then; one found at start-up is checked once.
-    if !verified {
-        match file.metadata() {
-            Ok(m) if m.len() != size => return Verdict::Wrong("not the size recorded"),
-            Ok(_) => {}
-            Err(e) => return Verdict::Unreadable(e),
-        }
-    }
-    if !verified && disk::is_hashed(name) {
-        // Found on disk at start-up: hash it once before trusting it.
-        let mut hasher = ContentHasher::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => hasher.update(&buf[..n]),
-                Err(e) => return Verdict::Unreadable(e),
-            }
-        }
-        if hasher.finish() != name {
-            return Verdict::Wrong("does not hash to its name");
-        }
-    }
-    if touch {
-        let _ = file.set_modified(SystemTime::now());
-    }
-    Verdict::Intact(file)
 }
 
 /// Why a body could not be opened.
@@ -381,284 +327,13 @@ impl Bodies {
                     r.clone(),
                 );
                 let open: Deferred = Box::pin(async move {
-                    Ok(passthrough(&dropbox, &account, &path, &rev, Some(r)).await?)
+                    Ok(passthrough::passthrough(&dropbox, &account, &path, &rev, Some(r)).await?)
                 });
                 open
             })
             .collect();
         Ok(Ranged::Each { first, rest })
     }
-
-    /// The whole of a small blob (a thumbnail), if the cache has it.
-    pub async fn read_small(&self, name: &str) -> Option<Bytes> {
-        let Found::Blob(Source::Blob { file, _pin }) = self.blob(name).await else {
-            return None;
-        };
-        tokio::task::spawn_blocking(move || {
-            let _pin = _pin;
-            let mut out = Vec::new();
-            (&*file)
-                .read_to_end(&mut out)
-                .ok()
-                .map(|_| Bytes::from(out))
-        })
-        .await
-        .ok()
-        .flatten()
-    }
-
-    /// Keeps `bytes` as the blob `name` (a derived name: nothing checks its hash). A cache
-    /// that cannot take it just does not keep it.
-    pub async fn keep_small(&self, name: &str, bytes: Bytes) {
-        let (disk, index, name) = (self.disk.clone(), self.index.clone(), name.to_owned());
-        let min_free = self.min_free;
-        let kept = tokio::task::spawn_blocking(move || {
-            if disk.free_space().unwrap_or(0) < min_free + bytes.len() as u64 {
-                return Ok(());
-            }
-            let (mut file, temp) = disk.temp()?;
-            std::io::Write::write_all(&mut file, &bytes)?;
-            disk.publish(temp, &name)?;
-            let victims = lock(&index).insert(
-                &name,
-                Blob {
-                    size: bytes.len() as u64,
-                    verified: true,
-                    touched: secs(SystemTime::now()),
-                },
-            );
-            victims.iter().for_each(|v| disk.remove(v));
-            Ok::<_, std::io::Error>(())
-        })
-        .await;
-        if !matches!(kept, Ok(Ok(()))) {
-            tracing::warn!("cannot keep a thumbnail in the body cache");
-        }
-    }
-
-    /// The blob named `hash`, pinned and open, if the cache has it and it is intact.
-    ///
-    /// A blob is deleted only when it is wrong: gone from disk, or (found at start-up, checked
-    /// once) not of its recorded size or not hashing to its name. Any other failure (no file
-    /// descriptor left, an I/O error) keeps it: the request goes to Dropbox this time.
-    async fn blob(&self, hash: &str) -> Found {
-        let (verified, touch, size) = {
-            let mut ix = lock(&self.index);
-            let now = secs(SystemTime::now());
-            let Some(blob) = ix.get(hash) else {
-                return Found::Absent;
-            };
-            let touch = now.saturating_sub(blob.touched) >= TOUCH_EVERY.as_secs();
-            if touch {
-                blob.touched = now;
-            }
-            let (verified, size) = (blob.verified, blob.size);
-            ix.pin(hash);
-            (verified, touch, size)
-        };
-        let pin = PinGuard {
-            hash: hash.to_owned(),
-            index: self.index.clone(),
-            disk: self.disk.clone(),
-        };
-        let disk = self.disk.clone();
-        let name = hash.to_owned();
-        let opened =
-            tokio::task::spawn_blocking(move || open_blob(&disk, &name, size, verified, touch))
-                .await
-                .unwrap_or_else(|e| Verdict::Unreadable(std::io::Error::other(e)));
-        let wrong = match opened {
-            Verdict::Intact(file) => {
-                if !verified && let Some(b) = lock(&self.index).get(hash) {
-                    b.verified = true;
-                }
-                return Found::Blob(Source::Blob {
-                    file: Arc::new(file),
-                    _pin: pin,
-                });
-            }
-            Verdict::Unreadable(e) => {
-                tracing::warn!(error = %e, "cannot read a cached blob now; serving from Dropbox");
-                return Found::Unavailable;
-            }
-            Verdict::Wrong(why) => why,
-        };
-        tracing::warn!(hash, why = wrong, "a cached blob is wrong; dropping it");
-        drop(pin);
-        lock(&self.index).remove(hash);
-        let disk = self.disk.clone();
-        let name = hash.to_owned();
-        let _ = tokio::task::spawn_blocking(move || disk.remove(&name)).await;
-        Found::Absent
-    }
-
-    /// Joins the fill of `hash`, or starts one if there is room; None when the cache cannot
-    /// take the file (too big, no room under the cap or above the free-space floor, no temp
-    /// file). A fill started `followed` is cancelled if its readers all leave early.
-    async fn fill(
-        &self,
-        account: &Arc<Account>,
-        path: &str,
-        f: &FileMetadata,
-        hash: &str,
-        followed: bool,
-    ) -> Option<Reader> {
-        if let Some(reader) = self.join(hash) {
-            return Some(reader);
-        }
-        if f.size > self.max_size {
-            return None;
-        }
-        let (disk, index, need) = (self.disk.clone(), self.index.clone(), f.size);
-        let min_free = self.min_free;
-        let made = tokio::task::spawn_blocking(move || {
-            // Room under the cap, held from now on, evicting as needed.
-            let (reserved, victims) = lock(&index).reserve(need);
-            victims.iter().for_each(|v| disk.remove(v));
-            if !reserved {
-                return None;
-            }
-            let reservation = Reservation {
-                index: index.clone(),
-                size: need,
-            };
-            // Room above the free-space floor for every fill under way (ours included):
-            // concurrent fills each count the others' reservations.
-            let free = disk.free_space().unwrap_or(0);
-            let pending = lock(&index).reserved();
-            let short = (min_free + pending).saturating_sub(free);
-            if short > 0 {
-                let (victims, freed) = lock(&index).evict_bytes(short);
-                victims.iter().for_each(|v| disk.remove(v));
-                if freed < short {
-                    return None;
-                }
-            }
-            match disk.temp() {
-                Ok((file, temp)) => Some((file, temp, reservation)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot create a temp file; serving uncached");
-                    None
-                }
-            }
-        })
-        .await
-        .ok()
-        .flatten();
-        // No room (or no temp file): a fill started meanwhile is still worth joining.
-        let Some((file, temp, reservation)) = made else {
-            return self.join(hash);
-        };
-        let mut flights = lock(&self.flights);
-        if let Some(reader) = self.join_in(&flights, hash) {
-            // Another request started it meanwhile: use theirs, drop ours (the temp file goes
-            // with its path).
-            return Some(reader);
-        }
-        let reader = fill::start(fill::Job {
-            dropbox: self.dropbox.clone(),
-            account: account.clone(),
-            path: path.to_owned(),
-            meta: f.clone(),
-            hash: hash.to_owned(),
-            file: Arc::new(file),
-            temp,
-            disk: self.disk.clone(),
-            reservation,
-            abandon_below: followed.then_some(self.abandon_below),
-        });
-        let fill = reader.fill.clone();
-        flights.insert(hash.to_owned(), fill.clone());
-        drop(flights);
-        // Forget the flight when it ends.
-        let mut progress = fill.progress.clone();
-        let flights = self.flights.clone();
-        let key = hash.to_owned();
-        let ours = Arc::downgrade(&fill);
-        drop(fill);
-        tokio::spawn(async move {
-            let _ = progress
-                .wait_for(|p| !matches!(p.state, State::Opening | State::Running))
-                .await;
-            let mut map = lock(&flights);
-            if map
-                .get(&key)
-                .is_some_and(|f| std::ptr::eq(Arc::as_ptr(f), ours.as_ptr()))
-            {
-                map.remove(&key);
-            }
-        });
-        Some(reader)
-    }
-
-    /// A reader of the fill of `hash` under way, unless there is none or it ended badly.
-    fn join(&self, hash: &str) -> Option<Reader> {
-        self.join_in(&lock(&self.flights), hash)
-    }
-
-    /// As `join`, in the flight map its caller holds locked.
-    fn join_in(&self, flights: &HashMap<String, Arc<Fill>>, hash: &str) -> Option<Reader> {
-        let fill = flights
-            .get(hash)
-            .filter(|f| !f.progress.borrow().state.is_spent())?;
-        self.coalesced.fetch_add(1, Ordering::Relaxed);
-        Some(fill.join())
-    }
-
-    /// Straight from Dropbox (a Range when only part is needed).
-    async fn passthrough(
-        &self,
-        account: &Arc<Account>,
-        path: &str,
-        f: &FileMetadata,
-        span: Option<RangeInclusive<u64>>,
-    ) -> Result<Opened, OpenError> {
-        passthrough(&self.dropbox, account, path, &f.rev, span).await
-    }
-}
-
-/// Straight from Dropbox (a Range when only part is needed), if it still has revision `rev`.
-/// The body starts at `Opened::offset`: where a 206 says, or 0 (a 200).
-pub(crate) async fn passthrough(
-    dropbox: &Dropbox,
-    account: &Account,
-    path: &str,
-    rev: &str,
-    span: Option<RangeInclusive<u64>>,
-) -> Result<Opened, OpenError> {
-    let range = span
-        .as_ref()
-        .map(|r| format!("bytes={}-{}", r.start(), r.end()));
-    let download = match account.download(dropbox, path, range.as_deref()).await {
-        Ok(d) => d,
-        Err(UpstreamError::NotFound | UpstreamError::NotFile) => {
-            return Err(OpenError::Changed(None));
-        }
-        Err(e) => return Err(OpenError::Upstream(Arc::new(e))),
-    };
-    if download.metadata.rev != rev {
-        return Err(OpenError::Changed(Some(download.metadata)));
-    }
-    // A 206 starts where its Content-Range says; a 200 (Range ignored) at 0.
-    let offset = if download.status == StatusCode::PARTIAL_CONTENT {
-        download
-            .content_range
-            .as_deref()
-            .and_then(content_range_start)
-            .ok_or(OpenError::Upstream(Arc::new(UpstreamError::Unexpected {
-                status: 206,
-            })))?
-    } else {
-        0
-    };
-    Ok(Opened {
-        offset,
-        stream: download
-            .body
-            .map_err(|e| -> BoxError { Box::new(e) })
-            .boxed(),
-        cache: CacheStatus::Bypass,
-    })
 }
 
 /// The blob that keeps a file's bytes: its content hash; for a shared link's file, which has
@@ -679,21 +354,4 @@ pub fn blob_name(account: &Account, path: &str, f: &FileMetadata) -> Option<Stri
         &f.rev,
         &f.size.to_string(),
     ]))
-}
-
-/// The first byte position of `bytes a-b/n`.
-fn content_range_start(value: &str) -> Option<u64> {
-    let rest = value.trim().strip_prefix("bytes ")?;
-    let (start, _) = rest.split_once('-')?;
-    start.trim().parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn content_range_start() {
-        assert_eq!(super::content_range_start("bytes 10-19/100"), Some(10));
-        assert_eq!(super::content_range_start("bytes */100"), None);
-        assert_eq!(super::content_range_start("items 1-2/3"), None);
-    }
 }

@@ -177,7 +177,7 @@ async fn pump(
 
 /// Carries on from Dropbox from byte `pos`.
 async fn passthrough(mut pos: u64, end: u64, tx: &Sender, fb: &Fallback) -> Result<(), BoxError> {
-    let opened = super::passthrough(
+    let opened = super::passthrough::passthrough(
         &fb.dropbox,
         &fb.account,
         &fb.path,

@@ -12,7 +12,11 @@ impl MetaCache {
     /// "Not found", if a fresh listing of `lower`'s parent folder (in L1, else the store) says
     /// so: the name is not among its entries, or the parent is a file or missing. Derived each
     /// time, never stored: the listing is the fact.
-    pub(super) async fn absent_by_parent(&self, account: &Account, lower: &str) -> Option<Arc<Entry>> {
+    pub(super) async fn absent_by_parent(
+        &self,
+        account: &Account,
+        lower: &str,
+    ) -> Option<Arc<Entry>> {
         let (parent, name) = lower.rsplit_once('/')?;
         let key = Self::key(account, parent);
         let cached = lock(&self.l1).peek(&key).cloned();

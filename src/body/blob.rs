@@ -1,0 +1,178 @@
+//! Blobs on disk: opening one (checked against its name when not yet verified), and small
+//! whole blobs (thumbnails) read and kept.
+
+use super::disk::{self, Disk, secs};
+use super::index::Blob;
+use super::stream::{PinGuard, Source};
+use super::{Bodies, TOUCH_EVERY, lock};
+use crate::upstream::content_hash::ContentHasher;
+use bytes::Bytes;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// What the cache has under a blob name.
+pub(super) enum Found {
+    Blob(Source),
+    Absent,
+    /// Kept, but it cannot be read now (a transient failure).
+    Unavailable,
+}
+
+/// What opening a blob on disk found.
+pub(super) enum Verdict {
+    Intact(std::fs::File),
+    /// Not what its name says: delete it (the reason, for the log).
+    Wrong(&'static str),
+    /// Could not be read now; say nothing of its bytes.
+    Unreadable(std::io::Error),
+}
+
+/// Opens the blob `name`, recorded as `size` bytes; unless `verified`, checks its size and
+/// hashes it first. Blocking.
+pub(super) fn open_blob(
+    disk: &Disk,
+    name: &str,
+    size: u64,
+    verified: bool,
+    touch: bool,
+) -> Verdict {
+    let path = disk.blob_path(name);
+    let mut file = match std::fs::File::options().read(true).write(touch).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Verdict::Wrong("missing"),
+        Err(e) => return Verdict::Unreadable(e),
+    };
+    // A blob this process wrote was checked then; one found at start-up is checked once.
+    if !verified {
+        match file.metadata() {
+            Ok(m) if m.len() != size => return Verdict::Wrong("not the size recorded"),
+            Ok(_) => {}
+            Err(e) => return Verdict::Unreadable(e),
+        }
+    }
+    if !verified && disk::is_hashed(name) {
+        // Found on disk at start-up: hash it once before trusting it.
+        let mut hasher = ContentHasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => hasher.update(&buf[..n]),
+                Err(e) => return Verdict::Unreadable(e),
+            }
+        }
+        if hasher.finish() != name {
+            return Verdict::Wrong("does not hash to its name");
+        }
+    }
+    if touch {
+        let _ = file.set_modified(SystemTime::now());
+    }
+    Verdict::Intact(file)
+}
+
+impl Bodies {
+    /// The whole of a small blob (a thumbnail), if the cache has it.
+    pub async fn read_small(&self, name: &str) -> Option<Bytes> {
+        let Found::Blob(Source::Blob { file, _pin }) = self.blob(name).await else {
+            return None;
+        };
+        tokio::task::spawn_blocking(move || {
+            let _pin = _pin;
+            let mut out = Vec::new();
+            (&*file)
+                .read_to_end(&mut out)
+                .ok()
+                .map(|_| Bytes::from(out))
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Keeps `bytes` as the blob `name` (a derived name: nothing checks its hash). A cache
+    /// that cannot take it just does not keep it.
+    pub async fn keep_small(&self, name: &str, bytes: Bytes) {
+        let (disk, index, name) = (self.disk.clone(), self.index.clone(), name.to_owned());
+        let min_free = self.min_free;
+        let kept = tokio::task::spawn_blocking(move || {
+            if disk.free_space().unwrap_or(0) < min_free + bytes.len() as u64 {
+                return Ok(());
+            }
+            let (mut file, temp) = disk.temp()?;
+            std::io::Write::write_all(&mut file, &bytes)?;
+            disk.publish(temp, &name)?;
+            let victims = lock(&index).insert(
+                &name,
+                Blob {
+                    size: bytes.len() as u64,
+                    verified: true,
+                    touched: secs(SystemTime::now()),
+                },
+            );
+            victims.iter().for_each(|v| disk.remove(v));
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+        if !matches!(kept, Ok(Ok(()))) {
+            tracing::warn!("cannot keep a thumbnail in the body cache");
+        }
+    }
+
+    /// The blob named `hash`, pinned and open, if the cache has it and it is intact.
+    ///
+    /// A blob is deleted only when it is wrong: gone from disk, or (found at start-up, checked
+    /// once) not of its recorded size or not hashing to its name. Any other failure (no file
+    /// descriptor left, an I/O error) keeps it: the request goes to Dropbox this time.
+    pub(super) async fn blob(&self, hash: &str) -> Found {
+        let (verified, touch, size) = {
+            let mut ix = lock(&self.index);
+            let now = secs(SystemTime::now());
+            let Some(blob) = ix.get(hash) else {
+                return Found::Absent;
+            };
+            let touch = now.saturating_sub(blob.touched) >= TOUCH_EVERY.as_secs();
+            if touch {
+                blob.touched = now;
+            }
+            let (verified, size) = (blob.verified, blob.size);
+            ix.pin(hash);
+            (verified, touch, size)
+        };
+        let pin = PinGuard {
+            hash: hash.to_owned(),
+            index: self.index.clone(),
+            disk: self.disk.clone(),
+        };
+        let disk = self.disk.clone();
+        let name = hash.to_owned();
+        let opened =
+            tokio::task::spawn_blocking(move || open_blob(&disk, &name, size, verified, touch))
+                .await
+                .unwrap_or_else(|e| Verdict::Unreadable(std::io::Error::other(e)));
+        let wrong = match opened {
+            Verdict::Intact(file) => {
+                if !verified && let Some(b) = lock(&self.index).get(hash) {
+                    b.verified = true;
+                }
+                return Found::Blob(Source::Blob {
+                    file: Arc::new(file),
+                    _pin: pin,
+                });
+            }
+            Verdict::Unreadable(e) => {
+                tracing::warn!(error = %e, "cannot read a cached blob now; serving from Dropbox");
+                return Found::Unavailable;
+            }
+            Verdict::Wrong(why) => why,
+        };
+        tracing::warn!(hash, why = wrong, "a cached blob is wrong; dropping it");
+        drop(pin);
+        lock(&self.index).remove(hash);
+        let disk = self.disk.clone();
+        let name = hash.to_owned();
+        let _ = tokio::task::spawn_blocking(move || disk.remove(&name)).await;
+        Found::Absent
+    }
+}
