@@ -65,12 +65,22 @@ fn named(source: &str) -> Vec<String> {
     out
 }
 
-/// Upward or sideways names: (file, its module, the module it names).
+/// Upward or sideways names: (file, its module, the module it names). The binary (`main.rs`
+/// and the modules it declares) is over everything, and its `crate::` is its own.
 fn violations(files: &BTreeMap<String, String>) -> Vec<String> {
+    let binary: Vec<String> = files
+        .get("src/main.rs")
+        .map(|main| {
+            main.lines()
+                .filter_map(|l| l.strip_prefix("mod "))
+                .map(|m| m.trim_end_matches(';').to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
     let mut bad = Vec::new();
     for (file, source) in files {
         let module = module_of(file);
-        if module == "lib" || module == "main" {
+        if module == "lib" || module == "main" || binary.contains(&module) {
             continue;
         }
         let Some(own) = layer_of(&module) else {
@@ -173,4 +183,13 @@ fn the_check_catches_upward_and_sideways_names() {
         .is_empty()
     );
     assert_eq!(case("src/newthing.rs", "\n").len(), 1, "an unplaced module");
+    let with_main = |file: &str, text: &str| {
+        let files = BTreeMap::from([
+            ("src/main.rs".to_owned(), "mod cli;\n".to_owned()),
+            (file.to_owned(), text.to_owned()),
+        ]);
+        violations(&files)
+    };
+    assert!(with_main("src/cli/args.rs", "use crate::load_config;\n").is_empty());
+    assert_eq!(with_main("src/other.rs", "\n").len(), 1);
 }
