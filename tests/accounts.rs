@@ -10,8 +10,6 @@ use common::redis::RedisServer;
 use common::{Answer, Harness, TOKEN, eventually, within};
 use dropcache::emulator::AccountSpec;
 use hyper::{Method, StatusCode};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 const ADMIN: &str = "admin-token-for-tests-0123456789";
@@ -167,20 +165,6 @@ async fn starting_a_link_takes_the_admin_token_and_asks_for_offline_access_with_
     assert!(a.text().contains("admin.token"), "{}", a.text());
 }
 
-/// Collects log lines.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Every key and value in Redis, as text.
 async fn redis_dump(redis: &RedisServer) -> String {
     let client = redis::Client::open(redis.url.as_str()).unwrap();
@@ -207,17 +191,9 @@ async fn redis_dump(redis: &RedisServer) -> String {
 
 #[tokio::test]
 async fn a_linked_account_is_served_from_its_root_and_its_tokens_never_show() {
-    let logs = Logs::default();
-    let writer = logs.clone();
     // The process-wide subscriber (set once, here only): every thread's lines, this test's
     // and the others' in this binary, land in the capture.
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(move || writer.clone())
-            .finish(),
-    )
-    .expect("only this test sets the global subscriber");
+    let logs = common::Logs::capture(tracing::Level::DEBUG);
     let redis = RedisServer::start();
     let h = two_accounts().await;
     h.emu().sign_in(1);
@@ -269,7 +245,7 @@ async fn a_linked_account_is_served_from_its_root_and_its_tokens_never_show() {
     );
     let dump = redis_dump(&redis).await;
     assert!(dump.contains("\"sealed_refresh_token\":\"v1."), "{dump}");
-    let lines = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let lines = logs.text();
     assert!(
         lines.contains("account linked"),
         "the capture works: {lines}"

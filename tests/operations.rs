@@ -11,6 +11,7 @@ use common::{Harness, faults, join_all};
 use dropcache::emulator::faults::Faults;
 use hyper::{Method, StatusCode};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 const ADMIN: &str = "ops-admin-token-0123456789";
 
@@ -531,4 +532,59 @@ async fn feeds_report_live_holders_and_lag() {
     .await;
     let feeds = admin(&p, Method::GET, "/admin/feeds").await.json();
     assert_eq!(feeds["feeds"][0]["live"], false, "{feeds}");
+}
+
+/// The access line of the request `id`, once written (when its body is done).
+async fn access_line(logs: &common::Logs, id: &str) -> String {
+    let needle = format!("id={id}");
+    common::within("the access line", async {
+        loop {
+            if let Some(line) = logs
+                .text()
+                .lines()
+                .find(|l| l.contains("access") && l.ends_with(&needle))
+            {
+                return line.to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn after_a_restart_an_answer_from_disk_logs_no_dropbox_time() {
+    // The only test in this binary that installs the process-wide subscriber.
+    let logs = common::Logs::capture(tracing::Level::INFO);
+    let h = Harness::start().await;
+    h.put("/Public/a.txt", "kept across restarts").await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = || Settings {
+        store_path: Some(dir.path().join("store")),
+        cache_dir: Some(dir.path().join("cache")),
+        ..Settings::default()
+    };
+    let calls = || ["files/get_metadata", "files/download"].map(|r| h.emu().calls(r));
+    let p = TestProxy::start(&h.running.base_url, &settings()).await;
+    let first = p.get("/alice/a.txt", &[]).await;
+    let second = p.get("/alice/a.txt", &[]).await;
+    p.stop().await;
+    let before = calls();
+    assert_eq!(before, [1, 1]);
+
+    let p = TestProxy::start(&h.running.base_url, &settings()).await;
+    let third = p.get("/alice/a.txt", &[]).await;
+    assert_eq!(third.text(), "kept across restarts");
+    assert_eq!(third.header("x-cache-status"), Some("HIT"));
+    assert_eq!(calls(), before, "Dropbox was not asked after the restart");
+    let id = |a: &common::Answer| a.header("x-request-id").expect("an id").to_owned();
+    let first = access_line(&logs, &id(&first)).await;
+    assert!(
+        first.contains("cache=MISS upstream=0.") && !first.contains("upstream=-"),
+        "{first}"
+    );
+    for a in [&second, &third] {
+        let line = access_line(&logs, &id(a)).await;
+        assert!(line.contains(" cache=HIT upstream=- "), "{line}");
+    }
 }

@@ -456,3 +456,38 @@ pub fn test_certs(dir: &std::path::Path) -> TestCerts {
         key: dir.join("server.key"),
     }
 }
+
+/// Log lines collected from the process-wide tracing subscriber.
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// Installs the process-wide subscriber (once per test binary: one test may call this)
+    /// and returns what it collects: every thread's lines, other tests' too.
+    pub fn capture(level: tracing::Level) -> Logs {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        tracing::subscriber::set_global_default(
+            tracing_subscriber::fmt()
+                .with_max_level(level)
+                .with_writer(move || writer.clone())
+                .finish(),
+        )
+        .expect("only one test in a binary sets the global subscriber");
+        logs
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
