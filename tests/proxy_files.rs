@@ -390,6 +390,10 @@ async fn folders_are_json_listings_or_html_indexes_with_their_own_etags() {
     assert_eq!(names, ["Venice", "b & c.png", "notes.txt"]);
     assert_eq!(entries[0]["is_dir"], true);
     assert_eq!(entries[0]["path"], "/Photos/Venice");
+    assert_eq!(entries[0]["url"], "/alice/Photos/Venice/");
+    assert_eq!(entries[1]["url"], "/alice/Photos/b%20%26%20c.png");
+    let png = w.proxy.get(entries[1]["url"].as_str().unwrap(), &[]).await;
+    assert_eq!(png.text(), "png");
     let notes = &entries[2];
     assert_eq!(notes["is_dir"], false);
     assert_eq!(notes["size"], 5);
@@ -468,4 +472,9 @@ async fn non_ascii_names_round_trip_in_any_case() {
     let listing = w.proxy.get("/alice/caf%C3%A9/", &[]).await.json();
     assert_eq!(listing["path"], "/Café");
     assert_eq!(listing["entries"][0]["path"], "/Café/Naïve Ünïcode.txt");
+    // The URL that serves each entry is given, encoded, and works as given.
+    assert_eq!(listing["url"], "/alice/Caf%C3%A9/");
+    let url = listing["entries"][0]["url"].as_str().unwrap();
+    assert_eq!(url, "/alice/Caf%C3%A9/Na%C3%AFve%20%C3%9Cn%C3%AFcode.txt");
+    assert_eq!(w.proxy.get(url, &[]).await.text(), "ü");
 }

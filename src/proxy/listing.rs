@@ -82,9 +82,12 @@ pub fn folder_path(listing: &Listing, root_depth: usize) -> String {
         .unwrap_or_else(|| "/".into())
 }
 
-/// `{"path": …, "entries": [{name, path, is_dir, size, rev, content_hash, server_modified,
-/// mime}]}`; folders have null for the file-only fields.
-pub fn json(listing: &Listing, root_depth: usize) -> Vec<u8> {
+/// `{"path", "url", "entries": [{name, path, url, is_dir, size, rev, content_hash,
+/// server_modified, mime}]}`; folders have null for the file-only fields. `path` is the
+/// Dropbox path under the published root, as Dropbox displays it (not URL-encoded); `url` is
+/// the proxy's URL path that serves it (`/<alias>/…`, each segment percent-encoded; a folder's
+/// ends in `/`).
+pub fn json(listing: &Listing, alias: &str, root_depth: usize) -> Vec<u8> {
     let folder = folder_path(listing, root_depth);
     let entries: Vec<Value> = listing
         .entries
@@ -93,19 +96,23 @@ pub fn json(listing: &Listing, root_depth: usize) -> Vec<u8> {
             let path = entry_path(m, &folder, root_depth);
             match m {
                 Metadata::File(f) => json!({
-                    "name": f.name, "path": path, "is_dir": false, "size": f.size,
-                    "rev": f.rev, "content_hash": f.content_hash,
-                    "server_modified": f.server_modified, "mime": content_type(&f.name),
+                    "name": f.name, "url": href(alias, &path, false), "path": path,
+                    "is_dir": false, "size": f.size, "rev": f.rev,
+                    "content_hash": f.content_hash, "server_modified": f.server_modified,
+                    "mime": content_type(&f.name),
                 }),
                 _ => json!({
-                    "name": m.name(), "path": path, "is_dir": true, "size": null,
-                    "rev": null, "content_hash": null, "server_modified": null, "mime": null,
+                    "name": m.name(), "url": href(alias, &path, true), "path": path,
+                    "is_dir": true, "size": null, "rev": null, "content_hash": null,
+                    "server_modified": null, "mime": null,
                 }),
             }
         })
         .collect();
-    let mut out = serde_json::to_vec_pretty(&json!({ "path": folder, "entries": entries }))
-        .expect("a listing serializes");
+    let url = href(alias, &folder, true);
+    let mut out =
+        serde_json::to_vec_pretty(&json!({ "path": folder, "url": url, "entries": entries }))
+            .expect("a listing serializes");
     out.push(b'\n');
     out
 }
@@ -211,9 +218,42 @@ mod tests {
             "/alice/Photos/a%20b%26%3Cc%3E.jpg"
         );
         assert_eq!(href("alice", "/", true), "/alice/");
+        assert_eq!(href("alice", "/Photos", true), "/alice/Photos/");
         assert_eq!(
             escape("<a href='x'>&\""),
             "&lt;a href=&#39;x&#39;&gt;&amp;&quot;"
         );
+    }
+
+    #[test]
+    fn json_entries_give_the_dropbox_path_and_the_url_that_serves_it() {
+        use crate::upstream::types::{FileMetadata, FolderMetadata};
+        let file: FileMetadata = serde_json::from_value(json!({
+            "name": "a b&c.jpg", "id": "id:1", "path_display": "/Public/Photos/a b&c.jpg",
+            "rev": "0123456789a", "size": 3, "server_modified": "2026-01-01T00:00:00Z",
+            "client_modified": "2026-01-01T00:00:00Z", "is_downloadable": true,
+        }))
+        .unwrap();
+        let sub: FolderMetadata = serde_json::from_value(json!({
+            "name": "Übersicht", "id": "id:2", "path_display": "/Public/Photos/Übersicht",
+        }))
+        .unwrap();
+        let folder: FolderMetadata = serde_json::from_value(json!({
+            "name": "Photos", "id": "id:3", "path_display": "/Public/Photos",
+        }))
+        .unwrap();
+        let listing = Listing {
+            folder: Some(folder),
+            entries: vec![Metadata::File(file), Metadata::Folder(sub)],
+            cursor: String::new(),
+            tag: "t".into(),
+        };
+        let v: Value = serde_json::from_slice(&json(&listing, "alice", 1)).unwrap();
+        assert_eq!(v["path"], "/Photos");
+        assert_eq!(v["url"], "/alice/Photos/");
+        assert_eq!(v["entries"][0]["path"], "/Photos/a b&c.jpg");
+        assert_eq!(v["entries"][0]["url"], "/alice/Photos/a%20b%26c.jpg");
+        assert_eq!(v["entries"][1]["path"], "/Photos/Übersicht");
+        assert_eq!(v["entries"][1]["url"], "/alice/Photos/%C3%9Cbersicht/");
     }
 }

@@ -97,7 +97,10 @@ pub fn folder(
         Outcome::Proceed { .. } => {
             let depth = listing::depth(&account.root);
             let (bytes, ct) = match format {
-                Format::Json => (listing::json(listing, depth), "application/json"),
+                Format::Json => (
+                    listing::json(listing, &account.alias, depth),
+                    "application/json",
+                ),
                 Format::Html => (
                     listing::html(listing, &account.alias, depth),
                     "text/html; charset=utf-8",
