@@ -18,7 +18,6 @@ use hyper::header::HeaderValue;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::AtomicBool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -45,8 +44,6 @@ pub struct App {
     /// This process among the instances sharing a store.
     pub instance: String,
     pub metrics: Metrics,
-    /// Shutdown has begun: `/readyz` answers 503 while in-flight requests finish.
-    pub draining: AtomicBool,
     /// The running log filter, when this process installed the subscriber (`serve`).
     pub log: OnceLock<LogControl>,
 }
@@ -134,18 +131,9 @@ impl App {
             store,
             instance,
             metrics,
-            draining: AtomicBool::new(false),
             log: OnceLock::new(),
             config,
         }))
-    }
-}
-
-impl App {
-    /// Whether the store answers a probe within a second.
-    pub async fn store_up(&self) -> bool {
-        let probe = tokio::time::timeout(std::time::Duration::from_secs(1), self.store.ping());
-        matches!(probe.await, Ok(Ok(())))
     }
 }
 

@@ -235,7 +235,7 @@ pub async fn operate(app: &App, parts: &Parts) -> Response<Body> {
                         "lookups": app.meta.lookups(),
                         "listening": app.meta.is_listening(),
                     },
-                    "store": {"kind": app.store.kind(), "up": app.store_up().await},
+                    "store": {"kind": app.store.kind(), "up": app.store.is_up().await},
                 }),
             )
         }

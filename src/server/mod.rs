@@ -23,7 +23,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -75,18 +75,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let limits = Limits::from_config(&app.config.server);
-    let log = Arc::new(access::Log {
-        http: app.metrics.http.clone(),
-        enabled: app.config.log.access_log,
-        format: app.config.log.format,
-        trusted_proxies: app.config.server.trusted_proxies.clone(),
+    let front = Arc::new(router::Front {
+        app: app.clone(),
+        access: Arc::new(access::Log {
+            http: app.metrics.http.clone(),
+            enabled: app.config.log.access_log,
+            format: app.config.log.format,
+            trusted_proxies: app.config.server.trusted_proxies.clone(),
+        }),
+        draining: AtomicBool::new(false),
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let signal = {
-        let app = app.clone();
+        let front = front.clone();
         async move {
             shutdown.await;
-            app.draining.store(true, Ordering::Relaxed);
+            front.draining.store(true, Ordering::Relaxed);
             let _ = stop.send(true);
         }
     };
@@ -103,12 +107,11 @@ pub async fn run(
             until_stopped(stopped.clone()),
         ))
     });
-    let handler = app.clone();
     let proxy = serve(
         listener,
         None,
         limits,
-        move |req, peer| router::handle(handler.clone(), log.clone(), req, peer),
+        move |req, peer| router::handle(front.clone(), req, peer),
         until_stopped(stopped),
     );
     tokio::join!(signal, proxy);

@@ -14,31 +14,36 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::Instrument;
+
+/// What the proxy listener's requests share: the app, the access log's settings, and whether
+/// shutdown has begun (`/readyz` answers 503 while in-flight requests finish).
+pub struct Front {
+    pub app: Arc<App>,
+    pub access: Arc<access::Log>,
+    pub draining: AtomicBool,
+}
 
 /// Routes one request; every outcome is a response, with `X-Request-Id`, counted and logged
 /// when its body is done.
-pub async fn handle(
-    app: Arc<App>,
-    log: Arc<access::Log>,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-) -> Response<Body> {
+pub async fn handle(front: Arc<Front>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let app = front.app.clone();
     let (parts, body) = req.into_parts();
     let route = match Route::of(parts.uri.path()) {
         // With a separate metrics listener, /metrics is not served here.
         Route::Metrics if app.config.metrics_listen.is_some() => Route::Published,
         route => route,
     };
-    let mut record = access::Record::begin(log, route.template(), &parts, peer.ip());
+    let mut record =
+        access::Record::begin(front.access.clone(), route.template(), &parts, peer.ip());
     let id = record.id.clone();
     let span =
         tracing::info_span!("request", id = %id, method = %parts.method, route = route.template());
     async move {
         let result = match route {
             Route::Healthz => Ok(health("ok\n".into())),
-            Route::Readyz => Ok(readiness(&app).await),
+            Route::Readyz => Ok(readiness(&front).await),
             Route::Webhook => Ok(super::webhook::handle(&app, &parts, body).await),
             Route::Metrics => Ok(metrics(&app).await),
             Route::OauthStart => Ok(super::admin::oauth_start(&app, &parts).await),
@@ -86,8 +91,9 @@ pub async fn handle_metrics(app: Arc<App>, req: Request<Incoming>) -> Response<B
 /// degraded (still 200: requests succeed from memory and disk) while Redis is unreachable or
 /// other instances' invalidations are not arriving, unless `server.ready_requires_store`;
 /// 503 once shutdown has begun, so a balancer stops sending new requests.
-async fn readiness(app: &App) -> Response<Body> {
-    let store_up = app.store_up().await;
+async fn readiness(front: &Front) -> Response<Body> {
+    let app = &front.app;
+    let store_up = app.store.is_up().await;
     let mut degraded = Vec::new();
     if !store_up {
         degraded.push("store unreachable: serving from memory and disk, reconnecting");
@@ -95,7 +101,7 @@ async fn readiness(app: &App) -> Response<Body> {
     if !app.meta.is_listening() {
         degraded.push("not hearing other instances' invalidations: TTLs apply");
     }
-    let draining = app.draining.load(Ordering::Relaxed);
+    let draining = front.draining.load(Ordering::Relaxed);
     let ready = !draining && (store_up || !app.config.server.ready_requires_store);
     let mut text = match (ready, draining, degraded.is_empty()) {
         (false, true, _) => "not ready: shutting down\n".to_owned(),
@@ -190,7 +196,7 @@ async fn snapshot(app: &App) -> Snapshot {
             })
             .collect(),
         listening: app.meta.is_listening(),
-        store_up: app.store_up().await,
+        store_up: app.store.is_up().await,
         cache: CacheFigures {
             bytes: b.bytes,
             max_bytes: b.max_bytes,

@@ -213,4 +213,10 @@ impl Store {
             Store::Embedded(_) => Ok(()),
         }
     }
+
+    /// Whether the store answers a probe within a second.
+    pub async fn is_up(&self) -> bool {
+        let probe = tokio::time::timeout(std::time::Duration::from_secs(1), self.ping());
+        matches!(probe.await, Ok(Ok(())))
+    }
 }
