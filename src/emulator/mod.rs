@@ -5,10 +5,12 @@
 //! faults → argument (by endpoint style) → the route's handler → the answer in Dropbox's shape.
 
 mod admin;
+mod api;
 mod body;
 pub mod faults;
 mod files;
 mod oauth;
+mod routes;
 mod sharing;
 pub mod state;
 mod thumbnail;
@@ -19,11 +21,10 @@ pub mod wire;
 use crate::http::Body;
 use crate::server;
 use bytes::Bytes;
-use faults::{FaultKind, Faults, RequestLog};
-use http_body_util::{BodyExt, Limited};
+use faults::{Faults, RequestLog};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use hyper::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper::header::HOST;
+use hyper::{HeaderMap, Request, Response, StatusCode};
 use serde_json::Value;
 pub use state::AccountSpec;
 use state::World;
@@ -33,103 +34,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
-use wire::{ApiError, Arg, Credentials, parse_authorization};
-
-/// Largest `files/upload` body (Dropbox's single-request limit).
-const MAX_UPLOAD: usize = 150 * 1024 * 1024;
-/// Largest RPC argument body.
-const MAX_RPC_BODY: usize = 1024 * 1024;
-
-/// How an endpoint takes its argument and returns its result (reference §1.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Style {
-    Rpc,
-    Download,
-    Upload,
-}
-
-/// Which credentials an endpoint accepts (reference §4.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AuthKind {
-    User,
-    AppOrUser,
-    App,
-    NoAuth,
-}
-
-/// Every route the emulator serves: name, style, auth, and whether its argument is `Void`.
-const ROUTES: &[(&str, Style, AuthKind, bool)] = &[
-    ("files/list_folder", Style::Rpc, AuthKind::AppOrUser, false),
-    (
-        "files/list_folder/continue",
-        Style::Rpc,
-        AuthKind::AppOrUser,
-        false,
-    ),
-    (
-        "files/list_folder/get_latest_cursor",
-        Style::Rpc,
-        AuthKind::User,
-        false,
-    ),
-    (
-        "files/list_folder/longpoll",
-        Style::Rpc,
-        AuthKind::NoAuth,
-        false,
-    ),
-    ("files/get_metadata", Style::Rpc, AuthKind::User, false),
-    ("files/download", Style::Download, AuthKind::User, false),
-    (
-        "files/get_thumbnail_v2",
-        Style::Download,
-        AuthKind::AppOrUser,
-        false,
-    ),
-    (
-        "files/get_temporary_link",
-        Style::Rpc,
-        AuthKind::User,
-        false,
-    ),
-    ("files/upload", Style::Upload, AuthKind::User, false),
-    ("files/delete_v2", Style::Rpc, AuthKind::User, false),
-    ("files/move_v2", Style::Rpc, AuthKind::User, false),
-    ("files/create_folder_v2", Style::Rpc, AuthKind::User, false),
-    (
-        "sharing/create_shared_link_with_settings",
-        Style::Rpc,
-        AuthKind::User,
-        false,
-    ),
-    (
-        "sharing/get_shared_link_metadata",
-        Style::Rpc,
-        AuthKind::AppOrUser,
-        false,
-    ),
-    (
-        "sharing/get_shared_link_file",
-        Style::Download,
-        AuthKind::AppOrUser,
-        false,
-    ),
-    (
-        "sharing/list_shared_links",
-        Style::Rpc,
-        AuthKind::User,
-        false,
-    ),
-    (
-        "users/get_current_account",
-        Style::Rpc,
-        AuthKind::User,
-        true,
-    ),
-    ("auth/token/revoke", Style::Rpc, AuthKind::User, true),
-    ("check/user", Style::Rpc, AuthKind::User, false),
-    ("check/app", Style::Rpc, AuthKind::App, false),
-];
+use wire::Arg;
 
 /// Settings of one emulator.
 #[derive(Debug, Clone)]
@@ -192,22 +97,6 @@ struct Inner {
     faults: Mutex<Faults>,
     log: Mutex<RequestLog>,
     webhook: Option<webhook::Notifier>,
-}
-
-/// Counts an API call in flight until dropped (the answer's head is out).
-struct InFlight<'a>(&'a Emulator);
-
-impl<'a> InFlight<'a> {
-    fn enter(emu: &'a Emulator) -> Self {
-        lock(&emu.inner.log).enter();
-        InFlight(emu)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        lock(&self.0.inner.log).leave();
-    }
 }
 
 /// Who is calling, once credentials are checked.
@@ -467,281 +356,4 @@ impl Emulator {
             _ => wire::text(StatusCode::NOT_FOUND, "Not Found".into()),
         }
     }
-
-    async fn api(&self, name: &str, req: Request<Incoming>, base_url: String) -> Response<Body> {
-        // 1. route
-        let Some(&(route, style, auth, void)) = ROUTES.iter().find(|r| r.0 == name) else {
-            return ApiError::NotFound.into_response(name);
-        };
-        let _in_flight = (route != "files/list_folder/longpoll").then(|| InFlight::enter(self));
-        let latency = lock(&self.inner.faults).latency();
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
-        // 2. method: all POST; content-download routes also GET.
-        let method_ok = req.method() == Method::POST
-            || (style == Style::Download && req.method() == Method::GET);
-        if !method_ok {
-            return wire::text(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("Error in call to API function \"{route}\": Method not allowed"),
-            );
-        }
-        let query: Vec<(String, String)> = req
-            .uri()
-            .query()
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
-        let param = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        // 3. credentials
-        let header_auth = req
-            .headers()
-            .get(AUTHORIZATION)
-            .map(|v| v.to_str().unwrap_or("\u{fffd}"));
-        let creds = parse_authorization(header_auth.or(param("authorization")));
-        let caller = self.authenticate(auth, creds);
-        // 4. the request log counts every call that names a route, failed or not.
-        {
-            let account = match &caller {
-                Ok(Caller::User { account, .. }) => {
-                    self.world().accounts[*account].account_id.clone()
-                }
-                Ok(Caller::App) => "app".to_owned(),
-                _ => "-".to_owned(),
-            };
-            lock(&self.inner.log).record(route, &account);
-        }
-        let caller = match caller {
-            Ok(c) => c,
-            Err(e) => return e.into_response(route),
-        };
-        // 5. faults that replace the answer
-        let fault = lock(&self.inner.faults).draw(route, false);
-        match fault {
-            Some(FaultKind::RateLimit { retry_after }) => {
-                return ApiError::RateLimited { retry_after }.into_response(route);
-            }
-            Some(FaultKind::Status(code)) => {
-                let status =
-                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                return ApiError::Server(status).into_response(route);
-            }
-            _ => {}
-        }
-        // 6. the argument, by endpoint style
-        let (parts, incoming) = req.into_parts();
-        let call = match read_call(style, void, &parts.headers, param("arg"), incoming).await {
-            Ok((arg, body)) => Call {
-                route,
-                caller,
-                arg,
-                body,
-                headers: parts.headers,
-                base_url,
-            },
-            Err(e) => return e.into_response(route),
-        };
-        // 7. the handler
-        let reply = match route {
-            "files/list_folder" => files::list_folder(self, &call),
-            "files/list_folder/continue" => files::list_folder_continue(self, &call),
-            "files/list_folder/get_latest_cursor" => files::get_latest_cursor(self, &call),
-            "files/list_folder/longpoll" => files::longpoll(self, &call).await,
-            "files/get_metadata" => files::get_metadata(self, &call),
-            "files/download" => files::download(self, &call),
-            "files/get_thumbnail_v2" => thumbnail::get_thumbnail_v2(self, &call).await,
-            "files/get_temporary_link" => files::get_temporary_link(self, &call),
-            "files/upload" => files::upload(self, &call),
-            "files/delete_v2" => files::delete(self, &call),
-            "files/move_v2" => files::move_v2(self, &call),
-            "files/create_folder_v2" => files::create_folder(self, &call),
-            "sharing/create_shared_link_with_settings" => sharing::create(self, &call),
-            "sharing/get_shared_link_metadata" => sharing::metadata(self, &call),
-            "sharing/get_shared_link_file" => sharing::file(self, &call),
-            "sharing/list_shared_links" => sharing::list(self, &call),
-            "users/get_current_account" => oauth::current_account(self, &call),
-            "auth/token/revoke" => oauth::revoke(self, &call),
-            "check/user" | "check/app" => check(&call),
-            _ => Err(ApiError::NotFound),
-        };
-        // 8. the answer
-        match reply {
-            Ok(Reply::Json(v)) => wire::json_response(StatusCode::OK, &v),
-            Ok(Reply::Download(dl)) => {
-                let fault = lock(&self.inner.faults).draw(route, true);
-                let resp = body::respond(dl, &call.headers, fault);
-                let len = resp
-                    .headers()
-                    .get(hyper::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-                lock(&self.inner.log).body_bytes += len.unwrap_or(0);
-                resp
-            }
-            Err(e) => e.into_response(route),
-        }
-    }
-
-    fn authenticate(&self, auth: AuthKind, creds: Credentials) -> Result<Caller, ApiError> {
-        let expecting = |want: &str, got: &str| {
-            ApiError::BadInput(format!(
-                "Invalid authorization value in HTTP header \"Authorization\": \"{}\". Expecting \"{want}\".",
-                // SECURITY: never echo a credential; show only its scheme.
-                got.split(' ').next().unwrap_or_default()
-            ))
-        };
-        let bearer = "Bearer <oauth2-access-token>";
-        let basic = "Basic <base64(APP_KEY:APP_SECRET)>";
-        match (auth, creds) {
-            (AuthKind::NoAuth, Credentials::None) => Ok(Caller::Anonymous),
-            (AuthKind::NoAuth, _) => Err(ApiError::BadInput(
-                "Your request includes an Authorization header, but this function does not use it."
-                    .into(),
-            )),
-            (_, Credentials::None) => Err(ApiError::BadInput(
-                "Must provide HTTP header \"Authorization\" or URL parameter \"authorization\"."
-                    .into(),
-            )),
-            (AuthKind::App, Credentials::Bearer(_)) => Err(expecting(basic, "Bearer")),
-            (AuthKind::User, Credentials::Basic { .. }) => Err(expecting(bearer, "Basic")),
-            (AuthKind::App | AuthKind::AppOrUser, Credentials::Basic { key, secret }) => {
-                let c = &self.inner.config;
-                if key == c.app_key && secret == c.app_secret {
-                    Ok(Caller::App)
-                } else {
-                    Err(ApiError::Auth("invalid_access_token"))
-                }
-            }
-            (_, Credentials::Bearer(token)) => {
-                let account = self.world().user(&token)?;
-                Ok(Caller::User { account, token })
-            }
-            (AuthKind::App, Credentials::Malformed(v)) => Err(expecting(basic, &v)),
-            (_, Credentials::Malformed(v)) => Err(expecting(bearer, &v)),
-        }
-    }
-}
-
-/// Reads the argument (and an upload's bytes) the way the endpoint style says.
-async fn read_call(
-    style: Style,
-    void: bool,
-    headers: &HeaderMap,
-    arg_param: Option<&str>,
-    incoming: Incoming,
-) -> Result<(Arg, Bytes), ApiError> {
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned());
-    let cors_hack = "text/plain; charset=dropbox-cors-hack";
-    let bad_ct = |ct: &str, expecting: &str| {
-        ApiError::BadInput(format!(
-            "Bad HTTP \"Content-Type\" header: \"{ct}\".  Expecting one of {expecting}."
-        ))
-    };
-    let limit = if style == Style::Upload {
-        MAX_UPLOAD
-    } else {
-        MAX_RPC_BODY
-    };
-    let body = Limited::new(incoming, limit)
-        .collect()
-        .await
-        .map_err(|e| ApiError::BadInput(format!("request body: {e}")))?
-        .to_bytes();
-    match style {
-        Style::Rpc => {
-            let ok_types = [
-                "application/json",
-                "application/json; charset=utf-8",
-                cors_hack,
-            ];
-            match content_type.as_deref() {
-                Some(ct) if ok_types.iter().any(|t| t.eq_ignore_ascii_case(ct.trim())) => {}
-                // Void routes: curl sends no body and no Content-Type.
-                None if body.is_empty() => {}
-                Some(ct) => {
-                    return Err(bad_ct(
-                        ct,
-                        "\"application/json\", \"application/json; charset=utf-8\", \"text/plain; charset=dropbox-cors-hack\"",
-                    ));
-                }
-                None => return Err(bad_ct("", "\"application/json\"")),
-            }
-            let value = if body.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&body).map_err(|e| {
-                    ApiError::BadInput(format!(
-                        "request body: could not decode input as JSON ({e})"
-                    ))
-                })?
-            };
-            if void && !value.is_null() {
-                return Err(ApiError::BadInput(
-                    "request body: expected null, got value".into(),
-                ));
-            }
-            if !void && !value.is_object() {
-                return Err(ApiError::BadInput(format!(
-                    "request body: expected object, got {}",
-                    if value.is_null() { "null" } else { "value" }
-                )));
-            }
-            Ok((Arg::new(value, "request body"), Bytes::new()))
-        }
-        Style::Download | Style::Upload => {
-            if style == Style::Download {
-                if let Some(ct) = content_type.as_deref().filter(|c| !c.is_empty()) {
-                    return Err(bad_ct(ct, "(none): this function takes no request body"));
-                }
-            } else {
-                match content_type.as_deref() {
-                    Some(ct)
-                        if ct.eq_ignore_ascii_case("application/octet-stream")
-                            || ct.eq_ignore_ascii_case(cors_hack) => {}
-                    other => {
-                        return Err(bad_ct(
-                            other.unwrap_or(""),
-                            "\"application/octet-stream\", \"text/plain; charset=dropbox-cors-hack\"",
-                        ));
-                    }
-                }
-            }
-            let (raw, source) = match (headers.get("dropbox-api-arg"), arg_param) {
-                (Some(h), _) => {
-                    // SECURITY: the header must be ASCII; raw UTF-8 is rejected as Dropbox does.
-                    let s = std::str::from_utf8(h.as_bytes())
-                        .ok()
-                        .filter(|s| s.is_ascii())
-                        .ok_or_else(|| {
-                            ApiError::BadInput(
-                                "HTTP header \"Dropbox-API-Arg\": could not decode input as JSON"
-                                    .into(),
-                            )
-                        })?;
-                    (s.to_owned(), "HTTP header \"Dropbox-API-Arg\"")
-                }
-                (None, Some(p)) => (p.to_owned(), "URL parameter \"arg\""),
-                (None, None) => {
-                    return Err(ApiError::BadInput(
-                        "Must provide HTTP header \"Dropbox-API-Arg\" or URL parameter \"arg\"."
-                            .into(),
-                    ));
-                }
-            };
-            let value: Value = serde_json::from_str(&raw).map_err(|_| {
-                ApiError::BadInput(format!("{source}: could not decode input as JSON"))
-            })?;
-            if !value.is_object() {
-                return Err(ApiError::BadInput(format!("{source}: expected object")));
-            }
-            Ok((Arg::new(value, source), body))
-        }
-    }
-}
-
-/// `check/user` and `check/app`: echo `query` as `result`.
-fn check(call: &Call) -> Result<Reply, ApiError> {
-    let query = call.arg.opt_str("query")?.unwrap_or_default();
-    Ok(Reply::Json(serde_json::json!({ "result": query })))
 }

@@ -1,0 +1,83 @@
+//! `[cache]`: how long metadata is trusted, where bodies are kept and how much of them, range
+//! requests and fills, and serving stale metadata.
+
+use super::raw::RawCache;
+use super::units::{duration, size};
+use super::{ConfigError, invalid};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub metadata_ttl: Duration,
+    pub negative_ttl: Duration,
+    pub l1_entries: usize,
+    pub cache_control: String,
+    /// Where file bodies are kept, by content hash.
+    pub dir: PathBuf,
+    /// Most bytes of bodies kept on disk.
+    pub max_size: u64,
+    /// Free space left on the cache's file system; below it nothing more is cached.
+    pub min_free: u64,
+    /// A range of a file larger than this that is not cached goes to Dropbox as a Range.
+    pub range_passthrough_above: u64,
+    /// ... and the whole file is then fetched into the cache in the background.
+    pub range_fill: bool,
+    /// A fill whose every client has gone away is finished if at least this share of the file
+    /// is in (so the next client gets a hit), else cancelled. 0: always finish; 1: cancel
+    /// unless complete.
+    pub abandoned_fill_completion: f64,
+    /// When Dropbox fails (5xx, timeout, unreachable, 429), cached metadata up to this old
+    /// (since Dropbox last confirmed it) is served as STALE.
+    pub stale_if_error: Duration,
+    /// Metadata expired by at most this long is served at once (UPDATING) while one
+    /// background refresh runs. Zero: expired metadata is revalidated before answering.
+    pub stale_while_revalidate: Duration,
+}
+
+impl TryFrom<RawCache> for CacheConfig {
+    type Error = ConfigError;
+
+    fn try_from(c: RawCache) -> Result<Self, ConfigError> {
+        let cache = CacheConfig {
+            metadata_ttl: duration("cache.metadata_ttl", c.metadata_ttl, "30s")?,
+            negative_ttl: duration("cache.negative_ttl", c.negative_ttl, "5s")?,
+            l1_entries: c.l1_entries.unwrap_or(10_000),
+            cache_control: c
+                .cache_control
+                .unwrap_or_else(|| "public, max-age=0, must-revalidate".into()),
+            dir: c.dir.unwrap_or_else(|| PathBuf::from("dropcache-cache")),
+            max_size: size("cache.max_size", c.max_size, "1GiB")?,
+            min_free: size("cache.min_free", c.min_free, "256MiB")?,
+            range_passthrough_above: size(
+                "cache.range_passthrough_above",
+                c.range_passthrough_above,
+                "32MiB",
+            )?,
+            range_fill: c.range_fill.unwrap_or(false),
+            abandoned_fill_completion: c.abandoned_fill_completion.unwrap_or(0.9),
+            stale_if_error: duration("cache.stale_if_error", c.stale_if_error, "1d")?,
+            stale_while_revalidate: duration(
+                "cache.stale_while_revalidate",
+                c.stale_while_revalidate,
+                "0s",
+            )?,
+        };
+        if !(0.0..=1.0).contains(&cache.abandoned_fill_completion) {
+            return Err(invalid(
+                "cache.abandoned_fill_completion",
+                "must be a share from 0 to 1 (0.9: finish fills that are 90% in)",
+            ));
+        }
+        if cache.l1_entries == 0 {
+            return Err(invalid("cache.l1_entries", "must be at least 1"));
+        }
+        if hyper::header::HeaderValue::from_str(&cache.cache_control).is_err() {
+            return Err(invalid(
+                "cache.cache_control",
+                "is not a valid header value",
+            ));
+        }
+        Ok(cache)
+    }
+}
