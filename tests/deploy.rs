@@ -720,16 +720,22 @@ fn the_process_logs_json_takes_a_new_level_and_drains_on_sigterm() {
     assert!(!p.stderr().contains("SECRETCODE"));
 
     // SIGTERM with a request under way (1.5 s of Dropbox latency, twice): it finishes, new
-    // connections are refused meanwhile, and the process exits 0.
+    // connections are refused meanwhile, and the process exits 0. First the abandoned
+    // request's call to Dropbox ends, so what is seen in flight below is this request's.
+    let in_flight = || {
+        let log = curl(&format!("{emu_url}/_emulator/log"), &[]);
+        serde_json::from_slice::<Value>(&log.body)
+            .ok()
+            .and_then(|v| v["in_flight"].as_u64())
+    };
+    eventually("no call to Dropbox in flight", || in_flight() == Some(0));
     let slow = {
         let url = url.clone();
         std::thread::spawn(move || curl(&format!("{url}/site/slow.txt"), &[]))
     };
     // Once it waits on Dropbox (the emulator's log has it in flight).
     eventually("the request waits on Dropbox", || {
-        let log = curl(&format!("{emu_url}/_emulator/log"), &[]);
-        serde_json::from_slice::<Value>(&log.body)
-            .is_ok_and(|v| v["in_flight"].as_u64().is_some_and(|n| n >= 1))
+        in_flight().is_some_and(|n| n >= 1)
     });
     let asked = Instant::now();
     p.signal("-TERM");

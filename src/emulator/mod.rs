@@ -1,8 +1,9 @@
 //! A faithful local Dropbox API v2: api, content and notify routes on one listener, OAuth,
 //! webhooks out, fault injection and a request log (see `../shared/reference/dropbox-api-v2.md`).
 //!
-//! `Emulator::handle` reads top to bottom: route → method → credentials → request log →
-//! faults → argument (by endpoint style) → the route's handler → the answer in Dropbox's shape.
+//! This file holds the `Emulator`, its settings and its running handle; `api` runs one call top
+//! to bottom, `routes` is the route table, `tree` the accounts' files, `files`, `sharing`,
+//! `oauth`, `thumbnail` and `webhook` the endpoints.
 
 mod admin;
 mod api;
