@@ -387,3 +387,89 @@ async fn range_fill_caches_a_large_file_behind_a_pass_through_range() {
     assert_eq!(b.header("x-cache-status"), Some("HIT"));
     assert_eq!(h.emu().calls("files/download"), 2);
 }
+
+#[tokio::test]
+async fn hot_small_bodies_come_from_memory_within_its_budget_and_leave_it_with_the_disk() {
+    let h = Harness::start().await;
+    let files: Vec<Vec<u8>> = (0..3).map(|i| data(80_000, 40 + i)).collect();
+    for (i, f) in files.iter().enumerate() {
+        h.put(&format!("/Public/m{i}.bin"), f.clone()).await;
+    }
+    let big = data(150_000, 50);
+    h.put("/Public/big.bin", big.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = TestProxy::start(
+        &h.running.base_url,
+        &Settings {
+            cache_dir: Some(dir.path().to_owned()),
+            // Room on disk for the three small files; in memory, for two.
+            max_size: "250000B",
+            extra_cache: "memory_size = \"170000B\"\nmemory_max_object = \"100000B\"\n",
+            ..Settings::default()
+        },
+    )
+    .await;
+    for round in 0..2 {
+        for (i, f) in files.iter().enumerate() {
+            let a = p.get(&format!("/alice/m{i}.bin"), &[]).await;
+            assert_eq!(a.status, StatusCode::OK);
+            assert!(a.body[..] == f[..], "round {round}, file {i}");
+            let s = p.app.bodies.stats();
+            assert!(s.memory_bytes <= 170_000, "{s:?}");
+            assert!(
+                s.memory_bytes <= s.bytes,
+                "memory holds only what the disk does: {s:?}"
+            );
+        }
+    }
+    let s = p.app.bodies.stats();
+    assert_eq!((s.memory_entries, s.memory_bytes), (2, 160_000), "{s:?}");
+    assert_eq!(
+        h.emu().calls("files/download"),
+        3,
+        "the second round cost nothing"
+    );
+    // A range from a body in memory.
+    let r = p.get("/alice/m2.bin", &[("range", "bytes=100-199")]).await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert!(r.body[..] == files[2][100..200]);
+    // Too big for memory: served from disk, not kept in memory.
+    for _ in 0..2 {
+        assert!(p.get("/alice/big.bin", &[]).await.body[..] == big[..]);
+    }
+    let s = p.app.bodies.stats();
+    assert!(
+        s.memory_bytes <= s.bytes && s.memory_bytes <= 170_000,
+        "{s:?}"
+    );
+    // The big file evicted two small ones from disk: they left memory with it.
+    assert_eq!((s.entries, blobs_on_disk(dir.path())), (2, 2), "{s:?}");
+    assert_eq!((s.memory_entries, s.memory_bytes), (1, 80_000), "{s:?}");
+    assert_eq!(h.emu().calls("files/download"), 4);
+}
+
+#[tokio::test]
+async fn a_changed_file_is_never_served_from_a_stale_memory_copy() {
+    let h = Harness::start().await;
+    h.put("/Public/page.html", "<p>old</p>").await;
+    let p = TestProxy::start(
+        &h.running.base_url,
+        &Settings {
+            // Every request asks Dropbox whether the file changed.
+            metadata_ttl: "0s",
+            ..Settings::default()
+        },
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(p.get("/alice/page.html", &[]).await.text(), "<p>old</p>");
+    }
+    assert!(p.app.bodies.stats().memory_entries >= 1);
+    h.put("/Public/page.html", "<p>new</p>").await;
+    for _ in 0..3 {
+        let a = p.get("/alice/page.html", &[]).await;
+        assert_eq!(a.text(), "<p>new</p>");
+    }
+    // The old bytes are still cached (by their own hash), never under the new name.
+    assert_eq!(p.app.bodies.stats().entries, 2);
+}

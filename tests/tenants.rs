@@ -78,18 +78,27 @@ fn latency(ms: u64) -> Faults {
 }
 
 /// Every byte under `dir` (blobs and temp files).
+/// Bytes of the files under `dir`, each file once: one renamed into place while the walk
+/// runs (a temp file published as a blob) keeps its inode, and is not counted twice.
 fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
+    fn walk(dir: &Path, seen: &mut std::collections::HashMap<u64, u64>) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => walk(&e.path(), seen),
+                Ok(m) => {
+                    seen.insert(m.ino(), m.len());
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    let mut seen = std::collections::HashMap::new();
+    walk(dir, &mut seen);
+    seen.values().sum()
 }
 
 #[tokio::test]

@@ -13,6 +13,8 @@ use std::time::SystemTime;
 
 /// What the cache has under a blob name.
 pub(super) enum Found {
+    /// Its bytes, from the memory tier (or just read into it).
+    Memory(Bytes),
     Blob(Source),
     Absent,
     /// Kept, but it cannot be read now (a transient failure).
@@ -22,6 +24,8 @@ pub(super) enum Found {
 /// What opening a blob on disk found.
 pub(super) enum Verdict {
     Intact(std::fs::File),
+    /// Intact, and read whole (it is small enough for the memory tier).
+    Read(Bytes),
     /// Not what its name says: delete it (the reason, for the log).
     Wrong(&'static str),
     /// Could not be read now; say nothing of its bytes.
@@ -29,13 +33,14 @@ pub(super) enum Verdict {
 }
 
 /// Opens the blob `name`, recorded as `size` bytes; unless `verified`, checks its size and
-/// hashes it first. Blocking.
+/// hashes it first. With `whole`, reads it all (checking the size read). Blocking.
 pub(super) fn open_blob(
     disk: &Disk,
     name: &str,
     size: u64,
     verified: bool,
     touch: bool,
+    whole: bool,
 ) -> Verdict {
     let path = disk.blob_path(name);
     let mut file = match std::fs::File::options().read(true).write(touch).open(&path) {
@@ -69,17 +74,29 @@ pub(super) fn open_blob(
     if touch {
         let _ = file.set_modified(SystemTime::now());
     }
+    if whole {
+        let mut out = Vec::with_capacity(size as usize);
+        if let Err(e) = std::io::Seek::rewind(&mut file).and_then(|()| file.read_to_end(&mut out)) {
+            return Verdict::Unreadable(e);
+        }
+        if out.len() as u64 != size {
+            return Verdict::Wrong("not the size recorded");
+        }
+        return Verdict::Read(Bytes::from(out));
+    }
     Verdict::Intact(file)
 }
 
 impl Bodies {
     /// The whole of a small blob (a thumbnail), if the cache has it.
     pub async fn read_small(&self, name: &str) -> Option<Bytes> {
-        let Found::Blob(Source::Blob { file, _pin }) = self.blob(name).await else {
-            return None;
+        let file = match self.blob(name).await {
+            Found::Memory(bytes) => return Some(bytes),
+            Found::Blob(Source::Blob { file, _pin }) => (file, _pin),
+            _ => return None,
         };
         tokio::task::spawn_blocking(move || {
-            let _pin = _pin;
+            let (file, _pin) = file;
             let mut out = Vec::new();
             (&*file)
                 .read_to_end(&mut out)
@@ -126,9 +143,19 @@ impl Bodies {
     /// once) not of its recorded size or not hashing to its name. Any other failure (no file
     /// descriptor left, an I/O error) keeps it: the request goes to Dropbox this time.
     pub(super) async fn blob(&self, hash: &str) -> Found {
-        let (verified, touch, size) = {
+        let (verified, touch, size, whole) = {
             let mut ix = lock(&self.index);
             let now = secs(SystemTime::now());
+            // The memory tier first: no file, no pin (the bytes are shared).
+            if let Some((bytes, blob)) = ix.in_memory(hash) {
+                let touch = now.saturating_sub(blob.touched) >= TOUCH_EVERY.as_secs();
+                if touch {
+                    blob.touched = now;
+                    drop(ix);
+                    self.touch(hash);
+                }
+                return Found::Memory(bytes);
+            }
             let Some(blob) = ix.get(hash) else {
                 return Found::Absent;
             };
@@ -137,8 +164,9 @@ impl Bodies {
                 blob.touched = now;
             }
             let (verified, size) = (blob.verified, blob.size);
+            let whole = ix.memory_takes(size);
             ix.pin(hash);
-            (verified, touch, size)
+            (verified, touch, size, whole)
         };
         let pin = PinGuard {
             hash: hash.to_owned(),
@@ -147,11 +175,20 @@ impl Bodies {
         };
         let disk = self.disk.clone();
         let name = hash.to_owned();
-        let opened =
-            tokio::task::spawn_blocking(move || open_blob(&disk, &name, size, verified, touch))
-                .await
-                .unwrap_or_else(|e| Verdict::Unreadable(std::io::Error::other(e)));
+        let opened = tokio::task::spawn_blocking(move || {
+            open_blob(&disk, &name, size, verified, touch, whole)
+        })
+        .await
+        .unwrap_or_else(|e| Verdict::Unreadable(std::io::Error::other(e)));
         let wrong = match opened {
+            Verdict::Read(bytes) => {
+                let mut ix = lock(&self.index);
+                if let Some(b) = ix.get(hash) {
+                    b.verified = true;
+                }
+                ix.keep_in_memory(hash, bytes.clone());
+                return Found::Memory(bytes);
+            }
             Verdict::Intact(file) => {
                 if !verified && let Some(b) = lock(&self.index).get(hash) {
                     b.verified = true;
@@ -174,5 +211,15 @@ impl Bodies {
         let name = hash.to_owned();
         let _ = tokio::task::spawn_blocking(move || disk.remove(&name)).await;
         Found::Absent
+    }
+
+    /// Sets a blob's mtime to now, in the background (its last use, kept across restarts).
+    fn touch(&self, hash: &str) {
+        let path = self.disk.blob_path(hash);
+        tokio::task::spawn_blocking(move || {
+            if let Ok(f) = std::fs::File::options().write(true).open(path) {
+                let _ = f.set_modified(SystemTime::now());
+            }
+        });
     }
 }

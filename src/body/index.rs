@@ -1,6 +1,8 @@
 //! The bookkeeping of the body cache: which blobs exist, their sizes, their order of use, and
 //! which are being read. It names victims; it never touches the disk (`disk` deletes them).
 
+use super::memory::Memory;
+use bytes::Bytes;
 use lru::LruCache;
 use std::collections::HashMap;
 
@@ -25,6 +27,8 @@ pub struct Index {
     pins: HashMap<String, usize>,
     /// Blobs named victims so far.
     evicted: u64,
+    /// Hot small blobs' bytes; a blob leaves it when it leaves the index.
+    memory: Memory,
 }
 
 impl Index {
@@ -36,7 +40,41 @@ impl Index {
             max,
             pins: HashMap::new(),
             evicted: 0,
+            memory: Memory::new(0, 0),
         }
+    }
+
+    /// Keeps hot blobs up to `object_max` bytes in memory too, within `budget` bytes.
+    pub fn with_memory(mut self, budget: u64, object_max: u64) -> Index {
+        self.memory = Memory::new(budget, object_max);
+        self
+    }
+
+    /// The blob's bytes from memory, both marked as just used; None if not held there.
+    pub fn in_memory(&mut self, hash: &str) -> Option<(Bytes, &mut Blob)> {
+        let bytes = self.memory.get(hash)?;
+        Some((bytes, self.lru.get_mut(hash)?))
+    }
+
+    /// Whether a blob of `size` bytes is kept in memory once read.
+    pub fn memory_takes(&self, size: u64) -> bool {
+        self.memory.takes(size)
+    }
+
+    /// Keeps a blob's bytes in memory, if the blob is still here and they are its size.
+    pub fn keep_in_memory(&mut self, hash: &str, bytes: Bytes) {
+        if self
+            .lru
+            .peek(hash)
+            .is_some_and(|b| b.size == bytes.len() as u64)
+        {
+            self.memory.put(hash, bytes);
+        }
+    }
+
+    /// Bytes and blobs held in memory.
+    pub fn memory_usage(&self) -> (u64, usize) {
+        self.memory.usage()
     }
 
     /// Bytes accounted.
@@ -107,6 +145,7 @@ impl Index {
     pub fn insert(&mut self, hash: &str, blob: Blob) -> Vec<String> {
         if let Some(old) = self.lru.put(hash.to_owned(), blob) {
             self.total -= old.size;
+            self.memory.remove(hash);
         }
         self.total += blob.size;
         self.evict_except(0, Some(hash))
@@ -126,6 +165,7 @@ impl Index {
     }
 
     pub fn remove(&mut self, hash: &str) -> Option<Blob> {
+        self.memory.remove(hash);
         let blob = self.lru.pop(hash)?;
         self.total -= blob.size;
         Some(blob)
@@ -259,5 +299,28 @@ mod tests {
         assert_eq!((ix.total(), ix.reserved()), (100, 50));
         ix.release(50);
         assert_eq!((ix.total(), ix.reserved()), (50, 0));
+    }
+
+    #[test]
+    fn a_blob_leaves_memory_when_it_leaves_the_index() {
+        let mut ix = Index::new(100).with_memory(60, 40);
+        let bytes = |n: usize| Bytes::from(vec![7u8; n]);
+        ix.insert("a", blob(30));
+        ix.insert("b", blob(30));
+        ix.keep_in_memory("a", bytes(30));
+        ix.keep_in_memory("b", bytes(30));
+        ix.keep_in_memory("gone", bytes(10));
+        ix.keep_in_memory("a", bytes(29));
+        assert_eq!(ix.memory_usage(), (60, 2), "only blobs here, at their size");
+        assert!(ix.in_memory("a").is_some());
+        // Evicted to make room: gone from memory too ("b" is the least recently used).
+        let victims = ix.insert("c", blob(50));
+        assert_eq!(victims, ["b"]);
+        assert_eq!(ix.memory_usage(), (30, 1));
+        assert!(ix.in_memory("b").is_none());
+        // Removed (purged, found wrong): gone from memory.
+        ix.remove("a");
+        assert_eq!(ix.memory_usage(), (0, 0));
+        assert!(!ix.memory_takes(41) && ix.memory_takes(40));
     }
 }

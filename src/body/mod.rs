@@ -11,6 +11,7 @@ mod blob;
 pub mod disk;
 pub mod fill;
 pub mod index;
+mod memory;
 mod passthrough;
 pub mod slice;
 pub mod stream;
@@ -95,6 +96,9 @@ pub struct BodyStats {
     pub reserved_bytes: u64,
     pub max_bytes: u64,
     pub evictions: u64,
+    /// Bytes and blobs also held in the memory tier (within `bytes`).
+    pub memory_bytes: u64,
+    pub memory_entries: usize,
     pub fills_in_flight: usize,
     pub coalesced_waiters: u64,
     /// The cache file system's space left to us and its size (None if unreadable).
@@ -116,9 +120,10 @@ impl Bodies {
     ) -> std::io::Result<Bodies> {
         let dir = config.dir.clone();
         let max = config.max_size;
+        let memory = (config.memory_size, config.memory_max_object);
         let (disk, index) = tokio::task::spawn_blocking(move || {
             let disk = Disk::open(&dir)?;
-            let mut index = Index::new(max);
+            let mut index = Index::new(max).with_memory(memory.0, memory.1);
             for f in disk.scan()? {
                 index.insert_oldest(
                     &f.hash,
@@ -166,10 +171,18 @@ impl Bodies {
 
     /// The cache's figures now (one statvfs of the cache directory).
     pub fn stats(&self) -> BodyStats {
-        let (entries, bytes, reserved, max_bytes, evictions) = {
+        let (entries, bytes, reserved, max_bytes, evictions, memory) = {
             let ix = lock(&self.index);
             let (total, reserved) = (ix.total(), ix.reserved());
-            (ix.len(), total - reserved, reserved, ix.max(), ix.evicted())
+            let memory = ix.memory_usage();
+            (
+                ix.len(),
+                total - reserved,
+                reserved,
+                ix.max(),
+                ix.evicted(),
+                memory,
+            )
         };
         let fs = self.disk.space().ok();
         BodyStats {
@@ -178,6 +191,8 @@ impl Bodies {
             reserved_bytes: reserved,
             max_bytes,
             evictions,
+            memory_bytes: memory.0,
+            memory_entries: memory.1,
             fills_in_flight: lock(&self.flights).len(),
             coalesced_waiters: self.coalesced.load(Ordering::Relaxed),
             disk_free_bytes: fs.map(|(free, _)| free),
@@ -221,6 +236,13 @@ impl Bodies {
         };
         // 1. a blob
         match self.blob(&hash).await {
+            Found::Memory(bytes) => {
+                return Ok(Opened {
+                    offset: start,
+                    stream: crate::http::full(bytes.slice(start as usize..end as usize)),
+                    cache: CacheStatus::Hit,
+                });
+            }
             Found::Blob(file) => {
                 let stream = stream::spawn(file, start, end, fallback());
                 return Ok(Opened {

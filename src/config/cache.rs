@@ -17,6 +17,11 @@ pub struct CacheConfig {
     pub dir: PathBuf,
     /// Most bytes of bodies kept on disk.
     pub max_size: u64,
+    /// Most bytes of hot small bodies also kept in memory (a tier over the disk: a hit from
+    /// it opens no file). 0: none.
+    pub memory_size: u64,
+    /// Bodies up to this size are kept in memory once read.
+    pub memory_max_object: u64,
     /// Free space left on the cache's file system; below it nothing more is cached.
     pub min_free: u64,
     /// A range of a file larger than this that is not cached goes to Dropbox as a Range.
@@ -48,6 +53,8 @@ impl TryFrom<RawCache> for CacheConfig {
                 .unwrap_or_else(|| "public, max-age=0, must-revalidate".into()),
             dir: c.dir.unwrap_or_else(|| PathBuf::from("dropcache-cache")),
             max_size: size("cache.max_size", c.max_size, "1GiB")?,
+            memory_size: size("cache.memory_size", c.memory_size, "64MiB")?,
+            memory_max_object: size("cache.memory_max_object", c.memory_max_object, "1MiB")?,
             min_free: size("cache.min_free", c.min_free, "256MiB")?,
             range_passthrough_above: size(
                 "cache.range_passthrough_above",
@@ -67,6 +74,12 @@ impl TryFrom<RawCache> for CacheConfig {
             return Err(invalid(
                 "cache.abandoned_fill_completion",
                 "must be a share from 0 to 1 (0.9: finish fills that are 90% in)",
+            ));
+        }
+        if cache.memory_max_object > cache.memory_size {
+            return Err(invalid(
+                "cache.memory_max_object",
+                "must not be larger than cache.memory_size (0 for both: no memory tier)",
             ));
         }
         if cache.l1_entries == 0 {

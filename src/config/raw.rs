@@ -127,6 +127,8 @@ pub(super) struct RawCache {
     pub(super) l1_entries: Option<usize>,
     pub(super) cache_control: Option<String>,
     pub(super) dir: Option<PathBuf>,
+    pub(super) memory_size: Option<String>,
+    pub(super) memory_max_object: Option<String>,
     pub(super) max_size: Option<String>,
     pub(super) min_free: Option<String>,
     pub(super) range_passthrough_above: Option<String>,

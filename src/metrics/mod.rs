@@ -131,6 +131,7 @@ pub struct CacheFigures {
     pub max_bytes: u64,
     pub entries: usize,
     pub evictions: u64,
+    pub memory_bytes: u64,
     pub fills_in_flight: usize,
     pub coalesced_waiters: u64,
     pub disk_free_bytes: u64,

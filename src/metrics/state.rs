@@ -17,6 +17,7 @@ pub(super) struct State {
     cache_max_bytes: IntGauge,
     cache_entries: IntGauge,
     cache_evictions: IntCounter,
+    cache_memory_bytes: IntGauge,
     fills: IntGauge,
     coalesced: IntCounter,
     disk_free: IntGauge,
@@ -96,6 +97,11 @@ impl State {
                 "dropcache_cache_evictions_total",
                 "Blobs evicted from the body cache to make room",
             ),
+            cache_memory_bytes: gauge(
+                registry,
+                "dropcache_cache_memory_bytes",
+                "Bytes of hot small bodies also held in memory (cache.memory_size at most)",
+            ),
             fills: gauge(
                 registry,
                 "dropcache_cache_fills_in_flight",
@@ -168,6 +174,7 @@ impl State {
         s.cache_max_bytes.set(b.max_bytes as i64);
         s.cache_entries.set(b.entries as i64);
         mirror(&s.cache_evictions, b.evictions);
+        s.cache_memory_bytes.set(b.memory_bytes as i64);
         s.fills.set(b.fills_in_flight as i64);
         mirror(&s.coalesced, b.coalesced_waiters);
         s.disk_free.set(b.disk_free_bytes as i64);

@@ -202,6 +202,7 @@ async fn snapshot(app: &App) -> Snapshot {
             max_bytes: b.max_bytes,
             entries: b.entries,
             evictions: b.evictions,
+            memory_bytes: b.memory_bytes,
             fills_in_flight: b.fills_in_flight,
             coalesced_waiters: b.coalesced_waiters,
             disk_free_bytes: b.disk_free_bytes.unwrap_or(0),
