@@ -6,6 +6,7 @@ pub mod conditional;
 pub mod etag;
 pub mod provenance;
 pub mod range;
+pub mod representation;
 pub mod route;
 
 pub use body::{Body, BoxError, empty, full, plain};

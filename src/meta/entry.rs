@@ -1,9 +1,11 @@
 //! A cached metadata entry: a file, a folder listing with its cursor, or a remembered
 //! "not found"; how folder deltas apply to a listing; the listing's strong validator.
 
+use crate::http::representation::Representation;
 use crate::upstream::types::{FileMetadata, FolderMetadata, Metadata};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -22,6 +24,9 @@ pub struct Entry {
     /// Dropbox's; absent in older entries.
     #[serde(default, skip_serializing_if = "Used::is_unset")]
     pub body_used: Used,
+    /// A file's header values, made on first use (never stored).
+    #[serde(skip)]
+    representation: OnceLock<Representation>,
 }
 
 /// A flag set by the first use; what a copy starts from is the original's. Stored as a bool.
@@ -91,7 +96,19 @@ impl Entry {
             checked_ms: now_ms(),
             state,
             body_used: Used::default(),
+            representation: OnceLock::new(),
         }
+    }
+
+    /// A file's representation (its validators and header values), made once per entry.
+    pub fn representation(&self) -> Option<&Representation> {
+        let State::File(f) = &self.state else {
+            return None;
+        };
+        Some(self.representation.get_or_init(|| {
+            let validator = f.content_hash.as_deref().unwrap_or(&f.rev);
+            Representation::new(validator, &f.server_modified, &f.name, f.size)
+        }))
     }
 
     /// Confirmed by Dropbox within `ttl` (measured on the wall clock, so entries written by
@@ -296,5 +313,26 @@ mod tests {
         assert!(!e.is_fresh(Duration::from_secs(5)));
         let back: Entry = serde_json::from_slice(&serde_json::to_vec(&e).unwrap()).unwrap();
         assert_eq!(back.checked_ms, e.checked_ms);
+    }
+
+    #[test]
+    fn a_files_representation_is_made_once_and_never_stored() {
+        let Metadata::File(f) = file("/a.txt", "0123456789a") else {
+            unreachable!()
+        };
+        let e = Entry::new(State::File(f));
+        let first = e.representation().expect("a file has one") as *const Representation;
+        assert!(
+            std::ptr::eq(first, e.representation().unwrap()),
+            "made once"
+        );
+        let stored = serde_json::to_string(&e).unwrap();
+        assert!(!stored.contains("representation"), "{stored}");
+        let back: Entry = serde_json::from_str(&stored).unwrap();
+        assert_eq!(
+            back.representation().unwrap().len,
+            e.representation().unwrap().len
+        );
+        assert!(Entry::new(State::Missing).representation().is_none());
     }
 }

@@ -41,10 +41,9 @@ impl MetaCache {
             State::File(_) | State::Missing => true,
         };
         absent.then(|| {
-            Arc::new(Entry {
-                checked_ms: entry.checked_ms,
-                ..Entry::new(State::Missing)
-            })
+            let mut missing = Entry::new(State::Missing);
+            missing.checked_ms = entry.checked_ms;
+            Arc::new(missing)
         })
     }
 

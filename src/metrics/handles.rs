@@ -2,7 +2,9 @@
 //! (`Upstream`). Plain data, cloned into the server and the Dropbox client.
 
 use super::{REQUEST_BUCKETS, UPSTREAM_BUCKETS, counter, counter_vec, histogram_vec, register};
-use prometheus::{Counter, HistogramVec, IntCounter, IntCounterVec, Registry};
+use prometheus::{Counter, Histogram, HistogramVec, IntCounter, IntCounterVec, Registry};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Requests served, counted when their answer's body is done.
@@ -11,7 +13,15 @@ pub struct Http {
     requests: IntCounterVec,
     duration: HistogramVec,
     bytes: IntCounterVec,
+    /// The series of each label set seen, resolved once: a request costs no label lookup.
+    resolved: Arc<Mutex<HashMap<Labels, (IntCounter, Histogram)>>>,
+    /// `bytes` by source: disk, dropbox, generated.
+    by_source: [IntCounter; 3],
 }
+
+/// A request's labels, by the addresses of their static strings (the same text at two
+/// addresses is two keys for one series: harmless).
+type Labels = [usize; 4];
 
 /// One finished request, as `Http::observe` records it.
 pub struct Served<'a> {
@@ -27,7 +37,15 @@ pub struct Served<'a> {
 
 impl Http {
     pub(super) fn new(registry: &Registry) -> Http {
-        let h = Http {
+        let bytes = counter_vec(
+            registry,
+            "dropcache_http_response_bytes_total",
+            "Body bytes sent, by where they came from: disk (the body cache), dropbox \
+             (streamed from a download), generated (listings, thumbnails from memory, errors)",
+            &["source"],
+        );
+        let by_source = ["disk", "dropbox", "generated"].map(|s| bytes.with_label_values(&[s]));
+        Http {
             requests: counter_vec(
                 registry,
                 "dropcache_http_requests_total",
@@ -41,18 +59,10 @@ impl Http {
                 &["route", "cache"],
                 REQUEST_BUCKETS,
             ),
-            bytes: counter_vec(
-                registry,
-                "dropcache_http_response_bytes_total",
-                "Body bytes sent, by where they came from: disk (the body cache), dropbox \
-                 (streamed from a download), generated (listings, thumbnails from memory, errors)",
-                &["source"],
-            ),
-        };
-        for source in ["disk", "dropbox", "generated"] {
-            h.bytes.with_label_values(&[source]);
+            bytes,
+            resolved: Arc::default(),
+            by_source,
         }
-        h
     }
 
     pub fn observe(&self, s: &Served<'_>) {
@@ -63,13 +73,30 @@ impl Http {
             400..=499 => "4xx",
             _ => "5xx",
         };
-        self.requests
-            .with_label_values(&[s.route, method_label(s.method), class, s.cache])
-            .inc();
-        self.duration
-            .with_label_values(&[s.route, s.cache])
-            .observe(s.elapsed.as_secs_f64());
-        self.bytes.with_label_values(&[s.source]).inc_by(s.bytes);
+        let method = method_label(s.method);
+        let key = [s.route, method, class, s.cache].map(|l| l.as_ptr() as usize);
+        let (requests, duration) = {
+            let mut resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+            resolved
+                .entry(key)
+                .or_insert_with(|| {
+                    (
+                        self.requests
+                            .with_label_values(&[s.route, method, class, s.cache]),
+                        self.duration.with_label_values(&[s.route, s.cache]),
+                    )
+                })
+                .clone()
+        };
+        requests.inc();
+        duration.observe(s.elapsed.as_secs_f64());
+        let source = match s.source {
+            "disk" => &self.by_source[0],
+            "dropbox" => &self.by_source[1],
+            "generated" => &self.by_source[2],
+            other => &self.bytes.with_label_values(&[other]),
+        };
+        source.inc_by(s.bytes);
     }
 }
 

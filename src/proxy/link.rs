@@ -4,7 +4,7 @@
 
 use super::ProxyError;
 use super::normalize::{self, Target};
-use super::respond::content_type;
+use crate::http::representation::content_type;
 use crate::meta::Listing;
 use crate::upstream::types::{Metadata, thumbnailable};
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 //! Both are built only from the cached listing, so equal listings give equal bytes and the
 //! listing's digest is a sound strong validator (one per representation).
 
-use super::respond::content_type;
+use crate::http::representation::content_type;
 use crate::meta::Listing;
 use crate::upstream::types::Metadata;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};

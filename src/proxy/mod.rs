@@ -24,7 +24,6 @@ pub use error::ProxyError;
 use hyper::header::{CONTENT_SECURITY_POLICY, HeaderValue, RANGE};
 use hyper::http::request::Parts;
 use hyper::{Method, Response};
-use respond::FileHead;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -115,12 +114,12 @@ impl Proxy {
             } else {
                 // 5. validators and conditionals, then ranges (GET only, RFC 9110 §14.2;
                 //    HEAD answers as a plain GET would)
-                let head = FileHead::of(f);
+                let head = looked.entry.representation().expect("a file's entry");
                 let cache = respond::cache_status(source);
                 let honor_range =
                     match conditional::evaluate(&req.method, &req.headers, &head.validators()) {
                         Outcome::PreconditionFailed => break respond::precondition_failed(),
-                        Outcome::NotModified => break respond::not_modified(cc, &head, cache),
+                        Outcome::NotModified => break respond::not_modified(cc, head, cache),
                         Outcome::Proceed { honor_range } => honor_range,
                     };
                 if !f.is_downloadable {
@@ -133,10 +132,10 @@ impl Proxy {
                     _ => Decision::Whole,
                 };
                 if decision == Decision::Unsatisfiable {
-                    break respond::unsatisfiable(cc, &head, cache);
+                    break respond::unsatisfiable(cc, head, cache);
                 }
                 if req.method == Method::HEAD {
-                    break respond::head_only(cc, &head, cache);
+                    break respond::head_only(cc, head, cache);
                 }
                 // 6. body
                 let opening = Instant::now();
@@ -169,7 +168,7 @@ impl Proxy {
                             _ if bytes_from == CacheStatus::Hit && !known => CacheStatus::Miss,
                             _ => bytes_from,
                         };
-                        let mut resp = respond::file(cc, &head, decision, opened, cache);
+                        let mut resp = respond::file(cc, head, decision, opened, cache);
                         // A fill joined or started, or a pass-through: the wait for it was
                         // Dropbox's.
                         provenance::body_from(&mut resp, bytes_from, opening);

@@ -10,9 +10,9 @@ use crate::http::CacheStatus;
 use crate::http::conditional::{self, Outcome, Validators};
 use crate::http::etag::EntityTag;
 use crate::http::range::Decision;
+use crate::http::representation::Representation;
 use crate::http::{Body, empty, full};
 use crate::meta::{Listing, Source};
-use crate::upstream::types::FileMetadata;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::header::{
@@ -21,22 +21,6 @@ use hyper::header::{
 };
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
-use std::time::SystemTime;
-
-/// The Content-Type for a file name (`charset=utf-8` on text).
-pub fn content_type(name: &str) -> String {
-    let mime = mime_guess::from_path(name).first_or_octet_stream();
-    let textual = mime.type_() == mime_guess::mime::TEXT
-        || matches!(
-            mime.essence_str(),
-            "application/javascript" | "application/json"
-        );
-    if textual && mime.get_param("charset").is_none() {
-        format!("{}; charset=utf-8", mime.essence_str())
-    } else {
-        mime.essence_str().to_owned()
-    }
-}
 
 /// `X-Cache-Status` for an answer made from metadata alone.
 pub fn cache_status(source: Source) -> CacheStatus {
@@ -53,19 +37,20 @@ pub fn cache_status(source: Source) -> CacheStatus {
 fn answer(
     cc: &HeaderValue,
     status: StatusCode,
-    etag: &EntityTag,
+    etag: HeaderValue,
     cache: CacheStatus,
 ) -> Response<Body> {
     let mut resp = Response::new(empty());
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(
-        ETAG,
-        HeaderValue::from_str(&etag.to_string()).expect("hex ETags are valid headers"),
-    );
+    h.insert(ETAG, etag);
     h.insert(CACHE_CONTROL, cc.clone());
     cache.mark(&mut resp);
     resp
+}
+
+fn etag_value(etag: &EntityTag) -> HeaderValue {
+    header_value(etag.to_string())
 }
 
 fn header_value(text: impl AsRef<str>) -> HeaderValue {
@@ -93,7 +78,7 @@ pub fn folder(
     let cache = cache_status(source);
     let mut resp = match conditional::evaluate(&req.method, &req.headers, &validators) {
         Outcome::PreconditionFailed => return precondition_failed(),
-        Outcome::NotModified => answer(cc, StatusCode::NOT_MODIFIED, &etag, cache),
+        Outcome::NotModified => answer(cc, StatusCode::NOT_MODIFIED, etag_value(&etag), cache),
         Outcome::Proceed { .. } => {
             let depth = listing::depth(&account.root);
             let (bytes, ct) = match format {
@@ -106,7 +91,7 @@ pub fn folder(
                     "text/html; charset=utf-8",
                 ),
             };
-            let mut resp = answer(cc, StatusCode::OK, &etag, cache);
+            let mut resp = answer(cc, StatusCode::OK, etag_value(&etag), cache);
             let h = resp.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
             h.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
@@ -137,10 +122,10 @@ pub fn link_folder(
     let cache = cache_status(source);
     match conditional::evaluate(&req.method, &req.headers, &validators) {
         Outcome::PreconditionFailed => precondition_failed(),
-        Outcome::NotModified => answer(cc, StatusCode::NOT_MODIFIED, &etag, cache),
+        Outcome::NotModified => answer(cc, StatusCode::NOT_MODIFIED, etag_value(&etag), cache),
         Outcome::Proceed { .. } => {
             let bytes = super::link::json(listing, display);
-            let mut resp = answer(cc, StatusCode::OK, &etag, cache);
+            let mut resp = answer(cc, StatusCode::OK, etag_value(&etag), cache);
             let h = resp.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             h.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
@@ -152,61 +137,44 @@ pub fn link_folder(
     }
 }
 
-/// What a file's answers say of it whatever the request: its validators, type and length.
-pub struct FileHead {
-    pub etag: EntityTag,
-    pub last_modified: Option<SystemTime>,
-    pub content_type: String,
-    pub len: u64,
-}
-
-impl FileHead {
-    pub fn of(f: &FileMetadata) -> FileHead {
-        FileHead {
-            etag: EntityTag::strong(f.content_hash.clone().unwrap_or_else(|| f.rev.clone())),
-            last_modified: humantime::parse_rfc3339(&f.server_modified).ok(),
-            content_type: content_type(&f.name),
-            len: f.size,
-        }
+/// `answer` with the headers of a file's 200 / 206 / 416.
+fn file_answer(
+    cc: &HeaderValue,
+    head: &Representation,
+    status: StatusCode,
+    cache: CacheStatus,
+) -> Response<Body> {
+    let mut resp = answer(cc, status, head.etag_value.clone(), cache);
+    let h = resp.headers_mut();
+    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(lm) = &head.last_modified_value {
+        h.insert(LAST_MODIFIED, lm.clone());
     }
-
-    pub fn validators(&self) -> Validators {
-        Validators {
-            etag: Some(self.etag.clone()),
-            last_modified: self.last_modified,
-        }
-    }
-
-    /// `answer` with the headers of a file's 200 / 206 / 416.
-    fn answer(&self, cc: &HeaderValue, status: StatusCode, cache: CacheStatus) -> Response<Body> {
-        let mut resp = answer(cc, status, &self.etag, cache);
-        let h = resp.headers_mut();
-        h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        if let Some(lm) = self.last_modified {
-            h.insert(LAST_MODIFIED, header_value(httpdate::fmt_http_date(lm)));
-        }
-        resp
-    }
+    resp
 }
 
 /// 304: the client's copy is current.
-pub fn not_modified(cc: &HeaderValue, head: &FileHead, cache: CacheStatus) -> Response<Body> {
-    answer(cc, StatusCode::NOT_MODIFIED, &head.etag, cache)
+pub fn not_modified(cc: &HeaderValue, head: &Representation, cache: CacheStatus) -> Response<Body> {
+    answer(cc, StatusCode::NOT_MODIFIED, head.etag_value.clone(), cache)
 }
 
 /// 416, with the length the client should have asked within.
-pub fn unsatisfiable(cc: &HeaderValue, head: &FileHead, cache: CacheStatus) -> Response<Body> {
-    let mut resp = head.answer(cc, StatusCode::RANGE_NOT_SATISFIABLE, cache);
+pub fn unsatisfiable(
+    cc: &HeaderValue,
+    head: &Representation,
+    cache: CacheStatus,
+) -> Response<Body> {
+    let mut resp = file_answer(cc, head, StatusCode::RANGE_NOT_SATISFIABLE, cache);
     resp.headers_mut()
         .insert(CONTENT_RANGE, header_value(format!("bytes */{}", head.len)));
     resp
 }
 
 /// A `HEAD`: what a plain `GET` would answer, without the body.
-pub fn head_only(cc: &HeaderValue, head: &FileHead, cache: CacheStatus) -> Response<Body> {
-    let mut resp = head.answer(cc, StatusCode::OK, cache);
+pub fn head_only(cc: &HeaderValue, head: &Representation, cache: CacheStatus) -> Response<Body> {
+    let mut resp = file_answer(cc, head, StatusCode::OK, cache);
     let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, header_value(&head.content_type));
+    h.insert(CONTENT_TYPE, head.content_type.clone());
     h.insert(CONTENT_LENGTH, HeaderValue::from(head.len));
     resp
 }
@@ -215,13 +183,14 @@ pub fn head_only(cc: &HeaderValue, head: &FileHead, cache: CacheStatus) -> Respo
 /// for, cut from the body `opened` for that decision.
 pub fn file(
     cc: &HeaderValue,
-    head: &FileHead,
+    head: &Representation,
     decision: Decision,
     opened: Ranged,
     cache: CacheStatus,
 ) -> Response<Body> {
     let len = head.len;
     let ct = head.content_type.clone();
+    let ct_text = ct.to_str().unwrap_or("application/octet-stream");
     let (status, body, body_len, content_type, content_range) = match (decision, opened) {
         (Decision::Single(r), Ranged::Span(o)) => {
             let n = r.end() - r.start() + 1;
@@ -235,7 +204,7 @@ pub fn file(
         }
         (Decision::Multi(rs), opened) => {
             let boundary = hex::encode(rand::random::<[u8; 12]>());
-            let (parts, tail, n) = multipart(&rs, len, &ct, &boundary);
+            let (parts, tail, n) = multipart(&rs, len, ct_text, &boundary);
             let body = match opened {
                 Ranged::Span(o) => Slices::new(o.stream, o.offset, parts, tail).boxed(),
                 // One download per part: each cut to its part, then the closing delimiter.
@@ -264,32 +233,19 @@ pub fn file(
                     Chain::new(bodies).boxed()
                 }
             };
-            let ct = format!("multipart/byteranges; boundary={boundary}");
+            let ct = header_value(format!("multipart/byteranges; boundary={boundary}"));
             (StatusCode::PARTIAL_CONTENT, body, n, ct, None)
         }
         (_, Ranged::Span(o)) => (StatusCode::OK, o.stream, len, ct, None),
         (_, Ranged::Each { .. }) => unreachable!("parts are opened for multi-ranges only"),
     };
-    let mut resp = head.answer(cc, status, cache);
+    let mut resp = file_answer(cc, head, status, cache);
     *resp.body_mut() = body;
     let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, header_value(content_type));
+    h.insert(CONTENT_TYPE, content_type);
     h.insert(CONTENT_LENGTH, HeaderValue::from(body_len));
     if let Some(cr) = content_range {
         h.insert(CONTENT_RANGE, header_value(cr));
     }
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_types_by_name() {
-        assert_eq!(content_type("a.JPG"), "image/jpeg");
-        assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
-        assert_eq!(content_type("app.js"), "text/javascript; charset=utf-8");
-        assert_eq!(content_type("noext"), "application/octet-stream");
-    }
 }

@@ -1,0 +1,87 @@
+//! What a file's answers say of it whatever the request: its strong validator, its
+//! modification date, its media type and length, each ready as a header value. Built once per
+//! cached entry (`meta::Entry::representation`), so a hit formats nothing.
+
+use super::conditional::Validators;
+use super::etag::EntityTag;
+use hyper::header::HeaderValue;
+use std::time::SystemTime;
+
+#[derive(Debug, Clone)]
+pub struct Representation {
+    pub etag: EntityTag,
+    pub etag_value: HeaderValue,
+    pub last_modified: Option<SystemTime>,
+    pub last_modified_value: Option<HeaderValue>,
+    pub content_type: HeaderValue,
+    pub len: u64,
+}
+
+impl Representation {
+    /// From a strong validator (a content hash or a rev: hex and ASCII), an RFC 3339
+    /// modification time, the file's name and length.
+    pub fn new(validator: &str, modified: &str, name: &str, len: u64) -> Representation {
+        let etag = EntityTag::strong(validator.to_owned());
+        let last_modified = humantime::parse_rfc3339(modified).ok();
+        Representation {
+            etag_value: HeaderValue::from_str(&etag.to_string())
+                .expect("content hashes and revs are valid header values"),
+            etag,
+            last_modified_value: last_modified.map(|t| {
+                HeaderValue::from_str(&httpdate::fmt_http_date(t)).expect("an HTTP date is ASCII")
+            }),
+            last_modified,
+            content_type: HeaderValue::from_str(&content_type(name))
+                .expect("media types are ASCII"),
+            len,
+        }
+    }
+
+    pub fn validators(&self) -> Validators {
+        Validators {
+            etag: Some(self.etag.clone()),
+            last_modified: self.last_modified,
+        }
+    }
+}
+
+/// The Content-Type for a file name (`charset=utf-8` on text).
+pub fn content_type(name: &str) -> String {
+    let mime = mime_guess::from_path(name).first_or_octet_stream();
+    let textual = mime.type_() == mime_guess::mime::TEXT
+        || matches!(
+            mime.essence_str(),
+            "application/javascript" | "application/json"
+        );
+    if textual && mime.get_param("charset").is_none() {
+        format!("{}; charset=utf-8", mime.essence_str())
+    } else {
+        mime.essence_str().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_by_name() {
+        assert_eq!(content_type("a.JPG"), "image/jpeg");
+        assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
+        assert_eq!(content_type("app.js"), "text/javascript; charset=utf-8");
+        assert_eq!(content_type("noext"), "application/octet-stream");
+    }
+
+    #[test]
+    fn header_values_are_made_once_from_the_file() {
+        let r = Representation::new("abc123", "2026-11-22T10:00:00Z", "a.txt", 5);
+        assert_eq!(r.etag_value, "\"abc123\"");
+        assert_eq!(
+            r.last_modified_value.as_ref().unwrap(),
+            "Sun, 22 Nov 2026 10:00:00 GMT"
+        );
+        assert_eq!(r.content_type, "text/plain; charset=utf-8");
+        let none = Representation::new("abc123", "not a date", "x", 0);
+        assert!(none.last_modified.is_none() && none.last_modified_value.is_none());
+    }
+}

@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+"""dropcache beside nginx, on the same objects, in one run: the hit-path benchmark.
+
+usage: python3 tests/bench/vs_nginx.py [--bin target/release/dropcache] [--modes hit,cond,range,big,fanin]
+
+Starts, in a temp dir:
+  dropcache   `dropcache serve` (Redis store, access log off) in front of `dropcache emulator`
+  dropcache+log  the same with `log.access_log = true` (the default), 1 KiB hits only
+  nginx       nginx `proxy_cache` in front of an nginx origin over the same files (the peer)
+  static      nginx serving the files from disk (the practical limit)
+warms every cache, then measures with wrk (Debian `wrk`), alternating the targets within each
+cell, each cell --reps times after waiting for a quiet machine. Servers run on the last CPU,
+wrk on the first (as `taskset` allows). Prints markdown tables with the ratio to nginx.
+
+Modes: hit (200s: 1 KiB, 64 KiB, 1 MiB at each --conns), cond (304 by each target's own ETag),
+range (206 for the first 64 KiB of 1 MiB), big (16 MiB over one connection, read 1 MiB at a
+time), fanin (200 clients at once on one cold 16 MiB file: downloads from the origin, first and
+last byte), profile (not by default: where dropcache's CPU goes under 1 KiB 200s and 304s, with
+`perf`). Needs: nginx, wrk, redis-server, a release build (cargo build --release).
+"""
+import argparse, http.client, json, os, shutil, signal, statistics, subprocess, sys, tempfile
+import threading, time, urllib.error, urllib.parse, urllib.request
+
+NCPU = os.cpu_count() or 1
+SERVER_CPU, CLIENT_CPU = str(NCPU - 1), "0"
+PORTS = dict(static=18280, origin=18281, nginx=18282, dropcache=18283, log=18284, emu=18285, redis=18286)
+OBJECTS = {"1k.bin": 1024, "64k.bin": 65536, "1m.bin": 1 << 20, "16m.bin": 16 << 20}
+WRK_LUA = """done = function(s, lat, req)
+  io.write(string.format("RESULT %.0f %.0f %.0f %.0f %.0f %.0f\\n", s.duration, s.requests,
+    s.bytes, lat:percentile(50), lat:percentile(99),
+    s.errors.connect + s.errors.read + s.errors.write + s.errors.timeout + s.errors.status))
+end
+"""
+
+
+def pinned(cpu, cmd):
+    return (["taskset", "-c", cpu] + cmd) if shutil.which("taskset") and NCPU > 1 else cmd
+
+
+class Bench:
+    def __init__(self, a):
+        self.a, self.procs = a, []
+        self.dir = tempfile.mkdtemp(prefix="dropcache-bench-")
+        self.site = os.path.join(self.dir, "dropbox", "site")
+        os.makedirs(self.site)
+        for d in ("logs", "cache", "tmp"):
+            os.makedirs(os.path.join(self.dir, d))
+
+    def path(self, *p):
+        return os.path.join(self.dir, *p)
+
+    def spawn(self, name, cmd):
+        out = open(self.path("logs", name + ".log"), "w")
+        p = subprocess.Popen(pinned(SERVER_CPU, cmd), stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        return p
+
+    def stop(self):
+        for p in reversed(self.procs):
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def start(self):
+        for name, size in OBJECTS.items():
+            with open(os.path.join(self.site, name), "wb") as f:
+                f.write(os.urandom(size))
+        t, s = self.dir, self.site
+        nginx = f"""worker_processes 1; pid {t}/nginx.pid; error_log {t}/logs/nginx.err warn;
+worker_rlimit_nofile 65536; events {{ worker_connections 8192; }}
+http {{
+  access_log off; default_type application/octet-stream; sendfile on; tcp_nodelay on;
+  keepalive_timeout 75s; keepalive_requests 1000000;
+  open_file_cache max=1024 inactive=60s; open_file_cache_valid 60s;
+  client_body_temp_path {t}/tmp/b; proxy_temp_path {t}/tmp/p; fastcgi_temp_path {t}/tmp/f;
+  uwsgi_temp_path {t}/tmp/u; scgi_temp_path {t}/tmp/s;
+  log_format fetched '$uri';
+  upstream origin {{ server 127.0.0.1:{PORTS['origin']}; keepalive 64; }}
+  proxy_cache_path {t}/cache/nginx levels=1:2 keys_zone=c:64m max_size=20g inactive=60m use_temp_path=off;
+  server {{ listen 127.0.0.1:{PORTS['static']}; root {s}; }}
+  server {{ listen 127.0.0.1:{PORTS['origin']}; root {s}; access_log {t}/logs/origin.log fetched; }}
+  server {{ listen 127.0.0.1:{PORTS['nginx']}; proxy_cache c; proxy_cache_lock on;
+    proxy_http_version 1.1; proxy_set_header Connection ""; proxy_cache_valid 200 10m;
+    proxy_cache_revalidate on; add_header X-Cache-Status $upstream_cache_status;
+    location / {{ proxy_pass http://origin; }} }}
+}}
+"""
+        open(self.path("nginx.conf"), "w").write(nginx)
+        user = ["-g", "daemon off; user root;"] if os.geteuid() == 0 else ["-g", "daemon off;"]
+        self.spawn("nginx", ["nginx", "-p", t, "-e", self.path("logs", "nginx.err"), "-c", self.path("nginx.conf")] + user)
+        self.spawn("redis", ["redis-server", "--port", str(PORTS["redis"]), "--save", "", "--appendonly", "no", "--dir", t])
+        emu = f"http://127.0.0.1:{PORTS['emu']}"
+        self.emu = emu
+        self.spawn("emulator", [self.a.bin, "emulator", "--listen", f"127.0.0.1:{PORTS['emu']}", "--admin",
+                                "--root", self.path("dropbox"), "--token", "BENCHTOKEN"])
+        wait_up(emu + "/2/check/app", method="POST")
+        self.dc = {}
+        for name, log in (("dropcache", "false"), ("log", "true")):
+            cfg = f"""[server]
+listen = "127.0.0.1:{PORTS[name]}"
+[log]
+level = "warn"
+access_log = {log}
+[dropbox]
+api_url = "{emu}"
+content_url = "{emu}"
+notify_url = "{emu}"
+oauth_url = "{emu}"
+[store]
+redis_url = "redis://127.0.0.1:{PORTS['redis']}/{0 if name == 'dropcache' else 1}"
+[cache]
+dir = "{t}/cache/{name}"
+max_size = "4GiB"
+min_free = "64MiB"
+[[account]]
+alias = "b"
+root = "/site"
+access_token = "BENCHTOKEN"
+"""
+            open(self.path(name + ".toml"), "w").write(cfg)
+            # The access log goes to /dev/null: the cost measured is writing it, not the disk.
+            self.dc[name] = subprocess.Popen(pinned(SERVER_CPU, [self.a.bin, "serve", "--config", self.path(name + ".toml")]),
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.procs.append(self.dc[name])
+        self.targets = {
+            "dropcache": f"http://127.0.0.1:{PORTS['dropcache']}/b",
+            "nginx": f"http://127.0.0.1:{PORTS['nginx']}",
+            "static": f"http://127.0.0.1:{PORTS['static']}",
+            "dropcache+log": f"http://127.0.0.1:{PORTS['log']}/b",
+        }
+        for base in self.targets.values():
+            wait_up(base + "/1k.bin")
+            for name in OBJECTS:
+                for _ in range(3):  # a fill, then a hit from disk (kept in memory if small)
+                    status, _, body = fetch(f"{base}/{name}")
+                    assert status == 200 and len(body) == OBJECTS[name], (base, name, status)
+
+    def rss_mib(self, name="dropcache"):
+        for line in open(f"/proc/{self.dc[name].pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+
+def wait_up(url, method="GET", secs=30):
+    deadline = time.time() + secs
+    while True:
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method=method, data=b"null" if method == "POST" else None,
+                                                          headers={"Content-Type": "application/json"}), timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            if time.time() > deadline:
+                sys.exit(f"not up: {url}")
+            time.sleep(0.1)
+
+
+def fetch(url, headers=None):
+    u = urllib.parse.urlsplit(url)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    c.request("GET", u.path, headers=headers or {})
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, r.getheader("ETag"), body
+
+
+def busy_percent(secs=0.5):
+    def sample():
+        f = open("/proc/stat").readline().split()[1:9]
+        v = list(map(int, f))
+        return sum(v) - v[3] - v[4], sum(v)
+    a = sample()
+    time.sleep(secs)
+    b = sample()
+    return 100.0 * NCPU * (b[0] - a[0]) / max(1, b[1] - a[1])
+
+
+def wait_quiet(limit=15.0, most=60):
+    t0 = time.time()
+    while (bg := busy_percent()) > limit and time.time() - t0 < most:
+        time.sleep(1)
+    return bg
+
+
+def wrk(bench, url, conns, headers):
+    lua = bench.path("report.lua")
+    if not os.path.exists(lua):
+        open(lua, "w").write(WRK_LUA)
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{bench.a.duration}", "--latency", "-s", lua]
+    for h in headers:
+        cmd += ["-H", h]
+    out = subprocess.run(pinned(CLIENT_CPU, cmd + [url]), capture_output=True, text=True, check=True).stdout
+    dur, reqs, _bytes, p50, p99, errors = map(float, [l for l in out.splitlines() if l.startswith("RESULT")][-1].split()[1:])
+    return dict(rps=reqs / (dur / 1e6), p50=p50 / 1000, p99=p99 / 1000, errors=errors)
+
+
+def matrix(bench, title, cells, targets):
+    """cells: [(object, conns, headers_by_target)]; prints one table, medians over reps."""
+    print(f"\n### {title}\n")
+    print("| target | object | conns | req/s | spread | p50 ms | p99 ms | errors | ratio to nginx |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for obj, conns, headers in cells:
+        runs = {t: [] for t in targets}
+        for rep in range(bench.a.reps):
+            order = targets[rep % len(targets):] + targets[:rep % len(targets)]
+            for t in order:
+                wait_quiet()
+                runs[t].append(wrk(bench, f"{bench.targets[t]}/{obj}", conns, headers(t)))
+        med = {t: {k: statistics.median(r[k] for r in runs[t]) for k in ("rps", "p50", "p99")} for t in targets}
+        for t in targets:
+            rps = [r["rps"] for r in runs[t]]
+            spread = 100.0 * (max(rps) - min(rps)) / max(1e-9, med[t]["rps"])
+            ratio = med[t]["rps"] / med["nginx"]["rps"] if "nginx" in med else float("nan")
+            errors = int(sum(r["errors"] for r in runs[t]))
+            print(f"| {t} | {obj} | {conns} | {med[t]['rps']:,.0f} | {spread:.0f}% | {med[t]['p50']:.3f} | "
+                  f"{med[t]['p99']:.3f} | {errors} | {ratio:.2f}x |", flush=True)
+
+
+def big(bench, targets):
+    print("\n### 16 MiB over one connection, read 1 MiB at a time\n")
+    print("| target | MiB/s (median) | ratio to nginx |")
+    print("|---|---:|---:|")
+    rates = {t: [] for t in targets}
+    for rep in range(bench.a.reps):
+        for t in targets:
+            wait_quiet()
+            u = urllib.parse.urlsplit(f"{bench.targets[t]}/16m.bin")
+            c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+            t0 = time.perf_counter()
+            c.request("GET", u.path)
+            r = c.getresponse()
+            n = 0
+            while chunk := r.read(1 << 20):
+                n += len(chunk)
+            rates[t].append(n / (1 << 20) / (time.perf_counter() - t0))
+            c.close()
+            assert n == OBJECTS["16m.bin"], (t, n)
+    med = {t: statistics.median(v) for t, v in rates.items()}
+    for t in targets:
+        print(f"| {t} | {med[t]:,.0f} | {med[t] / med['nginx']:.2f}x |")
+
+
+def fanin(bench, clients=200):
+    print(f"\n### cold fan-in: {clients} clients at once on one cold 16 MiB file\n")
+    data = os.urandom(16 << 20)
+    open(os.path.join(bench.site, "cold.bin"), "wb").write(data)  # nginx's origin reads the directory
+    req = urllib.request.Request(bench.emu + "/2/files/upload", data=data, headers={
+        "Authorization": "Bearer BENCHTOKEN", "Content-Type": "application/octet-stream",
+        "Dropbox-API-Arg": json.dumps({"path": "/site/cold.bin", "mode": "overwrite"})})
+    urllib.request.urlopen(req).read()  # the emulator learns it through its API
+    print("| target | fetched from the origin | first byte p50 ms | last byte p50 ms | last byte max ms |")
+    print("|---|---:|---:|---:|---:|")
+    for t in ("dropcache", "nginx"):
+        before = origin_fetches(bench, t)
+        firsts, lasts, start = [], [], threading.Barrier(clients)
+
+        def one():
+            u = urllib.parse.urlsplit(f"{bench.targets[t]}/cold.bin")
+            c = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+            start.wait()
+            t0 = time.perf_counter()
+            c.request("GET", u.path)
+            r = c.getresponse()
+            r.read(1)
+            firsts.append(time.perf_counter() - t0)
+            rest = 1 + len(r.read())
+            lasts.append(time.perf_counter() - t0)
+            assert rest == len(data), rest
+
+        threads = [threading.Thread(target=one) for _ in range(clients)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        fetched = origin_fetches(bench, t) - before
+        print(f"| {t} | {fetched} | {1000 * statistics.median(firsts):.0f} | {1000 * statistics.median(lasts):.0f} | "
+              f"{1000 * max(lasts):.0f} |")
+
+
+def profile(bench, title, headers):
+    """perf record of dropcache under 1 KiB requests at c=64; the top symbols."""
+    print(f"\n### where dropcache's CPU goes: {title} (perf, 1 KiB, c=64)\n")
+    if not shutil.which("perf"):
+        print("(perf is not installed: apt-get install linux-perf)")
+        return
+    data = bench.path("perf.data")
+    lua = bench.path("report.lua")
+    load = subprocess.Popen(pinned(CLIENT_CPU, ["wrk", "-t1", "-c64", "-d8s", "-s", lua]
+                                   + sum((["-H", h] for h in headers), []) + [f"{bench.targets['dropcache']}/1k.bin"]),
+                            stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    subprocess.run(["perf", "record", "-F", "1999", "-g", "-p", str(bench.dc["dropcache"].pid), "-o", data,
+                    "--", "sleep", "5"], capture_output=True)
+    out = load.communicate()[0]
+    dur, reqs = map(float, [l for l in out.splitlines() if l.startswith("RESULT")][-1].split()[1:3])
+    print(f"{reqs / (dur / 1e6):,.0f} req/s while profiled\n\n```")
+    def report(*args):
+        out = subprocess.run(["perf", "report", "-i", data, "--stdio", "-g", "none"] + list(args),
+                             capture_output=True, text=True).stdout
+        return [l.rstrip()[:110] for l in out.splitlines() if l.strip()[:1].isdigit()]
+    print("by binary:")
+    print("\n".join(report("--no-children", "--sort", "dso")[:6]))
+    print("self time, top symbols:")
+    print("\n".join(report("--no-children", "--sort", "dso,symbol", "--percent-limit", "1")[:20]))
+    print("dropcache's own functions (self time, share of its binary's):")
+    print("\n".join(report("--no-children", "--sort", "symbol", "--dsos", "dropcache")[:25]))
+    print("```")
+
+
+def origin_fetches(bench, target):
+    """Downloads the origin has served so far: nginx's origin log of cold.bin, or the emulator's
+    count of files/download (every dropcache download; the warm-up ones are subtracted)."""
+    if target == "nginx":
+        log = bench.path("logs", "origin.log")
+        return sum(1 for l in open(log) if "cold.bin" in l) if os.path.exists(log) else 0
+    log = json.load(urllib.request.urlopen(bench.emu + "/_emulator/log"))
+    return log["routes"].get("files/download", {}).get("total", 0)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bin", default="target/release/dropcache")
+    p.add_argument("--modes", default="hit,cond,range,big,fanin")
+    p.add_argument("--duration", default="5s")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--conns", default="64,8")
+    a = p.parse_args()
+    a.bin = os.path.abspath(a.bin)
+    for tool in ("nginx", "wrk", "redis-server"):
+        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
+            sys.exit(f"{tool} is needed (apt-get install nginx wrk redis-server)")
+    os.environ["PATH"] += ":/usr/sbin"
+    bench = Bench(a)
+    try:
+        bench.start()
+        conns = [int(c) for c in a.conns.split(",")]
+        main3 = ["dropcache", "nginx", "static"]
+        print(f"dropcache beside nginx: {NCPU} CPUs, servers on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}, "
+              f"wrk -t1 -d{a.duration}, median of {a.reps}")
+        modes = a.modes.split(",")
+        none = lambda t: []
+        if "hit" in modes:
+            matrix(bench, "200 (hits)", [(o, c, none) for o in ("1k.bin", "64k.bin", "1m.bin") for c in conns], main3)
+            matrix(bench, "200 (hits), dropcache with its access log on", [("1k.bin", c, none) for c in conns],
+                   ["dropcache", "dropcache+log", "nginx"])
+        if "cond" in modes:
+            tags = {t: fetch(f"{bench.targets[t]}/1k.bin")[1] for t in main3}
+            matrix(bench, "304 (If-None-Match: the target's own ETag)",
+                   [("1k.bin", c, lambda t: [f"If-None-Match: {tags[t]}"]) for c in conns], main3)
+        if "range" in modes:
+            matrix(bench, "206 (Range: bytes=0-65535 of 1 MiB)",
+                   [("1m.bin", c, lambda t: ["Range: bytes=0-65535"]) for c in conns], main3)
+        if "big" in modes:
+            big(bench, main3)
+        if "fanin" in modes:
+            fanin(bench)
+        if "profile" in modes:
+            if not os.path.exists(bench.path("report.lua")):
+                open(bench.path("report.lua"), "w").write(WRK_LUA)
+            profile(bench, "200 hits", [])
+            profile(bench, "304s", [f"If-None-Match: {fetch(bench.targets['dropcache'] + '/1k.bin')[1]}"])
+        print(f"\ndropcache peak RSS: {bench.rss_mib():.1f} MiB")
+    finally:
+        bench.stop()
+
+
+if __name__ == "__main__":
+    main()
