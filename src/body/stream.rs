@@ -18,10 +18,13 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
-/// Bytes read from disk per chunk.
-const CHUNK: u64 = 64 * 1024;
-/// Chunks buffered per client.
-const DEPTH: usize = 4;
+/// Bytes read from disk per chunk, and chunks buffered per client: a kept blob is read in
+/// large chunks (fewer hand-offs to the blocking pool: 512 KiB may wait for its client), a
+/// fill in small ones as it arrives (256 KiB; a cold file may have hundreds of readers).
+const BLOB_CHUNK: u64 = 256 * 1024;
+const BLOB_DEPTH: usize = 2;
+const FILL_CHUNK: u64 = 64 * 1024;
+const FILL_DEPTH: usize = 4;
 
 /// Keeps a blob from eviction while it is read.
 pub struct PinGuard {
@@ -84,7 +87,11 @@ async fn give(tx: &Sender, chunk: Bytes, stall: std::time::Duration) -> bool {
 
 /// Streams bytes `start..end` of `source` to a new body.
 pub fn spawn(source: Source, start: u64, end: u64, fallback: Fallback) -> ChannelBody {
-    let (tx, body) = ChannelBody::new(DEPTH, end - start);
+    let depth = match source {
+        Source::Blob { .. } => BLOB_DEPTH,
+        Source::Fill(_) => FILL_DEPTH,
+    };
+    let (tx, body) = ChannelBody::new(depth, end - start);
     tokio::spawn(async move {
         if let Err(e) = pump(source, start, end, &tx, &fallback).await {
             let _ = tx.send(Err(e)).await;
@@ -126,9 +133,9 @@ async fn pump(
         Source::Blob { file, .. } => (file.clone(), None),
         Source::Fill(r) => (r.fill.file.clone(), Some(r.fill.progress.clone())),
     };
-    let size = match &source {
-        Source::Blob { .. } => end,
-        Source::Fill(r) => r.fill.size,
+    let (size, chunk) = match &source {
+        Source::Blob { .. } => (end, BLOB_CHUNK),
+        Source::Fill(r) => (r.fill.size, FILL_CHUNK),
     };
     while pos < end {
         let available = match &progress {
@@ -155,7 +162,7 @@ async fn pump(
             }
         };
         if pos < available {
-            let len = (available - pos).min(end - pos).min(CHUNK);
+            let len = (available - pos).min(end - pos).min(chunk);
             let bytes = read_at(&file, pos, len).await?;
             pos += bytes.len() as u64;
             if !give(tx, bytes, fallback.stall).await {
