@@ -309,8 +309,12 @@ def profile(bench, title, headers):
     print("\n".join(report("--no-children", "--sort", "dso")[:6]))
     print("self time, top symbols:")
     print("\n".join(report("--no-children", "--sort", "dso,symbol", "--percent-limit", "1")[:20]))
-    print("dropcache's own functions (self time, share of its binary's):")
+    print("dropcache's own functions (self time):")
     print("\n".join(report("--no-children", "--sort", "symbol", "--dsos", "dropcache")[:25]))
+    if os.environ.get("BENCH_CHILDREN"):
+        # Inclusive times need frame pointers: RUSTFLAGS="-C force-frame-pointers=yes".
+        print("inclusive (with what each calls):")
+        print("\n".join(report("--children", "--sort", "symbol", "--percent-limit", "2")[:60]))
     print("```")
 
 
