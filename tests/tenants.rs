@@ -77,7 +77,6 @@ fn latency(ms: u64) -> Faults {
     }
 }
 
-/// Every byte under `dir` (blobs and temp files).
 /// Bytes of the files under `dir`, each file once: one renamed into place while the walk
 /// runs (a temp file published as a blob) keeps its inode, and is not counted twice.
 fn dir_bytes(dir: &Path) -> u64 {

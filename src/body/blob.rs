@@ -143,7 +143,7 @@ impl Bodies {
     /// once) not of its recorded size or not hashing to its name. Any other failure (no file
     /// descriptor left, an I/O error) keeps it: the request goes to Dropbox this time.
     pub(super) async fn blob(&self, hash: &str) -> Found {
-        let (verified, touch, size, whole) = {
+        let (verified, touch, size, whole, since) = {
             let mut ix = lock(&self.index);
             let now = secs(SystemTime::now());
             // The memory tier first: no file, no pin (the bytes are shared).
@@ -166,7 +166,7 @@ impl Bodies {
             let (verified, size) = (blob.verified, blob.size);
             let whole = ix.memory_takes(size);
             ix.pin(hash);
-            (verified, touch, size, whole)
+            (verified, touch, size, whole, ix.removals())
         };
         let pin = PinGuard {
             hash: hash.to_owned(),
@@ -186,7 +186,7 @@ impl Bodies {
                 if let Some(b) = ix.get(hash) {
                     b.verified = true;
                 }
-                ix.keep_in_memory(hash, bytes.clone());
+                ix.keep_in_memory(hash, bytes.clone(), since);
                 return Found::Memory(bytes);
             }
             Verdict::Intact(file) => {

@@ -29,6 +29,9 @@ pub struct Index {
     evicted: u64,
     /// Hot small blobs' bytes; a blob leaves it when it leaves the index.
     memory: Memory,
+    /// Blobs removed or replaced so far: bytes read before a removal are not kept in memory
+    /// (the name may stand for other bytes by now).
+    removals: u64,
 }
 
 impl Index {
@@ -41,6 +44,7 @@ impl Index {
             pins: HashMap::new(),
             evicted: 0,
             memory: Memory::new(0, 0),
+            removals: 0,
         }
     }
 
@@ -61,12 +65,19 @@ impl Index {
         self.memory.takes(size)
     }
 
-    /// Keeps a blob's bytes in memory, if the blob is still here and they are its size.
-    pub fn keep_in_memory(&mut self, hash: &str, bytes: Bytes) {
-        if self
-            .lru
-            .peek(hash)
-            .is_some_and(|b| b.size == bytes.len() as u64)
+    /// Blobs removed or replaced so far (see `keep_in_memory`).
+    pub fn removals(&self) -> u64 {
+        self.removals
+    }
+
+    /// Keeps a blob's bytes, read when `removals()` was `since`, in memory: if no blob was
+    /// removed or replaced meanwhile and this one is still here, at their size.
+    pub fn keep_in_memory(&mut self, hash: &str, bytes: Bytes, since: u64) {
+        if self.removals == since
+            && self
+                .lru
+                .peek(hash)
+                .is_some_and(|b| b.size == bytes.len() as u64)
         {
             self.memory.put(hash, bytes);
         }
@@ -146,6 +157,7 @@ impl Index {
         if let Some(old) = self.lru.put(hash.to_owned(), blob) {
             self.total -= old.size;
             self.memory.remove(hash);
+            self.removals += 1;
         }
         self.total += blob.size;
         self.evict_except(0, Some(hash))
@@ -167,6 +179,7 @@ impl Index {
     pub fn remove(&mut self, hash: &str) -> Option<Blob> {
         self.memory.remove(hash);
         let blob = self.lru.pop(hash)?;
+        self.removals += 1;
         self.total -= blob.size;
         Some(blob)
     }
@@ -307,10 +320,11 @@ mod tests {
         let bytes = |n: usize| Bytes::from(vec![7u8; n]);
         ix.insert("a", blob(30));
         ix.insert("b", blob(30));
-        ix.keep_in_memory("a", bytes(30));
-        ix.keep_in_memory("b", bytes(30));
-        ix.keep_in_memory("gone", bytes(10));
-        ix.keep_in_memory("a", bytes(29));
+        let since = ix.removals();
+        ix.keep_in_memory("a", bytes(30), since);
+        ix.keep_in_memory("b", bytes(30), since);
+        ix.keep_in_memory("gone", bytes(10), since);
+        ix.keep_in_memory("a", bytes(29), since);
         assert_eq!(ix.memory_usage(), (60, 2), "only blobs here, at their size");
         assert!(ix.in_memory("a").is_some());
         // Evicted to make room: gone from memory too ("b" is the least recently used).
@@ -321,6 +335,12 @@ mod tests {
         // Removed (purged, found wrong): gone from memory.
         ix.remove("a");
         assert_eq!(ix.memory_usage(), (0, 0));
+        // Bytes read before a removal are not kept: the name may stand for others by now.
+        ix.insert("a", blob(30));
+        ix.keep_in_memory("a", bytes(30), since);
+        assert_eq!(ix.memory_usage(), (0, 0));
+        ix.keep_in_memory("a", bytes(30), ix.removals());
+        assert_eq!(ix.memory_usage(), (30, 1));
         assert!(!ix.memory_takes(41) && ix.memory_takes(40));
     }
 }

@@ -44,6 +44,12 @@ impl TryFrom<RawCache> for CacheConfig {
     type Error = ConfigError;
 
     fn try_from(c: RawCache) -> Result<Self, ConfigError> {
+        let memory_size = size("cache.memory_size", c.memory_size, "64MiB")?;
+        // Unset, it is 1 MiB, or all of a smaller memory_size.
+        let memory_max_object = match c.memory_max_object {
+            None => memory_size.min(1 << 20),
+            set => size("cache.memory_max_object", set, "1MiB")?,
+        };
         let cache = CacheConfig {
             metadata_ttl: duration("cache.metadata_ttl", c.metadata_ttl, "30s")?,
             negative_ttl: duration("cache.negative_ttl", c.negative_ttl, "5s")?,
@@ -53,8 +59,8 @@ impl TryFrom<RawCache> for CacheConfig {
                 .unwrap_or_else(|| "public, max-age=0, must-revalidate".into()),
             dir: c.dir.unwrap_or_else(|| PathBuf::from("dropcache-cache")),
             max_size: size("cache.max_size", c.max_size, "1GiB")?,
-            memory_size: size("cache.memory_size", c.memory_size, "64MiB")?,
-            memory_max_object: size("cache.memory_max_object", c.memory_max_object, "1MiB")?,
+            memory_size,
+            memory_max_object,
             min_free: size("cache.min_free", c.min_free, "256MiB")?,
             range_passthrough_above: size(
                 "cache.range_passthrough_above",
@@ -79,7 +85,7 @@ impl TryFrom<RawCache> for CacheConfig {
         if cache.memory_max_object > cache.memory_size {
             return Err(invalid(
                 "cache.memory_max_object",
-                "must not be larger than cache.memory_size (0 for both: no memory tier)",
+                "must not be larger than cache.memory_size (memory_size = \"0B\": no memory tier)",
             ));
         }
         if cache.l1_entries == 0 {

@@ -141,6 +141,25 @@ mod tests {
     }
 
     #[test]
+    fn the_memory_tier_is_sized_in_one_key_or_two() {
+        let c = |text: &str| Config::parse(text, &no_env).map(|c| c.cache);
+        let d = c("").unwrap();
+        assert_eq!((d.memory_size, d.memory_max_object), (64 << 20, 1 << 20));
+        let small = c("[cache]\nmemory_size = \"256KiB\"\n").unwrap();
+        assert_eq!(
+            small.memory_max_object,
+            256 << 10,
+            "all of a smaller budget"
+        );
+        let off = c("[cache]\nmemory_size = \"0B\"\n").unwrap();
+        assert_eq!((off.memory_size, off.memory_max_object), (0, 0));
+        let e = c("[cache]\nmemory_size = \"1MiB\"\nmemory_max_object = \"2MiB\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cache.memory_max_object"), "{e}");
+    }
+
+    #[test]
     fn the_example_file_parses_with_every_default() {
         let shipped = include_str!("../../config/dropcache.example.toml");
         assert!(Config::parse(shipped, &no_env).is_ok_and(|c| c.accounts.is_empty()));

@@ -19,9 +19,9 @@ pub struct Http {
     by_source: [IntCounter; 3],
 }
 
-/// A request's labels, by the addresses of their static strings (the same text at two
-/// addresses is two keys for one series: harmless).
-type Labels = [usize; 4];
+/// A request's labels, by the addresses and lengths of their static strings (the same text
+/// at two addresses is two keys for one series: harmless).
+type Labels = [(usize, usize); 4];
 
 /// One finished request, as `Http::observe` records it.
 pub struct Served<'a> {
@@ -74,7 +74,7 @@ impl Http {
             _ => "5xx",
         };
         let method = method_label(s.method);
-        let key = [s.route, method, class, s.cache].map(|l| l.as_ptr() as usize);
+        let key = [s.route, method, class, s.cache].map(|l| (l.as_ptr() as usize, l.len()));
         let (requests, duration) = {
             let mut resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
             resolved
