@@ -5,13 +5,12 @@
 use super::conditional::Validators;
 use super::etag::EntityTag;
 use hyper::header::HeaderValue;
-use std::time::SystemTime;
 
 #[derive(Debug, Clone)]
 pub struct Representation {
-    pub etag: EntityTag,
+    /// The strong ETag and the modification date, as the conditionals read them.
+    pub validators: Validators,
     pub etag_value: HeaderValue,
-    pub last_modified: Option<SystemTime>,
     pub last_modified_value: Option<HeaderValue>,
     pub content_type: HeaderValue,
     pub len: u64,
@@ -26,21 +25,16 @@ impl Representation {
         Representation {
             etag_value: HeaderValue::from_str(&etag.to_string())
                 .expect("content hashes and revs are valid header values"),
-            etag,
             last_modified_value: last_modified.map(|t| {
                 HeaderValue::from_str(&httpdate::fmt_http_date(t)).expect("an HTTP date is ASCII")
             }),
-            last_modified,
+            validators: Validators {
+                etag: Some(etag),
+                last_modified,
+            },
             content_type: HeaderValue::from_str(&content_type(name))
                 .expect("media types are ASCII"),
             len,
-        }
-    }
-
-    pub fn validators(&self) -> Validators {
-        Validators {
-            etag: Some(self.etag.clone()),
-            last_modified: self.last_modified,
         }
     }
 }
@@ -82,6 +76,6 @@ mod tests {
         );
         assert_eq!(r.content_type, "text/plain; charset=utf-8");
         let none = Representation::new("abc123", "not a date", "x", 0);
-        assert!(none.last_modified.is_none() && none.last_modified_value.is_none());
+        assert!(none.validators.last_modified.is_none() && none.last_modified_value.is_none());
     }
 }

@@ -117,7 +117,7 @@ impl Proxy {
                 let head = looked.entry.representation().expect("a file's entry");
                 let cache = respond::cache_status(source);
                 let honor_range =
-                    match conditional::evaluate(&req.method, &req.headers, &head.validators()) {
+                    match conditional::evaluate(&req.method, &req.headers, &head.validators) {
                         Outcome::PreconditionFailed => break respond::precondition_failed(),
                         Outcome::NotModified => break respond::not_modified(cc, head, cache),
                         Outcome::Proceed { honor_range } => honor_range,
