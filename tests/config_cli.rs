@@ -213,6 +213,30 @@ fn serve_proxies_the_emulator_binary_with_a_config_file() {
         logs.contains("\"GET /site/secret.txt HTTP/1.1\" 404 "),
         "{logs}"
     );
+    // Written whole, as the text formatter writes any event: time, level, target, then the
+    // line; the times to the millisecond, the id last.
+    let line = logs
+        .lines()
+        .find(|l| l.contains("\"GET /site/secret.txt "))
+        .unwrap();
+    let (stamp, rest) = line
+        .split_once("  INFO access: 127.0.0.1 - - [")
+        .expect(line);
+    assert!(
+        stamp.len() == 27 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+        "{line}"
+    );
+    let (_, rt) = rest.split_once(" rt=").expect(line);
+    let (secs, id) = rt.split_once(" id=").expect(line);
+    let (whole, ms) = secs.split_once('.').expect(line);
+    assert!(
+        whole.parse::<u64>().is_ok() && ms.len() == 3 && ms.parse::<u16>().is_ok(),
+        "{line}"
+    );
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{line}"
+    );
     assert!(
         !logs.contains('\x1b'),
         "no colour codes in a log that is not a terminal"

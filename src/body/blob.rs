@@ -137,25 +137,32 @@ impl Bodies {
         }
     }
 
+    /// The memory tier's copy of `hash`, if it holds one (its last use noted now and then).
+    pub(super) fn in_memory(&self, hash: &str) -> Option<Bytes> {
+        let mut ix = lock(&self.index);
+        let (bytes, blob) = ix.in_memory(hash)?;
+        let now = secs(SystemTime::now());
+        if now.saturating_sub(blob.touched) >= TOUCH_EVERY.as_secs() {
+            blob.touched = now;
+            drop(ix);
+            self.touch(hash);
+        }
+        Some(bytes)
+    }
+
     /// The blob named `hash`, pinned and open, if the cache has it and it is intact.
     ///
     /// A blob is deleted only when it is wrong: gone from disk, or (found at start-up, checked
     /// once) not of its recorded size or not hashing to its name. Any other failure (no file
     /// descriptor left, an I/O error) keeps it: the request goes to Dropbox this time.
     pub(super) async fn blob(&self, hash: &str) -> Found {
+        // The memory tier first: no file, no pin (the bytes are shared).
+        if let Some(bytes) = self.in_memory(hash) {
+            return Found::Memory(bytes);
+        }
         let (verified, touch, size, whole, since) = {
             let mut ix = lock(&self.index);
             let now = secs(SystemTime::now());
-            // The memory tier first: no file, no pin (the bytes are shared).
-            if let Some((bytes, blob)) = ix.in_memory(hash) {
-                let touch = now.saturating_sub(blob.touched) >= TOUCH_EVERY.as_secs();
-                if touch {
-                    blob.touched = now;
-                    drop(ix);
-                    self.touch(hash);
-                }
-                return Found::Memory(bytes);
-            }
             let Some(blob) = ix.get(hash) else {
                 return Found::Absent;
             };

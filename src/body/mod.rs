@@ -224,6 +224,33 @@ impl Bodies {
         let (start, end) = span
             .as_ref()
             .map_or((0, f.size), |r| (*r.start(), r.end() + 1));
+        // A hot body in memory answers at once; the rest is boxed, so a hit's future stays
+        // small (this one is kilobytes, moved with its parents).
+        if let Some(bytes) = blob_name(account, path, f).and_then(|h| self.in_memory(&h)) {
+            // (Its length is the blob's, whose name includes the size: a mismatch is not
+            // served, it goes to Dropbox, below.)
+            if end as usize <= bytes.len() {
+                return Ok(Opened {
+                    offset: start,
+                    stream: crate::http::full(bytes.slice(start as usize..end as usize)),
+                    cache: CacheStatus::Hit,
+                });
+            }
+        }
+        Box::pin(self.open_beyond_memory(account, path, f, span)).await
+    }
+
+    /// `open`, from disk, a fill or Dropbox.
+    async fn open_beyond_memory(
+        &self,
+        account: &Arc<Account>,
+        path: &str,
+        f: &FileMetadata,
+        span: Option<RangeInclusive<u64>>,
+    ) -> Result<Opened, OpenError> {
+        let (start, end) = span
+            .as_ref()
+            .map_or((0, f.size), |r| (*r.start(), r.end() + 1));
         let fallback = || Fallback {
             dropbox: self.dropbox.clone(),
             account: account.clone(),

@@ -239,7 +239,19 @@ impl MetaCache {
                 return Ok(self.update_behind(account, display, lower, entry.clone()));
             }
         }
-        // 2–3. L2 then Dropbox, one flight per key.
+        // Boxed: a hit's future stays small (this one is kilobytes, moved with its parent).
+        Box::pin(self.lookup_beyond_l1(account, display, lower, key, l1)).await
+    }
+
+    /// 2–3. L2 then Dropbox, one flight per key.
+    async fn lookup_beyond_l1(
+        self: &Arc<Self>,
+        account: &Arc<Account>,
+        display: &str,
+        lower: &str,
+        key: String,
+        l1: Option<Arc<Entry>>,
+    ) -> Result<Looked, Arc<UpstreamError>> {
         let looked = self
             .flights
             .run(&key, async {

@@ -1,7 +1,9 @@
 //! The read path for `GET` / `HEAD /<alias>/<path>` and `/s/<link>/<path>`, top to bottom in
 //! `Proxy::serve`: 1. method → 2. normalize → 3. account → 4. metadata → 5. validators and
 //! conditionals (and ranges) → 6. body → 7. respond. `respond` builds the responses from what
-//! it is given; `thumb` answers `?thumb=` in place of 5–7.
+//! it is given; `thumb` answers `?thumb=` in place of 5–7. What a hit does not need is
+//! boxed where it is awaited: a future holds the largest of everything it may await, and
+//! every request's future is moved whole, so a hit's must stay small.
 
 pub mod error;
 pub mod link;
@@ -107,7 +109,7 @@ impl Proxy {
             };
             let newer = if let Some(spec) = &thumb {
                 // 5–7 for the thumbnail asked for.
-                match thumb::serve(self, req, &account, &path, f, spec).await? {
+                match Box::pin(thumb::serve(self, req, &account, &path, f, spec)).await? {
                     Served::Done(resp) => break resp,
                     Served::Changed(newer) => newer,
                 }
@@ -140,7 +142,9 @@ impl Proxy {
                 // 6. body
                 let opening = Instant::now();
                 let opened = match &decision {
-                    Decision::Multi(rs) => self.bodies.open_parts(&account, &path, f, rs).await,
+                    Decision::Multi(rs) => {
+                        Box::pin(self.bodies.open_parts(&account, &path, f, rs)).await
+                    }
                     Decision::Single(r) => self
                         .bodies
                         .open(&account, &path, f, Some(r.clone()))
@@ -195,8 +199,10 @@ impl Proxy {
                 return Err(ProxyError::Changing);
             }
             match newer {
-                Some(newer) => self.meta.record_file(&account, &target.lower, newer).await,
-                None => self.meta.forget(&account, &target.lower).await,
+                Some(newer) => {
+                    Box::pin(self.meta.record_file(&account, &target.lower, newer)).await;
+                }
+                None => Box::pin(self.meta.forget(&account, &target.lower)).await,
             }
             retried = true;
         };

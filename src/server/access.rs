@@ -112,10 +112,12 @@ fn logged(v: Option<&HeaderValue>) -> String {
 }
 
 fn escape(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for &b in bytes.iter().take(512) {
+    use std::fmt::Write;
+    let bytes = &bytes[..bytes.len().min(512)];
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
         if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
-            out.push_str(&format!("\\x{b:02X}"));
+            let _ = write!(out, "\\x{b:02X}");
         } else {
             out.push(b as char);
         }
@@ -130,16 +132,16 @@ fn escape(bytes: &[u8]) -> String {
 /// link's name is kept.
 fn logged_target(route: &str, uri: &hyper::Uri) -> String {
     let path = uri.path();
-    let path = match path.strip_prefix("/s/") {
+    let path: std::borrow::Cow<str> = match path.strip_prefix("/s/") {
         Some(rest) if route.starts_with("/s/") => {
             let (segment, inner) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
             if crate::http::route::valid_alias(segment) {
-                path.to_owned()
+                path.into()
             } else {
-                format!("/s/[redacted]{inner}")
+                format!("/s/[redacted]{inner}").into()
             }
         }
-        _ => path.to_owned(),
+        _ => path.into(),
     };
     match uri.query() {
         Some(_) if route.starts_with("/oauth/") => {
@@ -296,31 +298,14 @@ impl Record {
         if !self.log.enabled {
             return;
         }
-        let upstream = self
-            .upstream
-            .map_or_else(|| "-".to_owned(), |d| format!("{:.3}", d.as_secs_f64()));
-        let line = format!(
-            "{} - - [{}] \"{} {} {:?}\" {} {} \"{}\" \"{}\" cache={} upstream={} rt={:.3} id={}",
-            self.client,
-            clf_time(self.arrived),
-            self.method,
-            self.target,
-            self.version,
-            self.status,
+        // Written straight into the log's own buffer: no line is built first.
+        let line = Line {
+            record: self,
             bytes,
-            self.referer,
-            self.user_agent,
-            if self.cache == "none" {
-                "-"
-            } else {
-                self.cache
-            },
-            upstream,
-            elapsed.as_secs_f64(),
-            self.id,
-        );
+            elapsed,
+        };
         match self.log.format {
-            LogFormat::Text => tracing::info!(target: "access", "{line}"),
+            LogFormat::Text => crate::telemetry::access_line(&line),
             LogFormat::Json => tracing::info!(
                 target: "access",
                 client = %self.client,
@@ -338,6 +323,74 @@ impl Record {
                 "{line}"
             ),
         }
+    }
+}
+
+/// A finished request's access line, written where it is displayed.
+struct Line<'a> {
+    record: &'a Record,
+    bytes: u64,
+    elapsed: Duration,
+}
+
+impl std::fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self.record;
+        write!(f, "{} - - [", r.client)?;
+        CLF_NOW.with_borrow_mut(|t| f.write_str(t.of(r.arrived)))?;
+        write!(
+            f,
+            "] \"{} {} {:?}\" {} {} \"{}\" \"{}\" cache={} upstream=",
+            r.method,
+            r.target,
+            r.version,
+            r.status,
+            self.bytes,
+            r.referer,
+            r.user_agent,
+            if r.cache == "none" { "-" } else { r.cache },
+        )?;
+        match r.upstream {
+            Some(d) => write!(f, "{}", Seconds(d))?,
+            None => f.write_str("-")?,
+        }
+        write!(f, " rt={} id={}", Seconds(self.elapsed), r.id)
+    }
+}
+
+/// Seconds to the millisecond, as nginx's `$request_time`: `0.004` (integers, not a float's
+/// formatting).
+struct Seconds(Duration);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = (self.0.as_micros() as u64).saturating_add(500) / 1000;
+        write!(f, "{}.{:03}", ms / 1000, ms % 1000)
+    }
+}
+
+thread_local! {
+    /// The last second's `clf_time`, per thread (as nginx caches its time strings).
+    static CLF_NOW: std::cell::RefCell<ClfCache> = const {
+        std::cell::RefCell::new(ClfCache { second: u64::MAX, text: String::new() })
+    };
+}
+
+struct ClfCache {
+    second: u64,
+    text: String,
+}
+
+impl ClfCache {
+    fn of(&mut self, t: SystemTime) -> &str {
+        let second = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if second != self.second {
+            self.second = second;
+            self.text = clf_time(t);
+        }
+        &self.text
     }
 }
 
@@ -469,6 +522,20 @@ mod tests {
         assert_eq!(made.len(), 32);
         assert!(made.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_ne!(request_id(&HeaderMap::new(), true), made);
+    }
+
+    #[test]
+    fn times_are_written_to_the_millisecond() {
+        let cases = [
+            (0, "0.000"),
+            (499, "0.000"),
+            (500, "0.001"),
+            (1_234_567, "1.235"),
+            (59_999_600, "60.000"),
+        ];
+        for (us, want) in cases {
+            assert_eq!(Seconds(Duration::from_micros(us)).to_string(), want, "{us}");
+        }
     }
 
     #[test]

@@ -190,14 +190,23 @@ impl<IO> Watched<IO> {
     }
 
     /// Polls the timer for `deadline`: true if it has passed.
+    ///
+    /// The timer is moved only earlier, or re-armed once it has fired: a later deadline (each
+    /// request makes one) waits for the armed timer and is set when it fires, as nginx does,
+    /// so a busy connection does not touch the runtime's timer wheel per request.
     fn expired(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
-        if Instant::now() >= deadline {
-            return true;
+        loop {
+            if Instant::now() >= deadline {
+                return true;
+            }
+            if deadline < self.timer.deadline() || self.timer.is_elapsed() {
+                self.timer.as_mut().reset(deadline);
+            }
+            // Ready from an earlier deadline that has just passed: re-armed above, next turn.
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
         }
-        if self.timer.deadline() != deadline {
-            self.timer.as_mut().reset(deadline);
-        }
-        self.timer.as_mut().poll(cx).is_ready()
     }
 }
 

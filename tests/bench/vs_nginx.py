@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """dropcache beside nginx, on the same objects, in one run: the hit-path benchmark.
 
-usage: python3 tests/bench/vs_nginx.py [--bin target/release/dropcache] [--modes hit,cond,range,big,fanin]
+usage: python3 tests/bench/vs_nginx.py [--bin target/release/dropcache] [--modes hit,log,cond,range,big,fanin]
 
 Starts, in a temp dir:
   dropcache   `dropcache serve` (Redis store, access log off) in front of `dropcache emulator`
@@ -10,13 +10,16 @@ Starts, in a temp dir:
   static      nginx serving the files from disk (the practical limit)
 warms every cache, then measures with wrk (Debian `wrk`), alternating the targets within each
 cell, each cell --reps times after waiting for a quiet machine. Servers run on the last CPU,
-wrk on the first (as `taskset` allows). Prints markdown tables with the ratio to nginx.
+wrk on the first (as `taskset` allows). Prints markdown tables with the ratio to nginx, in
+requests per second and in the server's CPU time per request (user + system, from /proc: on a
+shared VM whose speed moves from run to run, the steadier of the two).
 
-Modes: hit (200s: 1 KiB, 64 KiB, 1 MiB at each --conns), cond (304 by each target's own ETag),
-range (206 for the first 64 KiB of 1 MiB), big (16 MiB over one connection, read 1 MiB at a
-time), fanin (200 clients at once on one cold 16 MiB file: downloads from the origin, first and
-last byte), profile (not by default: where dropcache's CPU goes under 1 KiB 200s and 304s, with
-`perf`). Needs: nginx, wrk, redis-server, a release build (cargo build --release).
+Modes: hit (200s: 1 KiB, 64 KiB, 1 MiB at each --conns), log (1 KiB 200s with and without the
+access log), cond (304 by each target's own ETag), range (206 for the first 64 KiB of 1 MiB),
+big (16 MiB over one connection, read 1 MiB at a time), fanin (200 clients at once on one cold 16 MiB file: downloads from the origin, first and
+last byte), profile (not by default: where dropcache's CPU goes under 1 KiB 200s, 304s and 200s
+with the access log on, with `perf`; BENCH_CHILDREN=1 adds inclusive times, BENCH_PERF_DIR=DIR keeps
+the perf data). Needs: nginx, wrk, redis-server, a release build (cargo build --release).
 """
 import argparse, http.client, json, os, shutil, signal, statistics, subprocess, sys, tempfile
 import threading, time, urllib.error, urllib.parse, urllib.request
@@ -25,6 +28,7 @@ NCPU = os.cpu_count() or 1
 SERVER_CPU, CLIENT_CPU = str(NCPU - 1), "0"
 PORTS = dict(static=18280, origin=18281, nginx=18282, dropcache=18283, log=18284, emu=18285, redis=18286)
 OBJECTS = {"1k.bin": 1024, "64k.bin": 65536, "1m.bin": 1 << 20, "16m.bin": 16 << 20}
+TARGET_OF = {"dropcache": "dropcache", "log": "dropcache+log"}
 WRK_LUA = """done = function(s, lat, req)
   io.write(string.format("RESULT %.0f %.0f %.0f %.0f %.0f %.0f\\n", s.duration, s.requests,
     s.bytes, lat:percentile(50), lat:percentile(99),
@@ -139,6 +143,19 @@ access_token = "BENCHTOKEN"
                     status, _, body = fetch(f"{base}/{name}")
                     assert status == 200 and len(body) == OBJECTS[name], (base, name, status)
 
+    def pids(self, target):
+        """The processes that serve `target`: a dropcache, or the nginx workers (one nginx
+        serves the peer, the origin and the static files: a run touches one of them)."""
+        if target == "dropcache+log":
+            return [self.dc["log"].pid]
+        if target in self.dc:
+            return [self.dc[target].pid]
+        master = self.procs[0].pid
+        try:
+            return [int(p) for p in open(f"/proc/{master}/task/{master}/children").read().split()]
+        except OSError:
+            return []
+
     def rss_mib(self, name="dropcache"):
         for line in open(f"/proc/{self.dc[name].pid}/status"):
             if line.startswith("VmHWM:"):
@@ -189,38 +206,54 @@ def wait_quiet(limit=15.0, most=60):
     return bg
 
 
-def wrk(bench, url, conns, headers):
+def cpu_seconds(pids):
+    """User and system CPU time of the processes `pids` (all their threads) so far."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(bench, url, conns, headers, pids=()):
     lua = bench.path("report.lua")
     if not os.path.exists(lua):
         open(lua, "w").write(WRK_LUA)
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{bench.a.duration}", "--latency", "-s", lua]
     for h in headers:
         cmd += ["-H", h]
+    cpu = cpu_seconds(pids)
     out = subprocess.run(pinned(CLIENT_CPU, cmd + [url]), capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pids) - cpu
     dur, reqs, _bytes, p50, p99, errors = map(float, [l for l in out.splitlines() if l.startswith("RESULT")][-1].split()[1:])
-    return dict(rps=reqs / (dur / 1e6), p50=p50 / 1000, p99=p99 / 1000, errors=errors)
+    return dict(rps=reqs / (dur / 1e6), p50=p50 / 1000, p99=p99 / 1000, errors=errors,
+                cpu=1e6 * cpu / max(1.0, reqs))
 
 
 def matrix(bench, title, cells, targets):
     """cells: [(object, conns, headers_by_target)]; prints one table, medians over reps."""
     print(f"\n### {title}\n")
-    print("| target | object | conns | req/s | spread | p50 ms | p99 ms | errors | ratio to nginx |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| target | object | conns | req/s | spread | p50 ms | p99 ms | errors | ratio to nginx | CPU µs/req | CPU ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for obj, conns, headers in cells:
         runs = {t: [] for t in targets}
         for rep in range(bench.a.reps):
             order = targets[rep % len(targets):] + targets[:rep % len(targets)]
             for t in order:
                 wait_quiet()
-                runs[t].append(wrk(bench, f"{bench.targets[t]}/{obj}", conns, headers(t)))
-        med = {t: {k: statistics.median(r[k] for r in runs[t]) for k in ("rps", "p50", "p99")} for t in targets}
+                runs[t].append(wrk(bench, f"{bench.targets[t]}/{obj}", conns, headers(t), bench.pids(t)))
+        med = {t: {k: statistics.median(r[k] for r in runs[t]) for k in ("rps", "p50", "p99", "cpu")} for t in targets}
         for t in targets:
             rps = [r["rps"] for r in runs[t]]
             spread = 100.0 * (max(rps) - min(rps)) / max(1e-9, med[t]["rps"])
             ratio = med[t]["rps"] / med["nginx"]["rps"] if "nginx" in med else float("nan")
             errors = int(sum(r["errors"] for r in runs[t]))
+            cpu_ratio = med["nginx"]["cpu"] / max(1e-9, med[t]["cpu"]) if "nginx" in med else float("nan")
             print(f"| {t} | {obj} | {conns} | {med[t]['rps']:,.0f} | {spread:.0f}% | {med[t]['p50']:.3f} | "
-                  f"{med[t]['p99']:.3f} | {errors} | {ratio:.2f}x |", flush=True)
+                  f"{med[t]['p99']:.3f} | {errors} | {ratio:.2f}x | {med[t]['cpu']:.1f} | {cpu_ratio:.2f}x |", flush=True)
 
 
 def big(bench, targets):
@@ -284,8 +317,9 @@ def fanin(bench, clients=200):
               f"{1000 * max(lasts):.0f} |")
 
 
-def profile(bench, title, headers):
-    """perf record of dropcache under 1 KiB requests at c=64; the top symbols."""
+def profile(bench, title, headers, name="dropcache"):
+    """perf record of dropcache (`name`: "dropcache", or "log" for the one with its access log on)
+    under 1 KiB requests at c=64; the top symbols."""
     print(f"\n### where dropcache's CPU goes: {title} (perf, 1 KiB, c=64)\n")
     if not shutil.which("perf"):
         print("(perf is not installed: apt-get install linux-perf)")
@@ -293,10 +327,10 @@ def profile(bench, title, headers):
     data = bench.path("perf.data")
     lua = bench.path("report.lua")
     load = subprocess.Popen(pinned(CLIENT_CPU, ["wrk", "-t1", "-c64", "-d8s", "-s", lua]
-                                   + sum((["-H", h] for h in headers), []) + [f"{bench.targets['dropcache']}/1k.bin"]),
+                                   + sum((["-H", h] for h in headers), []) + [f"{bench.targets[TARGET_OF[name]]}/1k.bin"]),
                             stdout=subprocess.PIPE, text=True)
     time.sleep(1)
-    subprocess.run(["perf", "record", "-F", "1999", "-g", "-p", str(bench.dc["dropcache"].pid), "-o", data,
+    subprocess.run(["perf", "record", "-F", "1999", "-g", "-p", str(bench.dc[name].pid), "-o", data,
                     "--", "sleep", "5"], capture_output=True)
     out = load.communicate()[0]
     dur, reqs = map(float, [l for l in out.splitlines() if l.startswith("RESULT")][-1].split()[1:3])
@@ -316,6 +350,8 @@ def profile(bench, title, headers):
         print("inclusive (with what each calls):")
         print("\n".join(report("--children", "--sort", "symbol", "--percent-limit", "2")[:60]))
     print("```")
+    if os.environ.get("BENCH_PERF_DIR"):  # kept for `perf report -i` after the run
+        shutil.copy(data, os.path.join(os.environ["BENCH_PERF_DIR"], f"perf-{name}-{title.split()[0]}.data"))
 
 
 def origin_fetches(bench, target):
@@ -331,7 +367,7 @@ def origin_fetches(bench, target):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bin", default="target/release/dropcache")
-    p.add_argument("--modes", default="hit,cond,range,big,fanin")
+    p.add_argument("--modes", default="hit,log,cond,range,big,fanin")
     p.add_argument("--duration", default="5s")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--conns", default="64,8")
@@ -352,6 +388,7 @@ def main():
         none = lambda t: []
         if "hit" in modes:
             matrix(bench, "200 (hits)", [(o, c, none) for o in ("1k.bin", "64k.bin", "1m.bin") for c in conns], main3)
+        if "log" in modes:
             matrix(bench, "200 (hits), dropcache with its access log on", [("1k.bin", c, none) for c in conns],
                    ["dropcache", "dropcache+log", "nginx"])
         if "cond" in modes:
@@ -370,6 +407,7 @@ def main():
                 open(bench.path("report.lua"), "w").write(WRK_LUA)
             profile(bench, "200 hits", [])
             profile(bench, "304s", [f"If-None-Match: {fetch(bench.targets['dropcache'] + '/1k.bin')[1]}"])
+            profile(bench, "200 hits, access log on", [], name="log")
         print(f"\ndropcache peak RSS: {bench.rss_mib():.1f} MiB")
     finally:
         bench.stop()
