@@ -473,3 +473,50 @@ async fn a_changed_file_is_never_served_from_a_stale_memory_copy() {
     // The old bytes are still cached (by their own hash), never under the new name.
     assert_eq!(p.app.bodies.stats().entries, 2);
 }
+
+/// This process's descriptors open on blobs under `cache` (not its temp files).
+fn blob_fds(cache: &Path) -> usize {
+    let cache = cache.canonicalize().unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter(|target| target.starts_with(&cache) && !target.starts_with(cache.join("tmp")))
+        .count()
+}
+
+#[tokio::test]
+async fn hot_files_stay_open_until_their_blob_leaves_the_cache() {
+    let h = Harness::start().await;
+    let (a, b) = (data(100_000, 7), data(100_000, 8));
+    h.put("/Public/a.bin", a.clone()).await;
+    h.put("/Public/b.bin", b.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = TestProxy::start(
+        &h.running.base_url,
+        &Settings {
+            cache_dir: Some(dir.path().to_owned()),
+            // Room for one of the two; no memory tier: every hit reads the disk.
+            max_size: "150000B",
+            extra_cache: "memory_size = \"0B\"\nopen_files = 4\n",
+            ..Settings::default()
+        },
+    )
+    .await;
+    for _ in 0..3 {
+        assert!(p.get("/alice/a.bin", &[]).await.body[..] == a[..]);
+    }
+    // The fill, then one open of the blob, kept for the third.
+    assert_eq!(p.app.bodies.stats().open_files, 1);
+    assert_eq!(blob_fds(dir.path()), 1, "one descriptor, shared");
+    let r = p.get("/alice/a.bin", &[("range", "bytes=10-19")]).await;
+    assert!(r.body[..] == a[10..20]);
+    // b's blob evicts a's: a's file is closed with it.
+    for _ in 0..3 {
+        assert!(p.get("/alice/b.bin", &[]).await.body[..] == b[..]);
+    }
+    let s = p.app.bodies.stats();
+    assert_eq!((s.entries, s.open_files), (1, 1), "{s:?}");
+    assert_eq!(blob_fds(dir.path()), 1, "a's descriptor is closed");
+    assert_eq!(h.emu().calls("files/download"), 2);
+}

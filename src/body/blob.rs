@@ -173,13 +173,20 @@ impl Bodies {
             let (verified, size) = (blob.verified, blob.size);
             let whole = ix.memory_takes(size);
             ix.pin(hash);
+            // A hot blob's file kept open: nothing to open (kept only once verified).
+            if let Some(file) = ix.open_file(hash) {
+                drop(ix);
+                if touch {
+                    self.touch(hash);
+                }
+                return Found::Blob(Source::Blob {
+                    file,
+                    _pin: self.pin_guard(hash),
+                });
+            }
             (verified, touch, size, whole, ix.removals())
         };
-        let pin = PinGuard {
-            hash: hash.to_owned(),
-            index: self.index.clone(),
-            disk: self.disk.clone(),
-        };
+        let pin = self.pin_guard(hash);
         let disk = self.disk.clone();
         let name = hash.to_owned();
         let opened = tokio::task::spawn_blocking(move || {
@@ -197,13 +204,13 @@ impl Bodies {
                 return Found::Memory(bytes);
             }
             Verdict::Intact(file) => {
-                if !verified && let Some(b) = lock(&self.index).get(hash) {
+                let file = Arc::new(file);
+                let mut ix = lock(&self.index);
+                if !verified && let Some(b) = ix.get(hash) {
                     b.verified = true;
                 }
-                return Found::Blob(Source::Blob {
-                    file: Arc::new(file),
-                    _pin: pin,
-                });
+                ix.keep_open(hash, file.clone(), since);
+                return Found::Blob(Source::Blob { file, _pin: pin });
             }
             Verdict::Unreadable(e) => {
                 tracing::warn!(error = %e, "cannot read a cached blob now; serving from Dropbox");
@@ -218,6 +225,15 @@ impl Bodies {
         let name = hash.to_owned();
         let _ = tokio::task::spawn_blocking(move || disk.remove(&name)).await;
         Found::Absent
+    }
+
+    /// Holds `hash` pinned (never evicted) until dropped; the caller pinned it in the index.
+    fn pin_guard(&self, hash: &str) -> PinGuard {
+        PinGuard {
+            hash: hash.to_owned(),
+            index: self.index.clone(),
+            disk: self.disk.clone(),
+        }
     }
 
     /// Sets a blob's mtime to now, in the background (its last use, kept across restarts).

@@ -1,6 +1,7 @@
 //! The bookkeeping of the body cache: which blobs exist, their sizes, their order of use, and
 //! which are being read. It names victims; it never touches the disk (`disk` deletes them).
 
+use super::handles::Handles;
 use super::memory::Memory;
 use bytes::Bytes;
 use lru::LruCache;
@@ -29,6 +30,8 @@ pub struct Index {
     evicted: u64,
     /// Hot small blobs' bytes; a blob leaves it when it leaves the index.
     memory: Memory,
+    /// Hot blobs' open files; closed when the blob leaves the index.
+    handles: Handles,
     /// Blobs removed or replaced so far: bytes read before a removal are not kept in memory
     /// (the name may stand for other bytes by now).
     removals: u64,
@@ -44,8 +47,33 @@ impl Index {
             pins: HashMap::new(),
             evicted: 0,
             memory: Memory::new(0, 0),
+            handles: Handles::new(0),
             removals: 0,
         }
+    }
+
+    /// Keeps up to `max` hot blobs' files open.
+    pub fn with_open_files(mut self, max: usize) -> Index {
+        self.handles = Handles::new(max);
+        self
+    }
+
+    /// The blob's open file, if one is kept (a verified blob's: only those are kept).
+    pub fn open_file(&mut self, hash: &str) -> Option<std::sync::Arc<std::fs::File>> {
+        self.handles.get(hash)
+    }
+
+    /// Keeps a verified blob's file, opened when `removals()` was `since`, open: if no blob was
+    /// removed or replaced since (the file may be another's by now) and it is still indexed.
+    pub fn keep_open(&mut self, hash: &str, file: std::sync::Arc<std::fs::File>, since: u64) {
+        if self.removals == since && self.lru.peek(hash).is_some_and(|b| b.verified) {
+            self.handles.put(hash, file);
+        }
+    }
+
+    /// Files kept open.
+    pub fn open_files(&self) -> usize {
+        self.handles.len()
     }
 
     /// Keeps hot blobs up to `object_max` bytes in memory too, within `budget` bytes.
@@ -157,6 +185,7 @@ impl Index {
         if let Some(old) = self.lru.put(hash.to_owned(), blob) {
             self.total -= old.size;
             self.memory.remove(hash);
+            self.handles.remove(hash);
             self.removals += 1;
         }
         self.total += blob.size;
@@ -178,6 +207,7 @@ impl Index {
 
     pub fn remove(&mut self, hash: &str) -> Option<Blob> {
         self.memory.remove(hash);
+        self.handles.remove(hash);
         let blob = self.lru.pop(hash)?;
         self.removals += 1;
         self.total -= blob.size;
@@ -342,5 +372,41 @@ mod tests {
         ix.keep_in_memory("a", bytes(30), ix.removals());
         assert_eq!(ix.memory_usage(), (30, 1));
         assert!(!ix.memory_takes(41) && ix.memory_takes(40));
+    }
+
+    #[test]
+    fn a_blob_closes_its_file_when_it_leaves_the_index() {
+        let file = || std::sync::Arc::new(tempfile::tempfile().unwrap());
+        let mut ix = Index::new(100).with_open_files(8);
+        for name in ["a", "b", "c", "d"] {
+            ix.insert(name, blob(20));
+        }
+        ix.insert(
+            "unverified",
+            Blob {
+                verified: false,
+                ..blob(10)
+            },
+        );
+        let since = ix.removals();
+        for name in ["a", "b", "c", "d", "unverified", "absent"] {
+            ix.keep_open(name, file(), since);
+        }
+        assert_eq!(ix.open_files(), 4, "only indexed, verified blobs");
+        ix.remove("a");
+        assert!(ix.open_file("a").is_none(), "removed");
+        ix.insert("b", blob(20));
+        assert!(
+            ix.open_file("b").is_none(),
+            "replaced: the name may be other bytes"
+        );
+        ix.insert("big", blob(40));
+        assert!(ix.open_file("c").is_none(), "evicted");
+        assert!(ix.open_file("d").is_some());
+        // A file opened before a removal is not kept (it may be the removed blob's).
+        ix.keep_open("big", file(), since);
+        assert!(ix.open_file("big").is_none());
+        ix.keep_open("big", file(), ix.removals());
+        assert!(ix.open_file("big").is_some());
     }
 }

@@ -10,6 +10,7 @@
 mod blob;
 pub mod disk;
 pub mod fill;
+mod handles;
 pub mod index;
 mod memory;
 mod passthrough;
@@ -99,6 +100,8 @@ pub struct BodyStats {
     /// Bytes and blobs also held in the memory tier (within `bytes`).
     pub memory_bytes: u64,
     pub memory_entries: usize,
+    /// Hot blobs' files kept open (`cache.open_files`).
+    pub open_files: usize,
     pub fills_in_flight: usize,
     pub coalesced_waiters: u64,
     /// The cache file system's space left to us and its size (None if unreadable).
@@ -121,9 +124,16 @@ impl Bodies {
         let dir = config.dir.clone();
         let max = config.max_size;
         let memory = (config.memory_size, config.memory_max_object);
+        // At most an eighth of the open-files limit: kept handles never starve connections.
+        let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        let open_files = nofile.map_or(config.open_files, |n| {
+            config.open_files.min((n / 8) as usize)
+        });
         let (disk, index) = tokio::task::spawn_blocking(move || {
             let disk = Disk::open(&dir)?;
-            let mut index = Index::new(max).with_memory(memory.0, memory.1);
+            let mut index = Index::new(max)
+                .with_memory(memory.0, memory.1)
+                .with_open_files(open_files);
             for f in disk.scan()? {
                 index.insert_oldest(
                     &f.hash,
@@ -171,7 +181,7 @@ impl Bodies {
 
     /// The cache's figures now (one statvfs of the cache directory).
     pub fn stats(&self) -> BodyStats {
-        let (entries, bytes, reserved, max_bytes, evictions, memory) = {
+        let (entries, bytes, reserved, max_bytes, evictions, memory, open_files) = {
             let ix = lock(&self.index);
             let (total, reserved) = (ix.total(), ix.reserved());
             let memory = ix.memory_usage();
@@ -182,6 +192,7 @@ impl Bodies {
                 ix.max(),
                 ix.evicted(),
                 memory,
+                ix.open_files(),
             )
         };
         let fs = self.disk.space().ok();
@@ -193,6 +204,7 @@ impl Bodies {
             evictions,
             memory_bytes: memory.0,
             memory_entries: memory.1,
+            open_files,
             fills_in_flight: lock(&self.flights).len(),
             coalesced_waiters: self.coalesced.load(Ordering::Relaxed),
             disk_free_bytes: fs.map(|(free, _)| free),

@@ -22,6 +22,9 @@ pub struct CacheConfig {
     pub memory_size: u64,
     /// Bodies up to this size are kept in memory once read.
     pub memory_max_object: u64,
+    /// Hot bodies read from disk whose files are kept open (as nginx's `open_file_cache`), at
+    /// most an eighth of the open-files limit. 0: none.
+    pub open_files: usize,
     /// Free space left on the cache's file system; below it nothing more is cached.
     pub min_free: u64,
     /// A range of a file larger than this that is not cached goes to Dropbox as a Range.
@@ -61,6 +64,7 @@ impl TryFrom<RawCache> for CacheConfig {
             max_size: size("cache.max_size", c.max_size, "1GiB")?,
             memory_size,
             memory_max_object,
+            open_files: c.open_files.unwrap_or(256),
             min_free: size("cache.min_free", c.min_free, "256MiB")?,
             range_passthrough_above: size(
                 "cache.range_passthrough_above",

@@ -129,6 +129,7 @@ pub(super) struct RawCache {
     pub(super) dir: Option<PathBuf>,
     pub(super) memory_size: Option<String>,
     pub(super) memory_max_object: Option<String>,
+    pub(super) open_files: Option<usize>,
     pub(super) max_size: Option<String>,
     pub(super) min_free: Option<String>,
     pub(super) range_passthrough_above: Option<String>,
