@@ -317,3 +317,49 @@ fn demo_serves_its_sample_with_nothing_to_set_up() {
         "{banner}"
     );
 }
+
+#[test]
+fn serve_writes_no_access_lines_when_the_access_log_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("dropbox");
+    std::fs::create_dir_all(root.join("www")).unwrap();
+    std::fs::write(root.join("www/a.txt"), "a\n").unwrap();
+    let (_emulator, emu_url) = Running::start(
+        &[
+            "emulator",
+            "--listen",
+            "127.0.0.1:0",
+            "--root",
+            root.to_str().unwrap(),
+        ],
+        &[("DROPCACHE_EMULATOR_TOKEN", "cli-token")],
+    );
+    let config = dir.path().join("proxy.toml");
+    let text = |access_log: bool| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[log]\naccess_log = {access_log}\n\
+             [dropbox]\napi_url = {emu_url:?}\ncontent_url = {emu_url:?}\n\
+             [store]\npath = {:?}\n[cache]\ndir = {:?}\n\
+             [[account]]\nalias = \"site\"\nroot = \"/www\"\n",
+            dir.path().join("store").display().to_string(),
+            dir.path().join("cache").display().to_string()
+        )
+    };
+    // Off, then on (the same requests: the second run shows the lines are there to miss).
+    for on in [false, true] {
+        std::fs::write(&config, text(on)).unwrap();
+        let (proxy, url) = Running::start(
+            &["serve", "--config", config.to_str().unwrap()],
+            &[("DROPCACHE_ACCOUNT_SITE_ACCESS_TOKEN", "cli-token")],
+        );
+        for _ in 0..3 {
+            assert_eq!(curl(&format!("{url}/site/a.txt"), &[]).0, 200);
+        }
+        let logs = proxy.stop();
+        let lines = logs
+            .lines()
+            .filter(|l| l.contains(" INFO access: "))
+            .count();
+        assert_eq!(lines, if on { 3 } else { 0 }, "access_log = {on}: {logs}");
+    }
+}

@@ -428,3 +428,29 @@ async fn a_rate_limit_on_one_link_holds_for_every_link_by_url() {
     assert!(other.header("retry-after").is_some());
     assert_eq!(h.emu().log().total, asked, "no call before Retry-After");
 }
+
+#[tokio::test]
+async fn a_thumbnail_kept_on_disk_only_is_served_whole_every_time() {
+    let h = Harness::start().await;
+    h.put("/Public/pic.png", png()).await;
+    let p = TestProxy::start(
+        &h.running.base_url,
+        &Settings {
+            // No memory tier: every hit reads the thumbnail's blob, through its kept file.
+            extra_cache: "memory_size = \"0B\"\n",
+            ..Settings::default()
+        },
+    )
+    .await;
+    let first = p.get("/alice/pic.png?thumb=w64h64", &[]).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert!(!first.body.is_empty());
+    for _ in 0..4 {
+        let hit = p.get("/alice/pic.png?thumb=w64h64", &[]).await;
+        assert_eq!(
+            (hit.header("x-cache-status"), &hit.body),
+            (Some("HIT"), &first.body)
+        );
+    }
+    assert_eq!(thumbs(&h).0, 1);
+}

@@ -8,6 +8,7 @@ use super::{Bodies, TOUCH_EVERY, lock};
 use crate::upstream::content_hash::ContentHasher;
 use bytes::Bytes;
 use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -97,11 +98,11 @@ impl Bodies {
         };
         tokio::task::spawn_blocking(move || {
             let (file, _pin) = file;
-            let mut out = Vec::new();
-            (&*file)
-                .read_to_end(&mut out)
-                .ok()
-                .map(|_| Bytes::from(out))
+            // By offset, from 0: a kept file is shared, and its position is anyone's.
+            let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+            let mut out = vec![0; len];
+            file.read_exact_at(&mut out, 0).ok()?;
+            Some(Bytes::from(out))
         })
         .await
         .ok()
@@ -209,7 +210,10 @@ impl Bodies {
                 if !verified && let Some(b) = ix.get(hash) {
                     b.verified = true;
                 }
-                ix.keep_open(hash, file.clone(), since);
+                // (Not one opened for writing, to touch it: the next open keeps its file.)
+                if !touch {
+                    ix.keep_open(hash, file.clone(), since);
+                }
                 return Found::Blob(Source::Blob { file, _pin: pin });
             }
             Verdict::Unreadable(e) => {
