@@ -2,10 +2,11 @@
 //! content hash and read while it is written; ranges from blobs; pass-through when the cache
 //! cannot or should not hold the file.
 //!
-//! `index` only accounts sizes and names victims; `disk` reads, writes and deletes; `blob` opens
-//! what is kept; `fill` starts or joins the one download per hash and runs it; `passthrough`
-//! relays Dropbox uncached; `stream` feeds each client; `slice` cuts ranges; `thumb` makes and
-//! keeps thumbnails.
+//! `index` only accounts sizes and names victims, and owns the two tiers over the disk (`memory`:
+//! hot small bodies' bytes; `handles`: hot blobs' open files), so what leaves it leaves them;
+//! `disk` reads, writes and deletes; `blob` opens what is kept; `fill` starts or joins the one
+//! download per hash and runs it; `passthrough` relays Dropbox uncached; `stream` feeds each
+//! client; `slice` cuts ranges; `thumb` makes and keeps thumbnails.
 
 mod blob;
 pub mod disk;
