@@ -2,12 +2,15 @@
 """dropcache beside nginx, on the same objects, in one run: the hit-path benchmark.
 
 usage: python3 tests/bench/vs_nginx.py [--bin target/release/dropcache] [--modes hit,log,cond,range,big,fanin]
+                                       [--against OLD_BIN]
 
 Starts, in a temp dir:
   dropcache   `dropcache serve` (Redis store, access log off) in front of `dropcache emulator`
   dropcache+log  the same with `log.access_log = true` (the default), 1 KiB hits only
   nginx       nginx `proxy_cache` in front of an nginx origin over the same files (the peer)
   static      nginx serving the files from disk (the practical limit)
+  other       with --against BIN: that build of dropcache, as `dropcache` (to tell a change from
+              the host's mood: both are measured in the same run, alternating)
 warms every cache, then measures with wrk (Debian `wrk`), alternating the targets within each
 cell, each cell --reps times after waiting for a quiet machine. Servers run on the last CPU,
 wrk on the first (as `taskset` allows). Prints markdown tables with the ratio to nginx, in
@@ -26,7 +29,8 @@ import threading, time, urllib.error, urllib.parse, urllib.request
 
 NCPU = os.cpu_count() or 1
 SERVER_CPU, CLIENT_CPU = str(NCPU - 1), "0"
-PORTS = dict(static=18280, origin=18281, nginx=18282, dropcache=18283, log=18284, emu=18285, redis=18286)
+PORTS = dict(static=18280, origin=18281, nginx=18282, dropcache=18283, log=18284, emu=18285, redis=18286,
+             other=18287)
 OBJECTS = {"1k.bin": 1024, "64k.bin": 65536, "1m.bin": 1 << 20, "16m.bin": 16 << 20}
 TARGET_OF = {"dropcache": "dropcache", "log": "dropcache+log"}
 WRK_LUA = """done = function(s, lat, req)
@@ -103,7 +107,11 @@ http {{
                                 "--root", self.path("dropbox"), "--token", "BENCHTOKEN"])
         wait_up(emu + "/2/check/app", method="POST")
         self.dc = {}
-        for name, log in (("dropcache", "false"), ("log", "true")):
+        # (name, access log, binary): "other" is --against's build, beside this one.
+        instances = [("dropcache", "false", self.a.bin), ("log", "true", self.a.bin)]
+        if self.a.against:
+            instances.append(("other", "false", self.a.against))
+        for name, log, binary in instances:
             cfg = f"""[server]
 listen = "127.0.0.1:{PORTS[name]}"
 [log]
@@ -115,7 +123,7 @@ content_url = "{emu}"
 notify_url = "{emu}"
 oauth_url = "{emu}"
 [store]
-redis_url = "redis://127.0.0.1:{PORTS['redis']}/{0 if name == 'dropcache' else 1}"
+redis_url = "redis://127.0.0.1:{PORTS['redis']}/{dict(dropcache=0, log=1, other=2)[name]}"
 [cache]
 dir = "{t}/cache/{name}"
 max_size = "4GiB"
@@ -127,7 +135,7 @@ access_token = "BENCHTOKEN"
 """
             open(self.path(name + ".toml"), "w").write(cfg)
             # The access log goes to /dev/null: the cost measured is writing it, not the disk.
-            self.dc[name] = subprocess.Popen(pinned(SERVER_CPU, [self.a.bin, "serve", "--config", self.path(name + ".toml")]),
+            self.dc[name] = subprocess.Popen(pinned(SERVER_CPU, [binary, "serve", "--config", self.path(name + ".toml")]),
                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.procs.append(self.dc[name])
         self.targets = {
@@ -136,6 +144,8 @@ access_token = "BENCHTOKEN"
             "static": f"http://127.0.0.1:{PORTS['static']}",
             "dropcache+log": f"http://127.0.0.1:{PORTS['log']}/b",
         }
+        if self.a.against:
+            self.targets["other"] = f"http://127.0.0.1:{PORTS['other']}/b"
         for base in self.targets.values():
             wait_up(base + "/1k.bin")
             for name in OBJECTS:
@@ -371,8 +381,12 @@ def main():
     p.add_argument("--duration", default="5s")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--conns", default="64,8")
+    p.add_argument("--against", metavar="BIN",
+                   help="another dropcache build (an older commit, say), measured beside this one as `other`")
     a = p.parse_args()
     a.bin = os.path.abspath(a.bin)
+    if a.against:
+        a.against = os.path.abspath(a.against)
     for tool in ("nginx", "wrk", "redis-server"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             sys.exit(f"{tool} is needed (apt-get install nginx wrk redis-server)")
@@ -381,7 +395,7 @@ def main():
     try:
         bench.start()
         conns = [int(c) for c in a.conns.split(",")]
-        main3 = ["dropcache", "nginx", "static"]
+        main3 = ["dropcache", "nginx", "static"] + (["other"] if a.against else [])
         print(f"dropcache beside nginx: {NCPU} CPUs, servers on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}, "
               f"wrk -t1 -d{a.duration}, median of {a.reps}")
         modes = a.modes.split(",")
