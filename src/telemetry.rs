@@ -30,20 +30,19 @@ thread_local! {
 /// (a terminal; tests that capture events).
 pub fn access_line(line: &impl std::fmt::Display) {
     if !DIRECT.load(Ordering::Relaxed) {
-        tracing::info!(target: "access", "{line}");
+        tracing::info!(target: ACCESS, "{line}");
         return;
     }
-    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+    if !tracing::enabled!(target: ACCESS, tracing::Level::INFO) {
         return;
     }
     LINE.with_borrow_mut(|buf| {
-        buf.clear();
         let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
         let _ = writeln!(buf, "{now}  INFO {ACCESS}: {line}");
         // Unbuffered, as every other line: nothing is lost if the process is killed.
         let _ = std::io::stderr().lock().write_all(buf);
-        // A pathological line does not keep its memory.
-        buf.truncate(0);
+        // Empty for the next line; a pathological one does not keep its memory.
+        buf.clear();
         buf.shrink_to(4096);
     });
 }

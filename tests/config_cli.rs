@@ -3,6 +3,7 @@
 //! run as real processes and fetched with curl.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 fn check(path: &std::path::Path, env: &[(&str, &str)]) -> (bool, String, String) {
@@ -148,14 +149,9 @@ fn curl(url: &str, extra: &[&str]) -> (u16, String, Vec<u8>) {
     (status, head.to_lowercase(), out.stdout)
 }
 
-#[test]
-fn serve_proxies_the_emulator_binary_with_a_config_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("dropbox");
-    std::fs::create_dir_all(root.join("www/css")).unwrap();
-    std::fs::write(root.join("www/css/site.css"), "body{}\n").unwrap();
-    std::fs::write(root.join("secret.txt"), "no").unwrap();
-    let (_emulator, emu_url) = Running::start(
+/// `dropcache emulator` over `root`, with the token `cli-token`; and its URL.
+fn emulator(root: &Path) -> (Running, String) {
+    Running::start(
         &[
             "emulator",
             "--listen",
@@ -164,19 +160,31 @@ fn serve_proxies_the_emulator_binary_with_a_config_file() {
             root.to_str().unwrap(),
         ],
         &[("DROPCACHE_EMULATOR_TOKEN", "cli-token")],
-    );
-    let config = dir.path().join("proxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[dropbox]\napi_url = {emu_url:?}\ncontent_url = {emu_url:?}\n\
-             [store]\npath = {:?}\n[cache]\ndir = {:?}\n\
-             [[account]]\nalias = \"site\"\nroot = \"/www\"\n",
-            dir.path().join("store").display().to_string(),
-            dir.path().join("cache").display().to_string()
-        ),
     )
-    .unwrap();
+}
+
+/// A `serve` config in `dir` in front of the emulator at `emu_url`: the account `site` rooted
+/// at `/www` (its token from the environment), and `extra` sections.
+fn serve_config(dir: &Path, emu_url: &str, extra: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{extra}[dropbox]\napi_url = {emu_url:?}\ncontent_url = {emu_url:?}\n\
+         [store]\npath = {:?}\n[cache]\ndir = {:?}\n\
+         [[account]]\nalias = \"site\"\nroot = \"/www\"\n",
+        dir.join("store").display().to_string(),
+        dir.join("cache").display().to_string()
+    )
+}
+
+#[test]
+fn serve_proxies_the_emulator_binary_with_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("dropbox");
+    std::fs::create_dir_all(root.join("www/css")).unwrap();
+    std::fs::write(root.join("www/css/site.css"), "body{}\n").unwrap();
+    std::fs::write(root.join("secret.txt"), "no").unwrap();
+    let (_emulator, emu_url) = emulator(&root);
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(&config, serve_config(dir.path(), &emu_url, "")).unwrap();
     let (proxy, url) = Running::start(
         &["serve", "--config", config.to_str().unwrap()],
         &[("DROPCACHE_ACCOUNT_SITE_ACCESS_TOKEN", "cli-token")],
@@ -324,30 +332,12 @@ fn serve_writes_no_access_lines_when_the_access_log_is_off() {
     let root = dir.path().join("dropbox");
     std::fs::create_dir_all(root.join("www")).unwrap();
     std::fs::write(root.join("www/a.txt"), "a\n").unwrap();
-    let (_emulator, emu_url) = Running::start(
-        &[
-            "emulator",
-            "--listen",
-            "127.0.0.1:0",
-            "--root",
-            root.to_str().unwrap(),
-        ],
-        &[("DROPCACHE_EMULATOR_TOKEN", "cli-token")],
-    );
+    let (_emulator, emu_url) = emulator(&root);
     let config = dir.path().join("proxy.toml");
-    let text = |access_log: bool| {
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[log]\naccess_log = {access_log}\n\
-             [dropbox]\napi_url = {emu_url:?}\ncontent_url = {emu_url:?}\n\
-             [store]\npath = {:?}\n[cache]\ndir = {:?}\n\
-             [[account]]\nalias = \"site\"\nroot = \"/www\"\n",
-            dir.path().join("store").display().to_string(),
-            dir.path().join("cache").display().to_string()
-        )
-    };
     // Off, then on (the same requests: the second run shows the lines are there to miss).
     for on in [false, true] {
-        std::fs::write(&config, text(on)).unwrap();
+        let log = format!("[log]\naccess_log = {on}\n");
+        std::fs::write(&config, serve_config(dir.path(), &emu_url, &log)).unwrap();
         let (proxy, url) = Running::start(
             &["serve", "--config", config.to_str().unwrap()],
             &[("DROPCACHE_ACCOUNT_SITE_ACCESS_TOKEN", "cli-token")],

@@ -158,9 +158,15 @@ impl Bodies {
     /// descriptor left, an I/O error) keeps it: the request goes to Dropbox this time.
     pub(super) async fn blob(&self, hash: &str) -> Found {
         // The memory tier first: no file, no pin (the bytes are shared).
-        if let Some(bytes) = self.in_memory(hash) {
-            return Found::Memory(bytes);
+        match self.in_memory(hash) {
+            Some(bytes) => Found::Memory(bytes),
+            None => self.blob_beyond_memory(hash).await,
         }
+    }
+
+    /// `blob`, for a caller that has just looked in memory: from the disk (its bytes are kept
+    /// in memory if small, and then `Found::Memory`).
+    pub(super) async fn blob_beyond_memory(&self, hash: &str) -> Found {
         let (verified, touch, size, whole, since) = {
             let mut ix = lock(&self.index);
             let now = secs(SystemTime::now());

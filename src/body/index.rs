@@ -184,9 +184,7 @@ impl Index {
     pub fn insert(&mut self, hash: &str, blob: Blob) -> Vec<String> {
         if let Some(old) = self.lru.put(hash.to_owned(), blob) {
             self.total -= old.size;
-            self.memory.remove(hash);
-            self.handles.remove(hash);
-            self.removals += 1;
+            self.gone(hash);
         }
         self.total += blob.size;
         self.evict_except(0, Some(hash))
@@ -206,12 +204,18 @@ impl Index {
     }
 
     pub fn remove(&mut self, hash: &str) -> Option<Blob> {
+        let blob = self.lru.pop(hash)?;
+        self.total -= blob.size;
+        self.gone(hash);
+        Some(blob)
+    }
+
+    /// The blob `hash` was removed or replaced: its memory copy and open file go with it (only
+    /// indexed blobs are in either), and what was read before now is not kept.
+    fn gone(&mut self, hash: &str) {
         self.memory.remove(hash);
         self.handles.remove(hash);
-        let blob = self.lru.pop(hash)?;
         self.removals += 1;
-        self.total -= blob.size;
-        Some(blob)
     }
 
     /// Evicts least recently used, unpinned blobs until `room` more bytes fit under the cap;

@@ -48,6 +48,23 @@ pub struct Opened {
     pub cache: CacheStatus,
 }
 
+impl Opened {
+    /// `start..end` of a blob's bytes held in memory; None if the copy is shorter (its length
+    /// is the blob's, whose name includes the size: a mismatch is not served).
+    fn from_memory(bytes: &bytes::Bytes, start: u64, end: u64) -> Option<Opened> {
+        (end as usize <= bytes.len()).then(|| Opened {
+            offset: start,
+            stream: crate::http::full(bytes.slice(start as usize..end as usize)),
+            cache: CacheStatus::Hit,
+        })
+    }
+}
+
+/// `span` of a file of `size` bytes, as a start and an end (exclusive).
+fn bounds(span: Option<&RangeInclusive<u64>>, size: u64) -> (u64, u64) {
+    span.map_or((0, size), |r| (*r.start(), r.end() + 1))
+}
+
 /// A part of a multi-range answer, opened when it is reached.
 pub type Deferred = std::pin::Pin<Box<dyn Future<Output = Result<Opened, BoxError>> + Send>>;
 
@@ -234,36 +251,31 @@ impl Bodies {
         f: &FileMetadata,
         span: Option<RangeInclusive<u64>>,
     ) -> Result<Opened, OpenError> {
-        let (start, end) = span
-            .as_ref()
-            .map_or((0, f.size), |r| (*r.start(), r.end() + 1));
+        let Some(hash) = blob_name(account, path, f) else {
+            return Box::pin(self.passthrough(account, path, f, span)).await;
+        };
         // A hot body in memory answers at once; the rest is boxed, so a hit's future stays
         // small (this one is kilobytes, moved with its parents).
-        if let Some(bytes) = blob_name(account, path, f).and_then(|h| self.in_memory(&h)) {
-            // (Its length is the blob's, whose name includes the size: a mismatch is not
-            // served, it goes to Dropbox, below.)
-            if end as usize <= bytes.len() {
-                return Ok(Opened {
-                    offset: start,
-                    stream: crate::http::full(bytes.slice(start as usize..end as usize)),
-                    cache: CacheStatus::Hit,
-                });
-            }
+        let (start, end) = bounds(span.as_ref(), f.size);
+        if let Some(opened) = self
+            .in_memory(&hash)
+            .and_then(|bytes| Opened::from_memory(&bytes, start, end))
+        {
+            return Ok(opened);
         }
-        Box::pin(self.open_beyond_memory(account, path, f, span)).await
+        Box::pin(self.open_beyond_memory(account, path, f, span, hash)).await
     }
 
-    /// `open`, from disk, a fill or Dropbox.
+    /// `open`, from disk, a fill or Dropbox, for the blob `hash`.
     async fn open_beyond_memory(
         &self,
         account: &Arc<Account>,
         path: &str,
         f: &FileMetadata,
         span: Option<RangeInclusive<u64>>,
+        hash: String,
     ) -> Result<Opened, OpenError> {
-        let (start, end) = span
-            .as_ref()
-            .map_or((0, f.size), |r| (*r.start(), r.end() + 1));
+        let (start, end) = bounds(span.as_ref(), f.size);
         let fallback = || Fallback {
             dropbox: self.dropbox.clone(),
             account: account.clone(),
@@ -271,21 +283,15 @@ impl Bodies {
             rev: f.rev.clone(),
             stall: self.stall,
         };
-        let Some(hash) = blob_name(account, path, f) else {
-            return self.passthrough(account, path, f, span).await;
-        };
-        // 1. a blob
-        match self.blob(&hash).await {
-            // (Its length is the blob's, whose name includes the size: a mismatch is not
-            // served, it goes to Dropbox.)
-            Found::Memory(bytes) if end as usize <= bytes.len() => {
-                return Ok(Opened {
-                    offset: start,
-                    stream: crate::http::full(bytes.slice(start as usize..end as usize)),
-                    cache: CacheStatus::Hit,
-                });
+        // 1. a blob (`open` has looked in memory)
+        match self.blob_beyond_memory(&hash).await {
+            // (A copy shorter than the span goes to Dropbox.)
+            Found::Memory(bytes) => {
+                return match Opened::from_memory(&bytes, start, end) {
+                    Some(opened) => Ok(opened),
+                    None => self.passthrough(account, path, f, span).await,
+                };
             }
-            Found::Memory(_) => return self.passthrough(account, path, f, span).await,
             Found::Blob(file) => {
                 let stream = stream::spawn(file, start, end, fallback());
                 return Ok(Opened {
