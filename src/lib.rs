@@ -16,15 +16,16 @@
 //!  store · upstream · telemetry   Redis / embedded · the Dropbox client · log set-up
 //!  config          the validated settings
 //!  leaves          secret, flight (single flight), http (conditional, range, etag, route,
-//!                  Body, CacheStatus), metrics (handles, and rendering a plain snapshot)
+//!                  Body, CacheStatus, sendfile), metrics (handles, and rendering a plain
+//!                  snapshot)
 //! ```
 //!
 //! A cached `GET /<alias>/<path>`: `server::serve` (accept, watchdog) → `server::router::handle`
 //! (route, access record) → `proxy::Proxy::serve`: 1. method, 2. `proxy::normalize`, 3. the
 //! account, 4. `meta::MetaCache::lookup` (L1 → store → Dropbox), 5. `http::conditional` and
 //! `http::range`, 6. `body::Bodies::open` (a blob on disk, or a fill from Dropbox), 7.
-//! `proxy::respond` → back in the router, `server::access::Metered` counts and logs the
-//! request when its body is done.
+//! `proxy::respond` → back in the router, a blob's bytes are handed to `http::sendfile` (plain
+//! HTTP/1), and `server::access::Metered` counts and logs the request when its body is done.
 #![forbid(unsafe_code)]
 
 pub mod account;

@@ -520,3 +520,156 @@ async fn hot_files_stay_open_until_their_blob_leaves_the_cache() {
     assert_eq!(blob_fds(dir.path()), 1, "a's descriptor is closed");
     assert_eq!(h.emu().calls("files/download"), 2);
 }
+
+/// One HTTP/1.1 answer read off a raw connection: its head and its `Content-Length` body.
+async fn read_answer(conn: &mut tokio::net::TcpStream, pending: &mut Vec<u8>) -> (String, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8(pending[..end].to_vec()).unwrap();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            let body_from = end + 4;
+            while pending.len() < body_from + len {
+                let n = within("the body", conn.read(&mut buf)).await.unwrap();
+                assert!(n > 0, "the connection closed mid-body");
+                pending.extend_from_slice(&buf[..n]);
+            }
+            let body = pending[body_from..body_from + len].to_vec();
+            pending.drain(..body_from + len);
+            return (head, body);
+        }
+        let n = within("a head", conn.read(&mut buf)).await.unwrap();
+        assert!(n > 0, "the connection closed before an answer");
+        pending.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn blobs_go_by_sendfile_on_plain_http1_and_are_read_by_us_otherwise() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::start().await;
+    let big = data(3 << 20, 9);
+    h.put("/Public/big.bin", big.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = TestProxy::start(&h.running.base_url, &settings(dir.path())).await;
+    let sent = || p.app.bodies.stats().sendfile_bytes;
+    // The fill's bytes are read by us; the blob's, next time, go by sendfile.
+    assert!(p.get("/alice/big.bin", &[]).await.body[..] == big[..]);
+    assert_eq!(sent(), 0);
+    let whole = p.get("/alice/big.bin", &[]).await;
+    assert_eq!(whole.status, StatusCode::OK);
+    assert!(whole.body[..] == big[..], "the same bytes");
+    assert_eq!(sent(), big.len() as u64);
+    // A single range is the blob's bytes too; a multi-range answer (with its part heads) is not.
+    let r = p
+        .get("/alice/big.bin", &[("range", "bytes=1000-2500000")])
+        .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert!(r.body[..] == big[1000..=2_500_000]);
+    assert_eq!(sent(), big.len() as u64 + 2_499_001);
+    let before = sent();
+    let m = p
+        .get("/alice/big.bin", &[("range", "bytes=0-9,2000000-2000009")])
+        .await;
+    assert_eq!(m.status, StatusCode::PARTIAL_CONTENT);
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.contains("Content-Range: bytes 0-9/3145728"),
+        "{text:.300}"
+    );
+    assert!(m.body.windows(10).any(|w| w == &big[2_000_000..2_000_010]));
+    assert_eq!(sent(), before, "a multipart body is read");
+    // Pipelined on one connection, a HEAD between them: each answer's bytes in order.
+    let mut conn = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    conn.write_all(
+        b"GET /alice/big.bin HTTP/1.1\r\nHost: p\r\nRange: bytes=5-1048580\r\n\r\n\
+          HEAD /alice/big.bin HTTP/1.1\r\nHost: p\r\n\r\n\
+          GET /alice/big.bin HTTP/1.1\r\nHost: p\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut pending = Vec::new();
+    let (head, body) = read_answer(&mut conn, &mut pending).await;
+    assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+    assert!(body[..] == big[5..=1_048_580]);
+    let mut buf = Vec::new();
+    // The HEAD's answer says the length and sends no body.
+    loop {
+        use tokio::io::AsyncReadExt;
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8(pending[..end].to_vec()).unwrap();
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains("content-length: 3145728"),
+                "{head}"
+            );
+            pending.drain(..end + 4);
+            break;
+        }
+        buf.resize(1 << 16, 0);
+        let n = within("the HEAD's answer", conn.read(&mut buf))
+            .await
+            .unwrap();
+        pending.extend_from_slice(&buf[..n]);
+    }
+    let (head, body) = read_answer(&mut conn, &mut pending).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body[..] == big[..], "the pipelined GET's bytes");
+    // HTTP/2 (h2c) frames its own data: the blob is read, and the bytes are the same.
+    let before = sent();
+    let tcp = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get("http://p/alice/big.bin")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = within("an HTTP/2 answer", send.send_request(req))
+        .await
+        .unwrap();
+    let body = within("its body", resp.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(body[..] == big[..]);
+    assert_eq!(sent(), before, "HTTP/2 does not use sendfile");
+    assert_eq!(h.emu().calls("files/download"), 1);
+}
+
+#[tokio::test]
+async fn with_sendfile_off_blobs_are_read_and_sent_by_us() {
+    let h = Harness::start().await;
+    let big = data(2 << 20, 10);
+    h.put("/Public/big.bin", big.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = TestProxy::start(
+        &h.running.base_url,
+        &Settings {
+            cache_dir: Some(dir.path().to_owned()),
+            extra_cache: "sendfile = false\n",
+            ..Settings::default()
+        },
+    )
+    .await;
+    for _ in 0..2 {
+        assert!(p.get("/alice/big.bin", &[]).await.body[..] == big[..]);
+    }
+    let r = p
+        .get("/alice/big.bin", &[("range", "bytes=7-1000007")])
+        .await;
+    assert!(r.body[..] == big[7..=1_000_007]);
+    assert_eq!(p.app.bodies.stats().sendfile_bytes, 0);
+}

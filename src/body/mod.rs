@@ -21,6 +21,7 @@ pub mod thumb;
 
 use crate::account::Account;
 use crate::config::CacheConfig;
+use crate::http::sendfile::{FileRange, Offer};
 use crate::http::{Body, BoxError, CacheStatus};
 use crate::upstream::client::Dropbox;
 use crate::upstream::error::UpstreamError;
@@ -46,6 +47,8 @@ pub struct Opened {
     pub stream: Body,
     /// The bytes' own cache status: Hit (a blob), Miss (a fill), Bypass (from Dropbox).
     pub cache: CacheStatus,
+    /// `stream`'s bytes as a file range, for sendfile (`http::sendfile`): a blob's.
+    pub offer: Option<Offer>,
 }
 
 impl Opened {
@@ -56,6 +59,7 @@ impl Opened {
             offset: start,
             stream: crate::http::full(bytes.slice(start as usize..end as usize)),
             cache: CacheStatus::Hit,
+            offer: None,
         })
     }
 }
@@ -103,6 +107,10 @@ pub struct Bodies {
     coalesced: AtomicU64,
     /// Thumbnails being made.
     thumbs: thumb::Thumbs,
+    /// Blobs' bodies are offered for sendfile (`cache.sendfile`) ...
+    sendfile: bool,
+    /// ... and this many bytes were sent that way.
+    sendfile_bytes: Arc<AtomicU64>,
 }
 
 /// What the body cache holds and does, for `/metrics` and `/admin/cache`.
@@ -122,6 +130,8 @@ pub struct BodyStats {
     pub open_files: usize,
     pub fills_in_flight: usize,
     pub coalesced_waiters: u64,
+    /// Blobs' bytes sent by sendfile (`cache.sendfile`), not read by us.
+    pub sendfile_bytes: u64,
     /// The cache file system's space left to us and its size (None if unreadable).
     pub disk_free_bytes: Option<u64>,
     pub disk_size_bytes: Option<u64>,
@@ -188,6 +198,8 @@ impl Bodies {
             stall,
             coalesced: AtomicU64::new(0),
             thumbs: thumb::Thumbs::default(),
+            sendfile: config.sendfile,
+            sendfile_bytes: Arc::default(),
         })
     }
 
@@ -225,6 +237,7 @@ impl Bodies {
             open_files,
             fills_in_flight: lock(&self.flights).len(),
             coalesced_waiters: self.coalesced.load(Ordering::Relaxed),
+            sendfile_bytes: self.sendfile_bytes.load(Ordering::Relaxed),
             disk_free_bytes: fs.map(|(free, _)| free),
             disk_size_bytes: fs.map(|(_, size)| size),
         }
@@ -292,12 +305,16 @@ impl Bodies {
                     None => self.passthrough(account, path, f, span).await,
                 };
             }
+            Found::Blob(Source::Blob { file, _pin }) if self.sendfile => {
+                return Ok(self.offered(file, _pin, start, end, fallback()));
+            }
             Found::Blob(file) => {
                 let stream = stream::spawn(file, start, end, fallback());
                 return Ok(Opened {
                     offset: start,
                     stream: stream.boxed(),
                     cache: CacheStatus::Hit,
+                    offer: None,
                 });
             }
             // Kept, but not readable now (no file descriptor left, say): from Dropbox.
@@ -348,8 +365,50 @@ impl Bodies {
                     offset: start,
                     stream: stream.boxed(),
                     cache: CacheStatus::Miss,
+                    offer: None,
                 })
             }
+        }
+    }
+
+    /// Bytes `start..end` of a blob on disk, offered to the connection for sendfile: if it
+    /// does not take them (TLS, HTTP/2), the body reads them itself when first polled.
+    fn offered(
+        &self,
+        file: Arc<std::fs::File>,
+        pin: stream::PinGuard,
+        start: u64,
+        end: u64,
+        fallback: Fallback,
+    ) -> Opened {
+        let offer = Offer::new(FileRange {
+            file,
+            start,
+            end,
+            keep: Box::new(pin),
+            sent: self.sendfile_bytes.clone(),
+        });
+        let taken = offer.clone();
+        let stream = slice::Lazy::new(
+            end - start,
+            Box::pin(async move {
+                let range = taken.take().ok_or("the file range was sent by sendfile")?;
+                let pin = *range
+                    .keep
+                    .downcast::<stream::PinGuard>()
+                    .map_err(|_| "a blob's range keeps its pin")?;
+                let source = Source::Blob {
+                    file: range.file,
+                    _pin: pin,
+                };
+                Ok(stream::spawn(source, start, end, fallback).boxed())
+            }),
+        );
+        Opened {
+            offset: start,
+            stream: stream.boxed(),
+            cache: CacheStatus::Hit,
+            offer: Some(offer),
         }
     }
 

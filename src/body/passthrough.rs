@@ -66,6 +66,7 @@ pub(crate) async fn passthrough(
             .map_err(|e| -> BoxError { Box::new(e) })
             .boxed(),
         cache: CacheStatus::Bypass,
+        offer: None,
     })
 }
 

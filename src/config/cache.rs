@@ -25,6 +25,9 @@ pub struct CacheConfig {
     /// Hot bodies read from disk whose files are kept open (as nginx's `open_file_cache`), at
     /// most an eighth of the open-files limit. 0: none.
     pub open_files: usize,
+    /// Blobs' bytes go from the page cache to the socket with sendfile(2) (plain HTTP/1), as
+    /// nginx's `sendfile on`; false: read, then written.
+    pub sendfile: bool,
     /// Free space left on the cache's file system; below it nothing more is cached.
     pub min_free: u64,
     /// A range of a file larger than this that is not cached goes to Dropbox as a Range.
@@ -65,6 +68,7 @@ impl TryFrom<RawCache> for CacheConfig {
             memory_size,
             memory_max_object,
             open_files: c.open_files.unwrap_or(256),
+            sendfile: c.sendfile.unwrap_or(true),
             min_free: size("cache.min_free", c.min_free, "256MiB")?,
             range_passthrough_above: size(
                 "cache.range_passthrough_above",

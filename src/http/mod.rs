@@ -8,6 +8,7 @@ pub mod provenance;
 pub mod range;
 pub mod representation;
 pub mod route;
+pub mod sendfile;
 
 pub use body::{Body, BoxError, empty, full, plain};
 pub use provenance::{CacheStatus, X_CACHE_STATUS};

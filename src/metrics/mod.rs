@@ -134,6 +134,7 @@ pub struct CacheFigures {
     pub memory_bytes: u64,
     pub fills_in_flight: usize,
     pub coalesced_waiters: u64,
+    pub sendfile_bytes: u64,
     pub disk_free_bytes: u64,
     pub disk_size_bytes: u64,
 }

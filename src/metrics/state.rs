@@ -20,6 +20,7 @@ pub(super) struct State {
     cache_memory_bytes: IntGauge,
     fills: IntGauge,
     coalesced: IntCounter,
+    sendfile: IntCounter,
     disk_free: IntGauge,
     disk_size: IntGauge,
     lookups: IntCounterVec,
@@ -112,6 +113,11 @@ impl State {
                 "dropcache_cache_coalesced_waiters_total",
                 "Requests that joined a download another request had started",
             ),
+            sendfile: counter(
+                registry,
+                "dropcache_cache_sendfile_bytes_total",
+                "Cached bytes sent from the page cache with sendfile (cache.sendfile)",
+            ),
             disk_free: gauge(
                 registry,
                 "dropcache_cache_disk_free_bytes",
@@ -177,6 +183,7 @@ impl State {
         s.cache_memory_bytes.set(b.memory_bytes as i64);
         s.fills.set(b.fills_in_flight as i64);
         mirror(&s.coalesced, b.coalesced_waiters);
+        mirror(&s.sendfile, b.sendfile_bytes);
         s.disk_free.set(b.disk_free_bytes as i64);
         s.disk_size.set(b.disk_size_bytes as i64);
         for (tier, n) in ["l1", "l2", "dropbox"].into_iter().zip(now.lookups) {

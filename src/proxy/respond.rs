@@ -191,6 +191,12 @@ pub fn file(
     let len = head.len;
     let ct = head.content_type.clone();
     let ct_text = ct.to_str().unwrap_or("application/octet-stream");
+    // A blob's bytes, if the body is exactly them, may go by sendfile (`http::sendfile`).
+    let offer = match (&decision, &opened) {
+        (Decision::Single(r), Ranged::Span(o)) if o.offset == *r.start() => o.offer.clone(),
+        (Decision::Whole, Ranged::Span(o)) if o.offset == 0 => o.offer.clone(),
+        _ => None,
+    };
     let (status, body, body_len, content_type, content_range) = match (decision, opened) {
         (Decision::Single(r), Ranged::Span(o)) => {
             let n = r.end() - r.start() + 1;
@@ -246,6 +252,9 @@ pub fn file(
     h.insert(CONTENT_LENGTH, HeaderValue::from(body_len));
     if let Some(cr) = content_range {
         h.insert(CONTENT_RANGE, header_value(cr));
+    }
+    if let Some(offer) = offer {
+        resp.extensions_mut().insert(offer);
     }
     resp
 }

@@ -12,6 +12,7 @@ pub mod watchdog;
 pub mod webhook;
 
 use crate::http::Body;
+use crate::http::sendfile::{Jobs, SendfileIo};
 
 use crate::app::App;
 use hyper::body::Incoming;
@@ -64,6 +65,15 @@ impl Limits {
     }
 }
 
+/// Who sent a request, and how its connection can send.
+#[derive(Clone)]
+pub struct Client {
+    pub addr: SocketAddr,
+    /// A plain HTTP/1 connection's sendfile queue (`http::sendfile`): a response's offered
+    /// file range may be taken with it.
+    pub sendfile: Option<Jobs>,
+}
+
 /// Serves the proxy on `listener` (and `/metrics` on `metrics`, if given) until `shutdown`
 /// resolves; then stops accepting, gives in-flight requests up to `server.shutdown_timeout`
 /// to finish, and hands the change feeds over (their leases are released, so another
@@ -111,7 +121,7 @@ pub async fn run(
         listener,
         None,
         limits,
-        move |req, peer| router::handle(front.clone(), req, peer),
+        move |req, client| router::handle(front.clone(), req, client),
         until_stopped(stopped),
     );
     tokio::join!(signal, proxy);
@@ -138,7 +148,7 @@ pub async fn serve<H, F>(
     handler: H,
     shutdown: impl Future<Output = ()>,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Client) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let handler = Arc::new(handler);
@@ -181,11 +191,20 @@ pub async fn serve<H, F>(
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let activity = Activity::new();
+        // Plain TCP sends files with sendfile; TLS encrypts every byte in user space.
+        let jobs = tls.is_none().then(Jobs::default);
         let service = {
             let activity = activity.clone();
+            let jobs = jobs.clone();
             hyper::service::service_fn(move |req| {
                 let in_flight = activity.begin();
-                let fut = handler(req, peer);
+                // HTTP/2 (h2c) frames its own data: no placeholders there.
+                let h1 = req.version() < hyper::Version::HTTP_2;
+                let client = Client {
+                    addr: peer,
+                    sendfile: jobs.clone().filter(|_| h1),
+                };
+                let fut = handler(req, client);
                 async move {
                     let resp = fut.await;
                     Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, in_flight)))
@@ -194,7 +213,8 @@ pub async fn serve<H, F>(
         };
         match &tls {
             None => {
-                let io = Watched::new(stream, activity, deadlines, None);
+                let jobs = jobs.expect("made for plain connections");
+                let io = Watched::new(SendfileIo::new(stream, jobs), activity, deadlines, None);
                 let conn = builder.serve_connection(TokioIo::new(io), service);
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {

@@ -4,7 +4,7 @@
 
 use crate::app::App;
 use crate::http::route::Route;
-use crate::http::{Body, plain};
+use crate::http::{Body, plain, sendfile};
 use crate::metrics::{AccountFigures, CacheFigures, FeedFigures, Snapshot};
 use crate::proxy::ProxyError;
 use crate::server::access;
@@ -14,7 +14,6 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::Instrument;
@@ -33,7 +32,7 @@ pub struct Front {
 pub fn handle(
     front: Arc<Front>,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    client: super::Client,
 ) -> impl Future<Output = Response<Body>> + Send {
     let (parts, body) = req.into_parts();
     let route = match Route::of(parts.uri.path()) {
@@ -41,8 +40,12 @@ pub fn handle(
         Route::Metrics if front.app.config.metrics_listen.is_some() => Route::Published,
         route => route,
     };
-    let mut record =
-        access::Record::begin(front.access.clone(), route.template(), &parts, peer.ip());
+    let mut record = access::Record::begin(
+        front.access.clone(),
+        route.template(),
+        &parts,
+        client.addr.ip(),
+    );
     let span = tracing::info_span!(
         "request",
         id = %record.id,
@@ -65,6 +68,10 @@ pub fn handle(
             resp.headers_mut().insert(access::X_REQUEST_ID, v);
         }
         record.answered(&resp);
+        // A blob's bytes go by sendfile, metered as any body.
+        if let Some(jobs) = &client.sendfile {
+            sendfile::take(&mut resp, jobs);
+        }
         resp.map(|b| access::Metered::new(b, record).boxed())
     }
     .instrument(span);
@@ -233,6 +240,7 @@ async fn snapshot(app: &App) -> Snapshot {
             memory_bytes: b.memory_bytes,
             fills_in_flight: b.fills_in_flight,
             coalesced_waiters: b.coalesced_waiters,
+            sendfile_bytes: b.sendfile_bytes,
             disk_free_bytes: b.disk_free_bytes.unwrap_or(0),
             disk_size_bytes: b.disk_size_bytes.unwrap_or(0),
         },
