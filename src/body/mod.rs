@@ -157,7 +157,8 @@ impl Bodies {
         let open_files = nofile.map_or(config.open_files, |n| {
             config.open_files.min((n / 8) as usize)
         });
-        let (disk, index) = tokio::task::spawn_blocking(move || {
+        let sendfile = config.sendfile;
+        let (disk, index, sendfile) = tokio::task::spawn_blocking(move || {
             let disk = Disk::open(&dir)?;
             let mut index = Index::new(max)
                 .with_memory(memory.0, memory.1)
@@ -175,7 +176,14 @@ impl Bodies {
             for v in index.evict(0) {
                 disk.remove(&v);
             }
-            Ok::<_, std::io::Error>((disk, index))
+            let sendfile = sendfile && {
+                let probe = crate::http::sendfile::works_from(disk.dir());
+                if let Err(e) = &probe {
+                    tracing::warn!(error = %e, "sendfile does not work from the cache's files: bodies are read and written instead");
+                }
+                probe.is_ok()
+            };
+            Ok::<_, std::io::Error>((disk, index, sendfile))
         })
         .await
         .map_err(std::io::Error::other)??;
@@ -198,7 +206,7 @@ impl Bodies {
             stall,
             coalesced: AtomicU64::new(0),
             thumbs: thumb::Thumbs::default(),
-            sendfile: config.sendfile,
+            sendfile,
             sendfile_bytes: Arc::default(),
         })
     }

@@ -34,8 +34,9 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
-/// The largest frame: one job's bytes.
-const FRAME: usize = 1 << 20;
+/// The largest frame: one job's bytes (as the read path's chunks: the access log, which
+/// counts frames as hyper takes them, is at most this far ahead of the socket).
+const FRAME: usize = 256 * 1024;
 
 /// The placeholders' bytes: zeros, allocated untouched (no resident memory), never written.
 fn placeholder() -> &'static [u8] {
@@ -48,6 +49,24 @@ fn placeholder_offset(buf: &[u8]) -> Option<usize> {
     let base = placeholder().as_ptr() as usize;
     let at = (buf.as_ptr() as usize).checked_sub(base)?;
     (!buf.is_empty() && at < FRAME).then_some(at)
+}
+
+/// Whether sendfile works from files in `dir` (some file systems cannot): tried once, on a
+/// temp file, into a socket.
+pub fn works_from(dir: &std::path::Path) -> io::Result<()> {
+    use std::io::{Read, Write};
+    let mut file = tempfile::tempfile_in(dir)?;
+    file.write_all(b"probe")?;
+    let (tx, mut rx) = std::os::unix::net::UnixStream::pair()?;
+    let n = rustix::fs::sendfile(&tx, &file, Some(&mut 0), 5)?;
+    let mut got = [0u8; 5];
+    rx.read_exact(&mut got[..n])?;
+    if got[..n] != b"probe"[..n] || n == 0 {
+        return Err(io::Error::other(
+            "sendfile sent other bytes than the file's",
+        ));
+    }
+    Ok(())
 }
 
 /// Bytes `start..end` of a file, and what must live while they are sent.
@@ -215,7 +234,14 @@ impl SendfileIo {
                     }
                     return Poll::Ready(Ok(n));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue;
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }

@@ -2,7 +2,7 @@
 """dropcache beside nginx, on the same objects, in one run: the hit-path benchmark.
 
 usage: python3 tests/bench/vs_nginx.py [--bin target/release/dropcache] [--modes hit,log,cond,range,big,fanin]
-                                       [--against OLD_BIN]
+                                       [--against OLD_BIN] [--other-cache 'KEY = VALUE; ...']
 
 Starts, in a temp dir:
   dropcache   `dropcache serve` (Redis store, access log off) in front of `dropcache emulator`
@@ -10,7 +10,8 @@ Starts, in a temp dir:
   nginx       nginx `proxy_cache` in front of an nginx origin over the same files (the peer)
   static      nginx serving the files from disk (the practical limit)
   other       with --against BIN: that build of dropcache, as `dropcache` (to tell a change from
-              the host's mood: both are measured in the same run, alternating)
+              the host's mood: both are measured in the same run, alternating); with
+              --other-cache: this build (or --against's) with those `[cache]` settings
 warms every cache, then measures with wrk (Debian `wrk`), alternating the targets within each
 cell, each cell --reps times after waiting for a quiet machine. Servers run on the last CPU,
 wrk on the first (as `taskset` allows). Prints markdown tables with the ratio to nginx, in
@@ -109,8 +110,8 @@ http {{
         self.dc = {}
         # (name, access log, binary): "other" is --against's build, beside this one.
         instances = [("dropcache", "false", self.a.bin), ("log", "true", self.a.bin)]
-        if self.a.against:
-            instances.append(("other", "false", self.a.against))
+        if self.a.against or self.a.other_cache:
+            instances.append(("other", "false", self.a.against or self.a.bin))
         for name, log, binary in instances:
             cfg = f"""[server]
 listen = "127.0.0.1:{PORTS[name]}"
@@ -128,6 +129,7 @@ redis_url = "redis://127.0.0.1:{PORTS['redis']}/{dict(dropcache=0, log=1, other=
 dir = "{t}/cache/{name}"
 max_size = "4GiB"
 min_free = "64MiB"
+{self.a.other_cache.replace(";", chr(10)) if name == "other" else ""}
 [[account]]
 alias = "b"
 root = "/site"
@@ -144,7 +146,7 @@ access_token = "BENCHTOKEN"
             "static": f"http://127.0.0.1:{PORTS['static']}",
             "dropcache+log": f"http://127.0.0.1:{PORTS['log']}/b",
         }
-        if self.a.against:
+        if "other" in self.dc:
             self.targets["other"] = f"http://127.0.0.1:{PORTS['other']}/b"
         for base in self.targets.values():
             wait_up(base + "/1k.bin")
@@ -408,6 +410,9 @@ def main():
     p.add_argument("--duration", default="5s")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--conns", default="64,8")
+    p.add_argument("--other-cache", default="", metavar="TOML",
+                   help="`[cache]` settings for `other` (this build unless --against), `;` between "
+                        "them: measures a setting beside the defaults, e.g. 'memory_max_object = \"16KiB\"'")
     p.add_argument("--against", metavar="BIN",
                    help="another dropcache build (an older commit, say), measured beside this one as `other`")
     a = p.parse_args()
@@ -422,7 +427,7 @@ def main():
     try:
         bench.start()
         conns = [int(c) for c in a.conns.split(",")]
-        main3 = ["dropcache", "nginx", "static"] + (["other"] if a.against else [])
+        main3 = ["dropcache", "nginx", "static"] + (["other"] if "other" in bench.dc else [])
         print(f"dropcache beside nginx: {NCPU} CPUs, servers on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}, "
               f"wrk -t1 -d{a.duration}, median of {a.reps}")
         modes = a.modes.split(",")
