@@ -10,7 +10,9 @@
 //!   [`FileBody`], whose frames are placeholders: slices of one shared buffer of zeros that
 //!   nothing writes or sends, each queued with the file range it stands for;
 //! - the connection's I/O ([`SendfileIo`]) knows a placeholder by its address when hyper
-//!   writes it, and sends the file range instead.
+//!   writes it, and sends the file range instead (the head before it goes with MSG_MORE, so
+//!   it leaves in one segment with the file's first bytes rather than in a packet of its own:
+//!   a profile of 64 KiB hits had that packet at a fifth of the CPU).
 //!
 //! hyper hands body bytes to a vectored writer without copying them (its queue strategy,
 //! chosen because the I/O writes vectored); a placeholder written out of step with its queue
@@ -234,18 +236,43 @@ impl SendfileIo {
                     }
                     return Poll::Ready(Ok(n));
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue;
-                }
+                Err(e) if retry(&e) => continue,
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
+}
+
+impl SendfileIo {
+    /// Writes bytes a file range follows (a response's head) with MSG_MORE: they wait to go
+    /// out in one segment with the file's first bytes, not in a packet of their own.
+    fn poll_write_more(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        use rustix::net::{SendAncillaryBuffer, SendFlags};
+        loop {
+            ready!(self.tcp.poll_write_ready(cx))?;
+            let wrote = self.tcp.try_io(Interest::WRITABLE, || {
+                let flags = SendFlags::MORE | SendFlags::NOSIGNAL;
+                rustix::net::sendmsg(&self.tcp, bufs, &mut SendAncillaryBuffer::default(), flags)
+                    .map_err(io::Error::from)
+            });
+            match wrote {
+                Err(e) if retry(&e) => continue,
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+}
+
+/// The socket is full (wait for room) or the call was interrupted: try again.
+fn retry(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
 }
 
 impl AsyncRead for SendfileIo {
@@ -278,7 +305,7 @@ impl AsyncWrite for SendfileIo {
         match first {
             None => Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs),
             Some(i) if bufs[..i].iter().any(|b| !b.is_empty()) => {
-                Pin::new(&mut self.tcp).poll_write_vectored(cx, &bufs[..i])
+                self.poll_write_more(cx, &bufs[..i])
             }
             Some(i) => {
                 let offset = placeholder_offset(&bufs[i]).expect("found above");

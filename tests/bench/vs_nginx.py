@@ -22,7 +22,7 @@ Modes: hit (200s: 1 KiB, 64 KiB, 1 MiB at each --conns), log (1 KiB 200s with an
 access log), cond (304 by each target's own ETag), range (206 for the first 64 KiB of 1 MiB),
 big (16 MiB in a loop over one keep-alive connection, read 1 MiB at a time), fanin (200 clients at once on one cold 16 MiB file: downloads from the origin, first and
 last byte), profile (not by default: where dropcache's CPU goes under 1 KiB 200s, 304s and 200s
-with the access log on, with `perf`; BENCH_CHILDREN=1 adds inclusive times, BENCH_PERF_DIR=DIR keeps
+with the access log on, 64 KiB 200s and 206s of 64 KiB, with `perf`; BENCH_CHILDREN=1 adds inclusive times, BENCH_PERF_DIR=DIR keeps
 the perf data). Needs: nginx, wrk, redis-server, a release build (cargo build --release).
 """
 import argparse, http.client, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile
@@ -33,7 +33,7 @@ SERVER_CPU, CLIENT_CPU = str(NCPU - 1), "0"
 PORTS = dict(static=18280, origin=18281, nginx=18282, dropcache=18283, log=18284, emu=18285, redis=18286,
              other=18287)
 OBJECTS = {"1k.bin": 1024, "64k.bin": 65536, "1m.bin": 1 << 20, "16m.bin": 16 << 20}
-TARGET_OF = {"dropcache": "dropcache", "log": "dropcache+log"}
+TARGET_OF = {"dropcache": "dropcache", "log": "dropcache+log", "other": "other"}
 WRK_LUA = """done = function(s, lat, req)
   io.write(string.format("RESULT %.0f %.0f %.0f %.0f %.0f %.0f\\n", s.duration, s.requests,
     s.bytes, lat:percentile(50), lat:percentile(99),
@@ -356,17 +356,17 @@ def fanin(bench, clients=200):
               f"{1000 * max(lasts):.0f} |")
 
 
-def profile(bench, title, headers, name="dropcache"):
+def profile(bench, title, headers, name="dropcache", obj="1k.bin"):
     """perf record of dropcache (`name`: "dropcache", or "log" for the one with its access log on)
-    under 1 KiB requests at c=64; the top symbols."""
-    print(f"\n### where dropcache's CPU goes: {title} (perf, 1 KiB, c=64)\n")
+    under requests for `obj` at c=64; the top symbols."""
+    print(f"\n### where dropcache's CPU goes: {title} (perf, {obj}, c=64)\n")
     if not shutil.which("perf"):
         print("(perf is not installed: apt-get install linux-perf)")
         return
     data = bench.path("perf.data")
     lua = bench.path("report.lua")
     load = subprocess.Popen(pinned(CLIENT_CPU, ["wrk", "-t1", "-c64", "-d8s", "-s", lua]
-                                   + sum((["-H", h] for h in headers), []) + [f"{bench.targets[TARGET_OF[name]]}/1k.bin"]),
+                                   + sum((["-H", h] for h in headers), []) + [f"{bench.targets[TARGET_OF[name]]}/{obj}"]),
                             stdout=subprocess.PIPE, text=True)
     time.sleep(1)
     subprocess.run(["perf", "record", "-F", "1999", "-g", "-p", str(bench.dc[name].pid), "-o", data,
@@ -390,7 +390,7 @@ def profile(bench, title, headers, name="dropcache"):
         print("\n".join(report("--children", "--sort", "symbol", "--percent-limit", "2")[:60]))
     print("```")
     if os.environ.get("BENCH_PERF_DIR"):  # kept for `perf report -i` after the run
-        shutil.copy(data, os.path.join(os.environ["BENCH_PERF_DIR"], f"perf-{name}-{title.split()[0]}.data"))
+        shutil.copy(data, os.path.join(os.environ["BENCH_PERF_DIR"], f"perf-{name}-{title.split()[0]}-{obj}.data"))
 
 
 def origin_fetches(bench, target):
@@ -454,6 +454,10 @@ def main():
             profile(bench, "200 hits", [])
             profile(bench, "304s", [f"If-None-Match: {fetch(bench.targets['dropcache'] + '/1k.bin')[1]}"])
             profile(bench, "200 hits, access log on", [], name="log")
+            profile(bench, "200 hits", [], obj="64k.bin")
+            profile(bench, "206s", ["Range: bytes=0-65535"], obj="1m.bin")
+            if "other" in bench.dc:
+                profile(bench, "200 hits (other)", [], name="other", obj="64k.bin")
         print(f"\ndropcache peak RSS: {bench.rss_mib():.1f} MiB")
     finally:
         bench.stop()
