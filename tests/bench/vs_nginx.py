@@ -248,8 +248,9 @@ def wrk(bench, url, conns, headers, pids=()):
 def matrix(bench, title, cells, targets):
     """cells: [(object, conns, headers_by_target)]; prints one table, medians over reps."""
     print(f"\n### {title}\n")
-    print("| target | object | conns | req/s | spread | p50 ms | p99 ms | errors | ratio to nginx | CPU µs/req | CPU ratio |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| target | object | conns | req/s | spread | p50 ms | p99 ms | errors | ratio to nginx | paired ratio "
+          "| CPU µs/req | CPU ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for obj, conns, headers in cells:
         runs = {t: [] for t in targets}
         for rep in range(bench.a.reps):
@@ -264,8 +265,13 @@ def matrix(bench, title, cells, targets):
             ratio = med[t]["rps"] / med["nginx"]["rps"] if "nginx" in med else float("nan")
             errors = int(sum(r["errors"] for r in runs[t]))
             cpu_ratio = med["nginx"]["cpu"] / max(1e-9, med[t]["cpu"]) if "nginx" in med else float("nan")
+            # Each rep's ratio to nginx's run beside it, then the median: the host's drift between
+            # reps cancels (on a shared VM it moves cells by tens of percent).
+            paired = statistics.median(a["rps"] / max(1e-9, b["rps"]) for a, b in zip(runs[t], runs["nginx"])) \
+                if "nginx" in runs else float("nan")
             print(f"| {t} | {obj} | {conns} | {med[t]['rps']:,.0f} | {spread:.0f}% | {med[t]['p50']:.3f} | "
-                  f"{med[t]['p99']:.3f} | {errors} | {ratio:.2f}x | {med[t]['cpu']:.1f} | {cpu_ratio:.2f}x |", flush=True)
+                  f"{med[t]['p99']:.3f} | {errors} | {ratio:.2f}x | {paired:.2f}x | {med[t]['cpu']:.1f} | "
+                  f"{cpu_ratio:.2f}x |", flush=True)
 
 
 def big_rate(url, secs, bufsz=1 << 20):
