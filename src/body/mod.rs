@@ -313,8 +313,8 @@ impl Bodies {
                     None => self.passthrough(account, path, f, span).await,
                 };
             }
-            Found::Blob(Source::Blob { file, _pin }) if self.sendfile => {
-                return Ok(self.offered(file, _pin, start, end, fallback()));
+            Found::Blob(Source::Blob { file, _pin: pin }) if self.sendfile => {
+                return Ok(self.offered(file, pin, start, end, fallback()));
             }
             Found::Blob(file) => {
                 let stream = stream::spawn(file, start, end, fallback());

@@ -157,7 +157,6 @@ pub async fn serve<H, F>(
     // NOTE: hyper must hand body bytes to the I/O uncopied (its queue strategy, chosen as the
     // I/O writes vectored): `http::sendfile`'s placeholders are known by their address. Do not
     // set `writev(false)` or `pipeline_flush(true)` here (either would copy them).
-
     // The watchdog times heads and idleness (hyper's own header timeout would also cut
     // idle keep-alive connections at the header deadline).
     builder.http1().header_read_timeout(None);
