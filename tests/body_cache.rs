@@ -648,9 +648,8 @@ async fn with_sendfile_off_blobs_are_read_and_sent_by_us() {
     let p = TestProxy::start(
         &h.running.base_url,
         &Settings {
-            cache_dir: Some(dir.path().to_owned()),
             extra_cache: "sendfile = false\n",
-            ..Settings::default()
+            ..settings(dir.path())
         },
     )
     .await;

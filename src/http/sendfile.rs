@@ -63,7 +63,7 @@ pub fn works_from(dir: &std::path::Path) -> io::Result<()> {
     let n = rustix::fs::sendfile(&tx, &file, Some(&mut 0), 5)?;
     let mut got = [0u8; 5];
     rx.read_exact(&mut got[..n])?;
-    if got[..n] != b"probe"[..n] || n == 0 {
+    if n == 0 || got[..n] != b"probe"[..n] {
         return Err(io::Error::other(
             "sendfile sent other bytes than the file's",
         ));
