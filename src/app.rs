@@ -116,6 +116,7 @@ impl App {
         let proxy = Proxy {
             accounts: accounts.clone(),
             links: Links::from_config(&config),
+            sites: Arc::new(crate::account::sites::Sites::from_config(&config.sites)),
             meta: meta.clone(),
             bodies: bodies.clone(),
             cache_control,

@@ -8,6 +8,7 @@
 
 pub mod feed;
 pub mod links;
+pub mod sites;
 pub mod vault;
 
 use crate::config::{AccountConfig, Config, DropboxConfig};

@@ -11,6 +11,7 @@ mod log;
 mod oauth;
 mod raw;
 mod server;
+mod sites;
 mod store;
 mod units;
 
@@ -21,6 +22,7 @@ pub use feed::FeedConfig;
 pub use log::{LogConfig, LogFormat, parse_level};
 pub use oauth::OauthConfig;
 pub use server::ServerConfig;
+pub use sites::{HtmlExtension, SiteConfig, SitesConfig, UnknownHost, host_key};
 pub use store::StoreConfig;
 
 use crate::secret::Secret;
@@ -69,6 +71,8 @@ pub struct Config {
     /// `/s/<percent-encoded URL>/…` serves any Dropbox shared link (`sharing.by_url`); off by
     /// default, so only the configured `[[shared_link]]` names are served.
     pub shared_links_by_url: bool,
+    /// `[[site]]`: websites from a folder, by host name or path prefix; and `[sites]`.
+    pub sites: SitesConfig,
 }
 
 impl Config {
@@ -112,6 +116,8 @@ impl Config {
         let oauth = oauth::oauth(raw.oauth, env, listen)?;
         let shared_links = accounts::shared_links(raw.shared_links, &dropbox)?;
         let accounts = accounts::accounts(raw.accounts, env, &dropbox)?;
+        let aliases = accounts.iter().map(|a| a.alias.as_str()).collect();
+        let sites = sites::sites(raw.site, raw.sites, &aliases)?;
         Ok(Config {
             listen,
             server,
@@ -127,6 +133,7 @@ impl Config {
             accounts,
             shared_links,
             shared_links_by_url: raw.sharing.by_url.unwrap_or(false),
+            sites,
         })
     }
 }

@@ -29,10 +29,33 @@ pub(super) struct RawConfig {
     pub(super) shared_links: Vec<RawSharedLink>,
     #[serde(default)]
     pub(super) sharing: RawSharing,
+    #[serde(default, rename = "site")]
+    pub(super) site: Vec<RawSite>,
+    #[serde(default)]
+    pub(super) sites: RawSites,
     #[serde(default)]
     pub(super) metrics: RawMetrics,
     #[serde(default)]
     pub(super) log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSite {
+    pub(super) name: String,
+    pub(super) account: String,
+    #[serde(default)]
+    pub(super) folder: String,
+    #[serde(default)]
+    pub(super) hosts: Vec<String>,
+    pub(super) path: Option<String>,
+    pub(super) html_extension: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSites {
+    pub(super) unknown_host: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

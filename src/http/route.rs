@@ -17,15 +17,18 @@ pub enum Route {
     AdminCache,
     AdminFeeds,
     AdminLog,
+    AdminSites,
     AdminUnknown,
     /// `/s/<link>/<path>`: a shared link.
     Link,
     /// `/<alias>/<path>`: an account's published files.
     Published,
+    /// A site's path, on its host or under its prefix (chosen by the router, never by `of`).
+    Site,
 }
 
 impl Route {
-    pub const ALL: [Route; 15] = [
+    pub const ALL: [Route; 17] = [
         Route::Healthz,
         Route::Readyz,
         Route::Webhook,
@@ -38,9 +41,11 @@ impl Route {
         Route::AdminCache,
         Route::AdminFeeds,
         Route::AdminLog,
+        Route::AdminSites,
         Route::AdminUnknown,
         Route::Link,
         Route::Published,
+        Route::Site,
     ];
 
     /// The route of a request path (`uri.path()`).
@@ -72,9 +77,11 @@ impl Route {
             Route::AdminCache => "/admin/cache",
             Route::AdminFeeds => "/admin/feeds",
             Route::AdminLog => "/admin/log",
+            Route::AdminSites => "/admin/sites",
             Route::AdminUnknown => "/admin/{unknown}",
             Route::Link => "/s/{link}/{path}",
             Route::Published => "/{alias}/{path}",
+            Route::Site => "{site}/{path}",
         }
     }
 }
@@ -84,7 +91,7 @@ impl Route {
 pub fn is_reserved(alias: &str) -> bool {
     Route::ALL
         .into_iter()
-        .filter(|r| *r != Route::Published)
+        .filter(|r| !matches!(r, Route::Published | Route::Site))
         .any(|r| r.template().split('/').nth(1) == Some(alias))
 }
 
@@ -116,6 +123,7 @@ mod tests {
             ("/admin/cache", Route::AdminCache),
             ("/admin/feeds", Route::AdminFeeds),
             ("/admin/log", Route::AdminLog),
+            ("/admin/sites", Route::AdminSites),
             ("/admin/nope", Route::AdminUnknown),
             ("/s/site/index.html", Route::Link),
             ("/alice/a.jpg", Route::Published),

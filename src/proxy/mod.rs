@@ -10,10 +10,13 @@ pub mod link;
 pub mod listing;
 pub mod normalize;
 pub mod respond;
+pub mod site;
 pub mod thumb;
 
+use crate::account::Account;
 use crate::account::Accounts;
 use crate::account::links::Links;
+use crate::account::sites::Sites;
 use crate::body::{Bodies, OpenError, Ranged};
 use crate::http::conditional::{self, Outcome};
 use crate::http::provenance;
@@ -26,6 +29,7 @@ pub use error::ProxyError;
 use hyper::header::{CONTENT_SECURITY_POLICY, HeaderValue, RANGE};
 use hyper::http::request::Parts;
 use hyper::{Method, Response};
+use normalize::Target;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +38,8 @@ pub struct Proxy {
     pub accounts: Arc<Accounts>,
     /// Shared links served under `/s/`.
     pub links: Links,
+    /// Websites from folders (`[[site]]`), by host or prefix.
+    pub sites: Arc<Sites>,
     pub meta: Arc<MetaCache>,
     pub bodies: Arc<Bodies>,
     /// `cache.cache_control`, ready to send.
@@ -73,8 +79,27 @@ impl Proxy {
                 .ok_or(ProxyError::UnknownAccount)?;
             (account, target, false)
         };
-        let path = account.dropbox_path(&target.display);
         let thumb = thumb::spec(req.uri.query())?;
+        let mut resp = self.answer(req, &account, &target, thumb.as_ref()).await?;
+        if by_url {
+            // SECURITY: a stranger's HTML or SVG must not run as the operator's origin.
+            resp.headers_mut()
+                .insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
+        }
+        Ok(resp)
+    }
+
+    /// Steps 4–7 for `target` (checked by `normalize`) of `account`: its file, a range of it, a
+    /// thumbnail of it, or its folder's listing.
+    pub async fn answer(
+        &self,
+        req: &Parts,
+        account: &Arc<Account>,
+        target: &Target,
+        thumb: Option<&crate::body::thumb::Spec>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let account = account.clone();
+        let path = account.dropbox_path(&target.display);
         let cc = &self.cache_control;
         let mut retried = false;
         let mut waited = Duration::ZERO;
@@ -107,7 +132,7 @@ impl Proxy {
                 State::File(_) if target.trailing_slash => return Err(ProxyError::NotFound),
                 State::File(f) => f,
             };
-            let newer = if let Some(spec) = &thumb {
+            let newer = if let Some(spec) = thumb {
                 // 5–7 for the thumbnail asked for.
                 match Box::pin(thumb::serve(self, req, &account, &path, f, spec)).await? {
                     Served::Done(resp) => break resp,
@@ -208,11 +233,6 @@ impl Proxy {
         };
         if !waited.is_zero() {
             provenance::add_upstream(&mut resp, waited);
-        }
-        if by_url {
-            // SECURITY: a stranger's HTML or SVG must not run as the operator's origin.
-            resp.headers_mut()
-                .insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
         }
         Ok(resp)
     }

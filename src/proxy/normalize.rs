@@ -45,6 +45,47 @@ pub enum NormalizeError {
 
 /// Splits and checks a raw request path (`uri.path()`, still percent-encoded).
 pub fn normalize(raw: &str) -> Result<Target, NormalizeError> {
+    let decoded = decode(raw)?;
+    let rest = decoded.strip_prefix('/').ok_or(NormalizeError::Alias)?;
+    // Every segment, the alias's too, before anything else: `/../x` is traversal, not a name.
+    let inner = rest.strip_suffix('/').unwrap_or(rest);
+    if !inner.is_empty()
+        && inner
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(NormalizeError::Segment);
+    }
+    let (alias, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if !valid_alias(alias) {
+        return Err(NormalizeError::Alias);
+    }
+    let (display, trailing_slash) = checked_path(path)?;
+    Ok(Target {
+        alias: alias.to_owned(),
+        lower: display.to_lowercase(),
+        display,
+        trailing_slash,
+    })
+}
+
+/// A site's request path (after its prefix, `/…`), checked as `normalize` checks the part
+/// after an alias: `(display, lower, trailing_slash)` with `display` `""` for the root.
+pub fn site_path(raw: &str) -> Result<(String, String, bool), NormalizeError> {
+    let decoded = decode(raw)?;
+    if !decoded.starts_with('/') {
+        return Err(NormalizeError::Segment);
+    }
+    let (display, trailing_slash) = checked_path(&decoded)?;
+    let lower = display.to_lowercase();
+    Ok((display, lower, trailing_slash))
+}
+
+/// Percent-decodes once and refuses what no path may hold.
+fn decode(raw: &str) -> Result<String, NormalizeError> {
     if raw.len() > MAX_PATH_BYTES * 3 {
         return Err(NormalizeError::TooLong);
     }
@@ -69,23 +110,12 @@ pub fn normalize(raw: &str) -> Result<Target, NormalizeError> {
     if decoded.contains('\\') {
         return Err(NormalizeError::Backslash);
     }
-    let rest = decoded.strip_prefix('/').ok_or(NormalizeError::Alias)?;
-    // Every segment, the alias's too, before anything else: `/../x` is traversal, not a name.
-    let inner = rest.strip_suffix('/').unwrap_or(rest);
-    if !inner.is_empty()
-        && inner
-            .split('/')
-            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-    {
-        return Err(NormalizeError::Segment);
-    }
-    let (alias, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    if !valid_alias(alias) {
-        return Err(NormalizeError::Alias);
-    }
+    Ok(decoded.into_owned())
+}
+
+/// `""`, `/` or `/a/b[/]` (decoded): the display form without the trailing `/`, and whether
+/// there was one.
+fn checked_path(path: &str) -> Result<(String, bool), NormalizeError> {
     let trailing_slash = path.len() > 1 && path.ends_with('/') || path == "/";
     let path = path.strip_suffix('/').unwrap_or(path);
     if path
@@ -99,12 +129,7 @@ pub fn normalize(raw: &str) -> Result<Target, NormalizeError> {
     if path.ends_with(char::is_whitespace) {
         return Err(NormalizeError::TrailingSpace);
     }
-    Ok(Target {
-        alias: alias.to_owned(),
-        display: path.to_owned(),
-        lower: path.to_lowercase(),
-        trailing_slash,
-    })
+    Ok((path.to_owned(), trailing_slash))
 }
 
 #[cfg(test)]

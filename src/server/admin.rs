@@ -1,7 +1,7 @@
 //! The operator's endpoints, behind `admin.token` (`Authorization: Bearer <token>`):
 //! `/oauth/start` (begin linking an account), `GET /admin/accounts` (what is published) and
 //! `DELETE /admin/accounts/<alias>` (unlink), `POST /admin/purge`, `GET /admin/cache`,
-//! `GET /admin/feeds`, `GET|PUT /admin/log`. `/oauth/callback` is open: the `state` Dropbox
+//! `GET /admin/feeds`, `GET|PUT /admin/log`, `GET /admin/sites`. `/oauth/callback` is open: the `state` Dropbox
 //! hands back is its credential.
 
 use super::oauth::{self as link, LinkError};
@@ -246,14 +246,52 @@ pub async fn operate(app: &App, parts: &Parts) -> Response<Body> {
                 "feeds": app.feeds.reports(),
             }),
         ),
+        ("/admin/sites", &Method::GET) => sites(app).await,
         ("/admin/log", &Method::GET) => log_level(app, None),
         ("/admin/log", &Method::PUT) => log_level(app, param(&q, "level")),
         _ => plain(
             StatusCode::NOT_FOUND,
             "the admin API: POST /admin/purge?account=A[&path=P|&prefix=P], GET /admin/cache, \
-             GET /admin/feeds, GET|PUT /admin/log[?level=L], /admin/accounts\n",
+             GET /admin/feeds, GET|PUT /admin/log[?level=L], GET /admin/sites, /admin/accounts\n",
         ),
     }
+}
+
+/// Each site: where it answers, and what its `_redirects` and `_headers` came to (rules in
+/// force, lines skipped with their numbers and why, a file that could not be read). The
+/// files are read first if they changed (or were never read).
+async fn sites(app: &App) -> Response<Body> {
+    let mut out = Vec::new();
+    for site in app.proxy.sites.all() {
+        let c = &site.config;
+        let files = match app.accounts.lookup(&c.account) {
+            Some(account) => Some(app.proxy.site_files(site, &account).await),
+            None => None,
+        };
+        let file = |rules: usize,
+                    version: Option<&String>,
+                    errors: &[crate::http::redirects::LineError],
+                    name: &str| {
+            json!({
+                "present": version.is_some(),
+                "rules": rules,
+                "errors": errors,
+                "unread": files.as_ref().and_then(|f| f.unread.iter().find(|(n, _)| *n == name).map(|(_, why)| why.clone())),
+            })
+        };
+        out.push(json!({
+            "name": c.name,
+            "account": c.account,
+            "account_known": files.is_some(),
+            "folder": c.folder,
+            "hosts": c.hosts,
+            "path": c.path,
+            "html_extension": format!("{:?}", c.html_extension).to_lowercase(),
+            "redirects": files.as_ref().map(|f| file(f.redirects.rules.len(), f.redirects_version.as_ref(), &f.redirects.errors, "_redirects")),
+            "headers": files.as_ref().map(|f| file(f.headers.rules.len(), f.headers_version.as_ref(), &f.headers.errors, "_headers")),
+        }));
+    }
+    json_answer(StatusCode::OK, &json!({ "sites": out }))
 }
 
 /// Drops cached metadata (and the bodies it names) of one path, a path prefix, or a whole

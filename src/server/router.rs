@@ -2,6 +2,7 @@
 //! request's span (with its id), routes, turns an error into its response exactly once, and
 //! hands the body to `access::Metered`, which counts and logs the request once it is done.
 
+use crate::account::sites::{Routed, Site};
 use crate::app::App;
 use crate::http::route::Route;
 use crate::http::{Body, plain, sendfile};
@@ -10,7 +11,7 @@ use crate::proxy::ProxyError;
 use crate::server::access;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use std::future::Future;
@@ -35,10 +36,30 @@ pub fn handle(
     client: super::Client,
 ) -> impl Future<Output = Response<Body>> + Send {
     let (parts, body) = req.into_parts();
-    let route = match Route::of(parts.uri.path()) {
-        // With a separate metrics listener, /metrics is not served here.
-        Route::Metrics if front.app.config.metrics_listen.is_some() => Route::Published,
-        route => route,
+    // A site's host or prefix first (`[[site]]`); then the proxy's own namespace.
+    let host = parts
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(parts.uri.host());
+    let (dest, route) = match front.app.proxy.sites.route(host, parts.uri.path()) {
+        Routed::Site { site, prefix, rest } => (
+            Dest::Site(site.clone(), prefix.to_owned(), rest.to_owned()),
+            Route::Site,
+        ),
+        routed => {
+            let route = match Route::of(parts.uri.path()) {
+                // With a separate metrics listener, /metrics is not served here.
+                Route::Metrics if front.app.config.metrics_listen.is_some() => Route::Published,
+                route => route,
+            };
+            match routed {
+                Routed::NotFound if matches!(route, Route::Published | Route::Link) => {
+                    (Dest::NotFound, route)
+                }
+                _ => (Dest::Paths, route),
+            }
+        }
     };
     let mut record = access::Record::begin(
         front.access.clone(),
@@ -53,10 +74,14 @@ pub fn handle(
         route = route.template()
     );
     let answer = async move {
-        let result = match route {
-            Route::Link | Route::Published => front.app.proxy.serve(&parts, route).await,
+        let result = match (dest, route) {
+            (Dest::NotFound, _) => Err(ProxyError::NotFound),
+            (Dest::Site(site, prefix, rest), _) => {
+                Box::pin(front.app.proxy.serve_site(&parts, &site, &prefix, &rest)).await
+            }
+            (_, Route::Link | Route::Published) => front.app.proxy.serve(&parts, route).await,
             // Boxed: rare, and their futures would make every request's larger.
-            _ => Ok(Box::pin(other(&front, route, &parts, body)).await),
+            (_, route) => Ok(Box::pin(other(&front, route, &parts, body)).await),
         };
         let mut resp = result.unwrap_or_else(|e: ProxyError| {
             if e.status().is_server_error() {
@@ -85,6 +110,14 @@ pub fn handle(
     answer
 }
 
+/// Where the router sends a request.
+enum Dest {
+    Site(Arc<Site>, String, String),
+    Paths,
+    /// A published path on a host no site claims (`sites.unknown_host = "not_found"`).
+    NotFound,
+}
+
 /// The most a request's future may hold (checked in debug builds, so by every test).
 const FUTURE_BUDGET: usize = 4 * 1024;
 
@@ -103,9 +136,10 @@ async fn other(front: &Front, route: Route, parts: &Parts, body: Incoming) -> Re
         | Route::AdminCache
         | Route::AdminFeeds
         | Route::AdminLog
+        | Route::AdminSites
         | Route::AdminUnknown => super::admin::operate(app, parts).await,
         // Served by `handle`; named so a new route is not forgotten here.
-        Route::Link | Route::Published => ProxyError::NotFound.into_response(),
+        Route::Link | Route::Published | Route::Site => ProxyError::NotFound.into_response(),
     }
 }
 

@@ -1,0 +1,208 @@
+//! Path patterns of `_redirects` and `_headers` (Netlify's grammar): literal segments,
+//! `:name` placeholders (one segment each) and a trailing `*` (the rest, as `:splat`).
+//!
+//! Matching is on the request path as sent (still percent-encoded) and case-sensitive, as on
+//! Netlify; a trailing `/` is ignored on both sides, so `/blog` and `/blog/` match alike.
+
+/// A parsed path pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    segments: Vec<Segment>,
+    /// Ends in `*`: matches the rest of the path, bound to `splat`.
+    splat: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Placeholder(String),
+}
+
+/// What a match bound: `(name, value)` pairs, `splat` among them when the pattern has `*`.
+pub type Captures = Vec<(String, String)>;
+
+impl Pattern {
+    /// Parses a pattern that starts with `/`. `*` may only end it (`/a/*`, or `/a*` as Netlify
+    /// also reads it).
+    pub fn parse(text: &str) -> Result<Pattern, String> {
+        if !text.starts_with('/') {
+            return Err(format!("a path must start with '/': {text:?}"));
+        }
+        if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err("a path cannot hold white space or control characters".into());
+        }
+        let (body, splat) = match text.strip_suffix('*') {
+            Some(rest) => (rest, true),
+            None => (text, false),
+        };
+        if body.contains('*') {
+            return Err(format!("'*' may only end a path: {text:?}"));
+        }
+        let body = body.trim_end_matches('/');
+        let mut segments = Vec::new();
+        for seg in body.split('/').skip(1) {
+            segments.push(match seg.strip_prefix(':') {
+                Some(name) if valid_name(name) => Segment::Placeholder(name.to_owned()),
+                Some(_) => return Err(format!("a placeholder needs a name: {text:?}")),
+                None => Segment::Literal(seg.to_owned()),
+            });
+        }
+        // `/a*` reads as `/a/*` would, but also matches `/abc`: keep the partial segment.
+        let partial = splat && !text.ends_with("/*") && text != "*";
+        if let (true, Some(Segment::Literal(last))) = (partial, segments.last_mut()) {
+            last.push('*');
+        }
+        Ok(Pattern { segments, splat })
+    }
+
+    /// The captures if `path` (a request path, `/…`) matches.
+    pub fn matches(&self, path: &str) -> Option<Captures> {
+        let mut rest = path.trim_end_matches('/');
+        let mut captures = Vec::new();
+        for (i, seg) in self.segments.iter().enumerate() {
+            let last = i + 1 == self.segments.len();
+            let tail = rest.strip_prefix('/')?;
+            let (this, after) = match tail.find('/') {
+                Some(at) => (&tail[..at], &tail[at..]),
+                None => (tail, ""),
+            };
+            match seg {
+                Segment::Literal(lit) if last && self.splat && lit.ends_with('*') => {
+                    // `/a*`: a prefix of this segment; the rest of the path is the splat.
+                    let prefix = &lit[..lit.len() - 1];
+                    let splat = tail.strip_prefix(prefix)?;
+                    captures.push(("splat".to_owned(), splat.to_owned()));
+                    return Some(captures);
+                }
+                Segment::Literal(lit) if lit == this => {}
+                Segment::Literal(_) => return None,
+                Segment::Placeholder(_) if this.is_empty() => return None,
+                Segment::Placeholder(name) => captures.push((name.clone(), this.to_owned())),
+            }
+            rest = after;
+        }
+        if self.splat {
+            let splat = rest.strip_prefix('/').unwrap_or(rest);
+            captures.push(("splat".to_owned(), splat.to_owned()));
+            Some(captures)
+        } else {
+            rest.is_empty().then_some(captures)
+        }
+    }
+}
+
+/// A placeholder's name: ASCII letters, digits and `_`, not empty.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// `text` with each `:name` replaced by its capture (`:splat` included); a `:` not followed
+/// by a captured name stays as it is (`https://`, `a:b`).
+pub fn substitute(text: &str, captures: &Captures) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(':') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let len = after
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            .count();
+        // The longest captured name that the text starts with (`:splat`, `:year`).
+        let found = (1..=len)
+            .rev()
+            .find_map(|n| captures.iter().find(|(k, _)| k.as_str() == &after[..n]));
+        match found {
+            Some((name, value)) => {
+                out.push_str(value);
+                rest = &after[name.len()..];
+            }
+            None => {
+                out.push(':');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(pairs: &[(&str, &str)]) -> Captures {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn patterns_match_as_netlify_reads_them() {
+        type Case<'a> = (&'a str, &'a str, Option<&'a [(&'a str, &'a str)]>);
+        let cases: &[Case] = &[
+            ("/home", "/home", Some(&[])),
+            ("/home", "/home/", Some(&[])),
+            ("/home/", "/home", Some(&[])),
+            ("/home", "/Home", None),
+            ("/home", "/home/x", None),
+            ("/", "/", Some(&[])),
+            ("/", "/x", None),
+            (
+                "/news/*",
+                "/news/2024/a.html",
+                Some(&[("splat", "2024/a.html")]),
+            ),
+            ("/news/*", "/news", Some(&[("splat", "")])),
+            ("/news/*", "/newsletter", None),
+            (
+                "/*",
+                "/anything/at/all",
+                Some(&[("splat", "anything/at/all")]),
+            ),
+            ("/*", "/", Some(&[("splat", "")])),
+            ("/news*", "/newsletter", Some(&[("splat", "letter")])),
+            (
+                "/news/:year/:month/:day/:slug",
+                "/news/2024/02/12/my-story",
+                Some(&[
+                    ("year", "2024"),
+                    ("month", "02"),
+                    ("day", "12"),
+                    ("slug", "my-story"),
+                ]),
+            ),
+            ("/news/:year/:month", "/news/2024", None),
+            ("/news/:year", "/news/2024/02", None),
+            ("/a/:x/*", "/a/b/c/d", Some(&[("x", "b"), ("splat", "c/d")])),
+            ("/caf%C3%A9", "/caf%C3%A9", Some(&[])),
+        ];
+        for (pattern, path, want) in cases {
+            let p = Pattern::parse(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+            assert_eq!(p.matches(path), want.map(caps), "{pattern} against {path}");
+        }
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        for bad in ["home", "/a/*/b", "/a/:/b", "/a b", "/a/:x-y"] {
+            assert!(Pattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn placeholders_are_substituted_and_other_colons_kept() {
+        let c = caps(&[("year", "2024"), ("month", "02"), ("splat", "a/b")]);
+        assert_eq!(
+            substitute("/blog-:year-:month.html", &c),
+            "/blog-2024-02.html"
+        );
+        assert_eq!(
+            substitute("https://example.com/:splat", &c),
+            "https://example.com/a/b"
+        );
+        assert_eq!(substitute("/x/:unknown/:splat", &c), "/x/:unknown/a/b");
+        assert_eq!(substitute("/:yearly", &c), "/2024ly");
+    }
+}

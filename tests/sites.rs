@@ -1,0 +1,324 @@
+//! Websites from a Dropbox folder (`[[site]]`), over real sockets: routing by `Host` and by
+//! prefix, `index.html`, clean URLs and their one canonical form, the nearest `404.html`,
+//! hidden names, `_redirects` (Netlify's documented cases) and `_headers`, and a changed rule
+//! file taking effect through the change feed.
+
+mod common;
+
+use common::proxy::{Settings, TestProxy};
+use common::{Harness, eventually};
+use hyper::{Method, StatusCode};
+
+const ADMIN: &str = "sites-admin-token-0123456789";
+const HOST: &str = "site.example";
+
+const REDIRECTS: &str = "\
+# Netlify's grammar
+/old-about          /about              301
+/temp               /about              302
+/news/*             /blog/:splat        301
+/posts/:year/:slug  /blog/:slug         308
+/store  id=:id      /items/:id          301
+/app/*              /app/index.html     200
+/closed             /about              410
+/about              /elsewhere          302
+/raw.txt            /about              302!
+/missing-rewrite    /not-there.html     200
+http://legacy.example/*  https://new.example/:splat  301!
+/this line has too many words
+/conditional        /x   302  Country=nz
+";
+
+const HEADERS: &str = "\
+/*
+  X-Frame-Options: DENY
+/docs/*
+  Cache-Control: public, max-age=5
+  ETag: \"forged\"
+  X-Docs: yes
+";
+
+async fn setup(feed: bool) -> (Harness, TestProxy) {
+    let h = Harness::start().await;
+    for (path, body) in [
+        ("index.html", "home"),
+        ("about.html", "about"),
+        ("raw.txt", "raw"),
+        ("docs/index.html", "docs index"),
+        ("docs/guide.html", "guide"),
+        ("404.html", "root 404"),
+        ("blog/404.html", "blog 404"),
+        ("blog/post.html", "post"),
+        ("app/index.html", "app shell"),
+        (".env", "SECRET=1"),
+        ("_drafts/x.html", "draft"),
+        ("_redirects", REDIRECTS),
+        ("_headers", HEADERS),
+    ] {
+        h.put(&format!("/Public/site/{path}"), body).await;
+    }
+    let settings = Settings {
+        feed,
+        extra: format!(
+            "[admin]\ntoken = {ADMIN:?}\n\
+             [[site]]\nname = \"www\"\naccount = \"alice\"\nfolder = \"/site\"\n\
+             hosts = [{HOST:?}, \"legacy.example\"]\npath = \"/web\"\n"
+        ),
+        ..Settings::default()
+    };
+    let p = TestProxy::start(&h.running.base_url, &settings).await;
+    (h, p)
+}
+
+/// GET `path` on the site's host: (status, Location, body).
+async fn get(p: &TestProxy, path: &str) -> (u16, String, String) {
+    get_on(p, HOST, path).await
+}
+
+async fn get_on(p: &TestProxy, host: &str, path: &str) -> (u16, String, String) {
+    let a = p.get(path, &[("host", host)]).await;
+    (
+        a.status.as_u16(),
+        a.header("location").unwrap_or("").to_owned(),
+        a.text(),
+    )
+}
+
+fn ok(body: &str) -> (u16, String, String) {
+    (200, String::new(), body.to_owned())
+}
+
+fn moved(status: u16, to: &str) -> (u16, String, String) {
+    (status, to.to_owned(), format!("redirecting to {to}\n"))
+}
+
+#[tokio::test]
+async fn a_site_serves_indexes_clean_urls_and_the_nearest_404_page() {
+    let (_h, p) = setup(false).await;
+    assert_eq!(get(&p, "/").await, ok("home"));
+    assert_eq!(get(&p, "/docs").await, moved(301, "/docs/"));
+    assert_eq!(get(&p, "/docs?v=2").await, moved(301, "/docs/?v=2"));
+    assert_eq!(get(&p, "/docs/").await, ok("docs index"));
+    assert_eq!(get(&p, "/docs/index.html").await, moved(301, "/docs/"));
+    assert_eq!(get(&p, "/docs/guide").await, ok("guide"));
+    assert_eq!(get(&p, "/docs/guide.html").await, moved(301, "/docs/guide"));
+    assert_eq!(
+        get(&p, "/DOCS/Guide").await,
+        ok("guide"),
+        "Dropbox's names are case-insensitive"
+    );
+    // A file shadows a rule without `!`: `/about` is about.html, whatever `_redirects` says.
+    assert_eq!(get(&p, "/about").await, ok("about"));
+    assert_eq!(get(&p, "/about.html").await, moved(301, "/about"));
+    // The nearest 404.html up the tree, with status 404; a made-up depth changes nothing.
+    assert_eq!(
+        get(&p, "/nope").await,
+        (404, String::new(), "root 404".into())
+    );
+    assert_eq!(
+        get(&p, "/blog/nope").await,
+        (404, String::new(), "blog 404".into())
+    );
+    assert_eq!(
+        get(&p, "/blog/a/b/c/d/e/f/g").await,
+        (404, String::new(), "blog 404".into())
+    );
+    assert_eq!(
+        get(&p, "/docs/nope").await,
+        (404, String::new(), "root 404".into())
+    );
+    // Names starting with `_` or `.` are never served: the rule files, dotfiles, drafts.
+    for hidden in [
+        "/_redirects",
+        "/_headers",
+        "/.env",
+        "/_drafts/x.html",
+        "/_drafts/x",
+    ] {
+        assert_eq!(
+            get(&p, hidden).await,
+            (404, String::new(), "root 404".into()),
+            "{hidden}"
+        );
+    }
+    // A HEAD of a missing page: the 404 page's headers, no body.
+    let head = p.head("/nope", &[("host", HOST)]).await;
+    assert_eq!(head.status, StatusCode::NOT_FOUND);
+    assert!(head.body.is_empty());
+    // A 404 page is not a 304 for the path asked for, whatever its validators.
+    let page = p.get("/", &[("host", HOST)]).await;
+    let etag = page.header("etag").expect("an ETag").to_owned();
+    let again = p
+        .get("/", &[("host", HOST), ("if-none-match", &etag)])
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::NOT_MODIFIED,
+        "a site's files answer 304s"
+    );
+    let root_404 = p.get("/404", &[("host", HOST)]).await;
+    assert_eq!(root_404.status, StatusCode::OK, "the page itself is a page");
+    let tag = root_404.header("etag").unwrap().to_owned();
+    let missing = p
+        .get("/nope", &[("host", HOST), ("if-none-match", &tag)])
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.text(), "root 404");
+    // Ranges of a page work as for any file.
+    let range = p
+        .get("/about", &[("host", HOST), ("range", "bytes=1-3")])
+        .await;
+    assert_eq!(
+        (range.status, range.text().as_str()),
+        (StatusCode::PARTIAL_CONTENT, "bou")
+    );
+    // Only GET and HEAD.
+    assert_eq!(
+        p.send(Method::DELETE, "/about", &[("host", HOST)])
+            .await
+            .status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    // Paths are checked as any: traversal is refused before any lookup.
+    assert_eq!(p.raw_status(b"/web/%2e%2e/secret").await, 400);
+}
+
+#[tokio::test]
+async fn sites_answer_by_host_and_prefix_and_other_hosts_keep_the_paths() {
+    let (_h, p) = setup(false).await;
+    // Any port, any case.
+    assert_eq!(get_on(&p, "SITE.example:8080", "/").await, ok("home"));
+    // Under its prefix, for setups without DNS: redirects stay under it.
+    assert_eq!(get_on(&p, "other", "/web").await, moved(301, "/web/"));
+    assert_eq!(get_on(&p, "other", "/web/").await, ok("home"));
+    assert_eq!(
+        get_on(&p, "other", "/web/docs").await,
+        moved(301, "/web/docs/")
+    );
+    assert_eq!(
+        get_on(&p, "other", "/web/about.html").await,
+        moved(301, "/web/about")
+    );
+    assert_eq!(
+        get_on(&p, "other", "/web/old-about").await,
+        moved(301, "/web/about")
+    );
+    assert_eq!(get_on(&p, "other", "/web/about").await, ok("about"));
+    // Another host keeps today's routing: the folder is also the account's, as published.
+    assert_eq!(
+        get_on(&p, "other", "/alice/site/about.html").await,
+        ok("about")
+    );
+    // On the site's host, every path is the site's.
+    assert_eq!(
+        get(&p, "/alice/site/about.html").await,
+        (404, String::new(), "root 404".into())
+    );
+}
+
+#[tokio::test]
+async fn redirect_rules_follow_netlifys_grammar() {
+    let (_h, p) = setup(false).await;
+    assert_eq!(get(&p, "/old-about").await, moved(301, "/about"));
+    assert_eq!(get(&p, "/temp?x=1&y=2").await, moved(302, "/about?x=1&y=2"));
+    assert_eq!(
+        get(&p, "/news/2024/a-story").await,
+        moved(301, "/blog/2024/a-story")
+    );
+    assert_eq!(
+        get(&p, "/posts/2024/hello").await,
+        moved(308, "/blog/hello")
+    );
+    // A query match binds a placeholder and is not passed on.
+    assert_eq!(get(&p, "/store?id=42").await, moved(301, "/items/42"));
+    // Without the parameter the rule does not match: the 404 page.
+    assert_eq!(get(&p, "/store").await.0, 404);
+    // 200 rewrites in place: the single-page app's shell for any path under it.
+    assert_eq!(get(&p, "/app/users/7").await, ok("app shell"));
+    // A rewrite to a file that is not there: the 404 page.
+    assert_eq!(get(&p, "/missing-rewrite").await.0, 404);
+    // 410 with a page: that page, that status.
+    assert_eq!(
+        get(&p, "/closed").await,
+        (410, String::new(), "about".into())
+    );
+    // `!` forces the rule over an existing file.
+    assert_eq!(get(&p, "/raw.txt").await, moved(302, "/about"));
+    // A domain-level rule: only on its host.
+    assert_eq!(
+        get_on(&p, "legacy.example", "/x/y").await,
+        moved(301, "https://new.example/x/y")
+    );
+    assert_eq!(get(&p, "/x/y").await.0, 404);
+    // The skipped lines are reported with their numbers, and the rest applied.
+    let sites = p
+        .get(
+            "/admin/sites",
+            &[("authorization", &format!("Bearer {ADMIN}"))],
+        )
+        .await;
+    assert_eq!(sites.status, StatusCode::OK, "{}", sites.text());
+    let report = sites.json();
+    let site = &report["sites"][0];
+    assert_eq!(site["name"], "www");
+    assert_eq!(site["redirects"]["rules"], 11);
+    let lines: Vec<u64> = site["redirects"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, vec![13, 14], "{site}");
+    let errors = site["headers"]["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{site}");
+    assert_eq!(errors[0]["line"], 5);
+    // The admin page names no secret.
+    assert!(!sites.text().contains(common::TOKEN));
+}
+
+#[tokio::test]
+async fn header_rules_apply_last_but_never_to_the_proxys_own_headers() {
+    let (_h, p) = setup(false).await;
+    let docs = p.get("/docs/guide", &[("host", HOST)]).await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert_eq!(docs.header("x-frame-options"), Some("DENY"));
+    assert_eq!(docs.header("x-docs"), Some("yes"));
+    assert_eq!(docs.header("cache-control"), Some("public, max-age=5"));
+    let etag = docs.header("etag").expect("the proxy's ETag");
+    assert_ne!(etag, "\"forged\"");
+    // Elsewhere only the site-wide rule, and the default Cache-Control.
+    let about = p.get("/about", &[("host", HOST)]).await;
+    assert_eq!(about.header("x-frame-options"), Some("DENY"));
+    assert_eq!(about.header("x-docs"), None);
+    assert_eq!(about.header("cache-control"), Some("public, max-age=60"));
+    // On redirects and 404 pages too (the request path's rules).
+    let missing = p.get("/docs/nope", &[("host", HOST)]).await;
+    assert_eq!(missing.header("x-docs"), Some("yes"));
+}
+
+#[tokio::test]
+async fn a_changed_rule_file_takes_effect_through_the_change_feed() {
+    let (h, p) = setup(true).await;
+    p.feed_live("alice").await;
+    assert_eq!(get(&p, "/brand-new").await.0, 404);
+    h.put(
+        "/Public/site/_redirects",
+        format!("/brand-new /about 307\n{REDIRECTS}"),
+    )
+    .await;
+    eventually("the new rule applies", || async {
+        get(&p, "/brand-new").await == moved(307, "/about")
+    })
+    .await;
+    // And a rule file that goes away takes its rules with it.
+    h.call(
+        "files/delete_v2",
+        serde_json::json!({"path": "/Public/site/_redirects"}),
+    )
+    .await
+    .ok();
+    eventually("the rules are gone", || async {
+        get(&p, "/old-about").await.0 == 404
+    })
+    .await;
+}
