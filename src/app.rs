@@ -120,6 +120,20 @@ impl App {
             meta: meta.clone(),
             bodies: bodies.clone(),
             cache_control,
+            cache_rules: c
+                .rules
+                .iter()
+                .map(|r| {
+                    let v = HeaderValue::from_str(&r.cache_control)
+                        .expect("config validation checked cache.rule's values");
+                    (r.clone(), v)
+                })
+                .collect(),
+            cors: config
+                .accounts
+                .iter()
+                .filter_map(|a| Some((a.alias.clone(), a.cors.clone()?)))
+                .collect(),
             max_ranges: config.max_ranges,
         };
         Ok(Arc::new(App {

@@ -322,3 +322,168 @@ async fn a_changed_rule_file_takes_effect_through_the_change_feed() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn cors_preflights_are_answered_here_and_answers_carry_the_headers() {
+    let h = Harness::start().await;
+    h.put("/Public/site/index.html", "home").await;
+    h.put("/Public/album/a.jpg", "jpeg bytes").await;
+    let settings = Settings {
+        accounts: vec![],
+        extra: format!(
+            "[[account]]\nalias = \"alice\"\nroot = \"/Public\"\naccess_token = {:?}\n\
+             [account.cors]\nallow_origins = [\"https://gallery.example\"]\nmax_age = \"10m\"\n\
+             [[site]]\nname = \"www\"\naccount = \"alice\"\nfolder = \"/site\"\nhosts = [{HOST:?}]\n\
+             [site.cors]\nallow_origins = [\"*\"]\n",
+            common::TOKEN
+        ),
+        ..Settings::default()
+    };
+    let p = TestProxy::start(&h.running.base_url, &settings).await;
+    h.emu().reset_log();
+    let preflight = |origin: &'static str, method: &'static str| {
+        [
+            ("origin", origin),
+            ("access-control-request-method", method),
+            ("access-control-request-headers", "range"),
+        ]
+    };
+    let ok = p
+        .send(
+            Method::OPTIONS,
+            "/alice/album/a.jpg",
+            &preflight("https://gallery.example", "GET"),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://gallery.example")
+    );
+    assert_eq!(ok.header("access-control-allow-headers"), Some("range"));
+    assert_eq!(ok.header("access-control-max-age"), Some("600"));
+    let refused = p
+        .send(
+            Method::OPTIONS,
+            "/alice/album/a.jpg",
+            &preflight("https://evil.example", "GET"),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.header("access-control-allow-origin"), None);
+    let mut site_headers = preflight("https://anyone.example", "HEAD").to_vec();
+    site_headers.push(("host", HOST));
+    let site = p.send(Method::OPTIONS, "/anything", &site_headers).await;
+    assert_eq!(site.status, StatusCode::NO_CONTENT);
+    assert_eq!(site.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(h.emu().log().total, 0, "preflights never reach Dropbox");
+    // The answers themselves.
+    let file = p
+        .get(
+            "/alice/album/a.jpg",
+            &[("origin", "https://gallery.example")],
+        )
+        .await;
+    assert_eq!(file.status, StatusCode::OK);
+    assert_eq!(
+        file.header("access-control-allow-origin"),
+        Some("https://gallery.example")
+    );
+    assert!(
+        file.header("access-control-expose-headers")
+            .unwrap()
+            .contains("ETag")
+    );
+    assert_eq!(file.header("vary"), Some("Origin"));
+    let listing = p
+        .get(
+            "/alice/album/",
+            &[
+                ("origin", "https://gallery.example"),
+                ("accept", "application/json"),
+            ],
+        )
+        .await;
+    assert_eq!(listing.status, StatusCode::OK);
+    assert_eq!(
+        listing.header("access-control-allow-origin"),
+        Some("https://gallery.example")
+    );
+    assert_eq!(listing.header("vary"), Some("Accept, Origin"));
+    let missing = p
+        .get(
+            "/alice/album/nope.jpg",
+            &[("origin", "https://gallery.example")],
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        missing.header("access-control-allow-origin"),
+        Some("https://gallery.example")
+    );
+    let other = p
+        .get("/alice/album/a.jpg", &[("origin", "https://evil.example")])
+        .await;
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    let site_page = p
+        .get("/", &[("host", HOST), ("origin", "https://x.example")])
+        .await;
+    assert_eq!(site_page.header("access-control-allow-origin"), Some("*"));
+}
+
+#[tokio::test]
+async fn cache_control_follows_the_first_matching_rule_then_the_headers_file() {
+    let h = Harness::start().await;
+    for (path, body) in [
+        ("index.html", "home"),
+        ("assets/app.3f9a.js", "js"),
+        ("img/a.png", "png"),
+        ("data.json", "{}"),
+        ("_headers", "/data.json\n  Cache-Control: private\n"),
+    ] {
+        h.put(&format!("/Public/site/{path}"), body).await;
+    }
+    let settings = Settings {
+        extra: format!(
+            "[[cache.rule]]\npath = \"*.html\"\ncache_control = \"no-cache\"\n\
+             [[cache.rule]]\npath = \"/site/assets/*\"\ncache_control = \"public, max-age=31536000, immutable\"\n\
+             [[cache.rule]]\ncontent_type = \"image/*\"\ncache_control = \"public, max-age=86400\"\n\
+             [[cache.rule]]\ncontent_type = \"application/json\"\ncache_control = \"public, max-age=1\"\n\
+             [[site]]\nname = \"www\"\naccount = \"alice\"\nfolder = \"/site\"\nhosts = [{HOST:?}]\n"
+        ),
+        ..Settings::default()
+    };
+    let p = TestProxy::start(&h.running.base_url, &settings).await;
+    let cc = |a: &common::Answer| a.header("cache-control").unwrap_or("").to_owned();
+    assert_eq!(cc(&p.get("/", &[("host", HOST)]).await), "no-cache");
+    assert_eq!(cc(&p.get("/alice/site/index.html", &[]).await), "no-cache");
+    let js = p.get("/assets/app.3f9a.js", &[("host", HOST)]).await;
+    assert_eq!(cc(&js), "public, max-age=31536000, immutable");
+    // A 304 says what the 200 says.
+    let etag = js.header("etag").unwrap().to_owned();
+    let not_modified = p
+        .get(
+            "/assets/app.3f9a.js",
+            &[("host", HOST), ("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(cc(&not_modified), "public, max-age=31536000, immutable");
+    assert_eq!(
+        cc(&p.get("/img/a.png", &[("host", HOST)]).await),
+        "public, max-age=86400"
+    );
+    // `_headers` comes last.
+    assert_eq!(cc(&p.get("/data.json", &[("host", HOST)]).await), "private");
+    assert_eq!(
+        cc(&p.get("/alice/site/data.json", &[]).await),
+        "public, max-age=1"
+    );
+    // No rule: the default.
+    assert_eq!(
+        cc(&p
+            .get("/alice/site/", &[("accept", "application/json")])
+            .await),
+        "public, max-age=60"
+    );
+}

@@ -15,6 +15,8 @@ pub struct AccountConfig {
     pub root: String,
     pub access_token: Option<Secret<String>>,
     pub refresh_token: Option<Secret<String>>,
+    /// Other origins that may read its files (`cors`); None: no CORS.
+    pub cors: Option<crate::http::cors::Policy>,
 }
 
 /// A shared link published under `/s/<name>/`.
@@ -153,11 +155,13 @@ pub(super) fn accounts(
                 ),
             ));
         }
+        let cors = super::cors::cors(&format!("account[{i}]"), a.cors)?;
         accounts.push(AccountConfig {
             alias: a.alias,
             root,
             access_token,
             refresh_token,
+            cors,
         });
     }
     Ok(accounts)

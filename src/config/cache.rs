@@ -7,12 +7,25 @@ use super::{ConfigError, invalid};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// `[[cache.rule]]`: a `Cache-Control` for files whose path (under the account's published
+/// root, matched case-insensitively; `*` matches anything, `/` included) and content type
+/// (`text/html`, or `image/*`) match. The first matching rule wins; none: `cache_control`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRule {
+    /// Lowercase glob, or None for any path.
+    pub path: Option<String>,
+    /// Lowercase `type/subtype` or `type/*`, or None for any (and for folder listings).
+    pub content_type: Option<String>,
+    pub cache_control: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
     pub metadata_ttl: Duration,
     pub negative_ttl: Duration,
     pub l1_entries: usize,
     pub cache_control: String,
+    pub rules: Vec<CacheRule>,
     /// Where file bodies are kept, by content hash.
     pub dir: PathBuf,
     /// Most bytes of bodies kept on disk.
@@ -56,7 +69,40 @@ impl TryFrom<RawCache> for CacheConfig {
             None => memory_size.min(1 << 20),
             set => size("cache.memory_max_object", set, "1MiB")?,
         };
+        let mut rules = Vec::new();
+        for (i, r) in c.rule.into_iter().enumerate() {
+            let key = |k: &str| format!("cache.rule[{i}].{k}");
+            let value = r
+                .cache_control
+                .ok_or_else(|| invalid(key("cache_control"), "is required"))?;
+            if hyper::header::HeaderValue::from_str(&value).is_err() {
+                return Err(invalid(key("cache_control"), "is not a valid header value"));
+            }
+            if r.path.is_none() && r.content_type.is_none() {
+                return Err(invalid(
+                    key("path"),
+                    "a rule needs a path pattern (\"*.html\", \"/site/assets/*\"), a content_type, or both",
+                ));
+            }
+            if let Some(ct) = &r.content_type {
+                let ok = ct.split_once('/').is_some_and(|(t, s)| {
+                    !t.is_empty() && !s.is_empty() && !ct.contains(char::is_whitespace)
+                });
+                if !ok {
+                    return Err(invalid(
+                        key("content_type"),
+                        format!("{ct:?} is not a media type such as \"text/html\" or \"image/*\""),
+                    ));
+                }
+            }
+            rules.push(CacheRule {
+                path: r.path.map(|p| p.to_lowercase()),
+                content_type: r.content_type.map(|t| t.to_ascii_lowercase()),
+                cache_control: value,
+            });
+        }
         let cache = CacheConfig {
+            rules,
             metadata_ttl: duration("cache.metadata_ttl", c.metadata_ttl, "30s")?,
             negative_ttl: duration("cache.negative_ttl", c.negative_ttl, "5s")?,
             l1_entries: c.l1_entries.unwrap_or(10_000),

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod cache;
+mod cors;
 mod dropbox;
 mod feed;
 mod log;
@@ -16,7 +17,7 @@ mod store;
 mod units;
 
 pub use accounts::{AccountConfig, SharedLinkConfig, account_env, parse_root};
-pub use cache::CacheConfig;
+pub use cache::{CacheConfig, CacheRule};
 pub use dropbox::{DropboxConfig, Endpoints};
 pub use feed::FeedConfig;
 pub use log::{LogConfig, LogFormat, parse_level};
@@ -195,7 +196,19 @@ mod tests {
             "from-env"
         );
         // The whole example at its defaults equals an empty file's defaults (but accounts).
+        // Its site, CORS and cache rules, uncommented with the account.
+        assert_eq!(c.sites.sites[0].name, "www");
+        assert_eq!(c.sites.sites[0].hosts, vec!["www.example.com"]);
+        assert_eq!(c.sites.sites[0].path.as_deref(), Some("/www"));
+        assert_eq!(c.sites.sites[0].html_extension, HtmlExtension::Strip);
+        let cors = c.accounts[0].cors.as_ref().expect("the account's cors");
+        assert_eq!(cors.origins, vec!["https://gallery.example"]);
+        assert_eq!(cors.max_age_secs, 3600);
+        assert_eq!(c.cache.rules.len(), 2);
+        let mut c = c;
+        c.cache.rules.clear();
         let empty = Config::parse("", &no_env).unwrap();
+        assert_eq!(empty.sites.unknown_host, c.sites.unknown_host);
         assert_eq!(format!("{:?}", empty.cache), format!("{:?}", c.cache));
         assert_eq!(format!("{:?}", empty.dropbox), format!("{:?}", c.dropbox));
         assert_eq!(format!("{:?}", empty.feed), format!("{:?}", c.feed));

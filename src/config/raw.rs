@@ -50,6 +50,26 @@ pub(super) struct RawSite {
     pub(super) hosts: Vec<String>,
     pub(super) path: Option<String>,
     pub(super) html_extension: Option<String>,
+    pub(super) cors: Option<RawCors>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCors {
+    #[serde(default)]
+    pub(super) allow_origins: Vec<String>,
+    pub(super) allow_methods: Option<Vec<String>>,
+    pub(super) allow_headers: Option<Vec<String>>,
+    pub(super) expose_headers: Option<Vec<String>>,
+    pub(super) max_age: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCacheRule {
+    pub(super) path: Option<String>,
+    pub(super) content_type: Option<String>,
+    pub(super) cache_control: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,6 +181,8 @@ pub(super) struct RawCache {
     pub(super) abandoned_fill_completion: Option<f64>,
     pub(super) stale_if_error: Option<String>,
     pub(super) stale_while_revalidate: Option<String>,
+    #[serde(default)]
+    pub(super) rule: Vec<RawCacheRule>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,4 +207,5 @@ pub(super) struct RawAccount {
     pub(super) root: String,
     pub(super) access_token: Option<String>,
     pub(super) refresh_token: Option<String>,
+    pub(super) cors: Option<RawCors>,
 }

@@ -19,6 +19,8 @@ pub struct SiteConfig {
     /// A path prefix it also answers under (`/name`), for setups without DNS.
     pub path: Option<String>,
     pub html_extension: HtmlExtension,
+    /// Other origins that may read it (`cors`); None: no CORS.
+    pub cors: Option<crate::http::cors::Policy>,
 }
 
 /// The one canonical form of an HTML page's URL.
@@ -169,6 +171,7 @@ pub(super) fn sites(
                 ));
             }
         };
+        let cors = super::cors::cors(&format!("site[{i}]"), s.cors)?;
         sites.push(SiteConfig {
             name: s.name,
             account: s.account,
@@ -176,6 +179,7 @@ pub(super) fn sites(
             hosts: site_hosts,
             path,
             html_extension,
+            cors,
         });
     }
     Ok(SitesConfig {

@@ -91,6 +91,27 @@ impl Pattern {
     }
 }
 
+/// Whether `text` matches `glob`, where `*` stands for any run of characters (`/` too) and
+/// everything else for itself (`*.html`, `/site/assets/*`, `*/img/*.png`).
+pub fn glob(glob: &str, text: &str) -> bool {
+    let mut parts = glob.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
 /// A placeholder's name: ASCII letters, digits and `_`, not empty.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -181,6 +202,26 @@ mod tests {
         for (pattern, path, want) in cases {
             let p = Pattern::parse(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
             assert_eq!(p.matches(path), want.map(caps), "{pattern} against {path}");
+        }
+    }
+
+    #[test]
+    fn globs_match_any_run_with_a_star() {
+        let cases = [
+            ("*.html", "/a/b.html", true),
+            ("*.html", "/a/b.htm", false),
+            ("/site/assets/*", "/site/assets/app.3f9a.js", true),
+            ("/site/assets/*", "/site/assetsx", false),
+            ("*/img/*.png", "/a/img/b/c.png", true),
+            ("*/img/*.png", "/a/im/c.png", false),
+            ("/exact", "/exact", true),
+            ("/exact", "/exactly", false),
+            ("*", "", true),
+            ("a*a", "a", false),
+            ("a*a", "aa", true),
+        ];
+        for (g, text, want) in cases {
+            assert_eq!(glob(g, text), want, "{g} against {text}");
         }
     }
 

@@ -44,8 +44,36 @@ pub struct Proxy {
     pub bodies: Arc<Bodies>,
     /// `cache.cache_control`, ready to send.
     pub cache_control: HeaderValue,
+    /// `[[cache.rule]]`s, each with its value ready to send.
+    pub cache_rules: Vec<(crate::config::CacheRule, HeaderValue)>,
+    /// Accounts' `cors` policies, by alias.
+    pub cors: std::collections::HashMap<String, crate::http::cors::Policy>,
     /// `max_ranges`: more ranges than this are answered whole.
     pub max_ranges: usize,
+}
+
+impl Proxy {
+    /// The `Cache-Control` of a path (lowercase, under the account's root) of `content_type`
+    /// (None: a listing): the first `[[cache.rule]]` that matches, else `cache.cache_control`.
+    pub fn cache_control_for(&self, lower: &str, content_type: Option<&str>) -> &HeaderValue {
+        let essence = content_type.map(|ct| ct.split(';').next().unwrap_or("").trim());
+        self.cache_rules
+            .iter()
+            .find(|(rule, _)| {
+                rule.path
+                    .as_ref()
+                    .is_none_or(|g| crate::http::pattern::glob(g, lower))
+                    && rule.content_type.as_ref().is_none_or(|want| {
+                        essence.is_some_and(|got| match want.strip_suffix("/*") {
+                            Some(kind) => got
+                                .split_once('/')
+                                .is_some_and(|(t, _)| t.eq_ignore_ascii_case(kind)),
+                            None => got.eq_ignore_ascii_case(want),
+                        })
+                    })
+            })
+            .map_or(&self.cache_control, |(_, v)| v)
+    }
 }
 
 /// What serving a file came to.
@@ -100,7 +128,6 @@ impl Proxy {
     ) -> Result<Response<Body>, ProxyError> {
         let account = account.clone();
         let path = account.dropbox_path(&target.display);
-        let cc = &self.cache_control;
         let mut retried = false;
         let mut waited = Duration::ZERO;
         // A download that meets another version starts once more from 4.
@@ -116,6 +143,7 @@ impl Proxy {
                 waited += asked.elapsed();
             }
             let source = looked.source;
+            let cc = self.cache_control_for(&target.lower, None);
             let f = match &looked.entry.state {
                 State::Missing => return Err(ProxyError::NotFound),
                 State::Folder(_) if thumb.is_some() => {
@@ -142,6 +170,10 @@ impl Proxy {
                 // 5. validators and conditionals, then ranges (GET only, RFC 9110 §14.2;
                 //    HEAD answers as a plain GET would)
                 let head = looked.entry.representation().expect("a file's entry");
+                let cc = match self.cache_rules.is_empty() {
+                    true => cc,
+                    false => self.cache_control_for(&target.lower, head.content_type.to_str().ok()),
+                };
                 let cache = respond::cache_status(source);
                 let honor_range =
                     match conditional::evaluate(&req.method, &req.headers, &head.validators) {

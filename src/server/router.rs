@@ -5,7 +5,7 @@
 use crate::account::sites::{Routed, Site};
 use crate::app::App;
 use crate::http::route::Route;
-use crate::http::{Body, plain, sendfile};
+use crate::http::{Body, cors, plain, sendfile};
 use crate::metrics::{AccountFigures, CacheFigures, FeedFigures, Snapshot};
 use crate::proxy::ProxyError;
 use crate::server::access;
@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
 use hyper::http::request::Parts;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,12 +74,26 @@ pub fn handle(
         route = route.template()
     );
     let answer = async move {
-        let result = match (dest, route) {
+        // A site's or an account's CORS policy, if it has one: preflights are its own.
+        let proxy = &front.app.proxy;
+        let cors = match &dest {
+            Dest::Site(site, ..) => site.config.cors.as_ref(),
+            Dest::Paths if route == Route::Published && !proxy.cors.is_empty() => {
+                let alias = parts.uri.path().split('/').nth(1).unwrap_or("");
+                proxy.cors.get(alias)
+            }
+            _ => None,
+        };
+        let result = match (&dest, route) {
+            (_, _) if cors.is_some() && parts.method == Method::OPTIONS => Ok(cors::options(
+                cors.expect("checked just now"),
+                &parts.headers,
+            )),
             (Dest::NotFound, _) => Err(ProxyError::NotFound),
             (Dest::Site(site, prefix, rest), _) => {
-                Box::pin(front.app.proxy.serve_site(&parts, &site, &prefix, &rest)).await
+                Box::pin(proxy.serve_site(&parts, site, prefix, rest)).await
             }
-            (_, Route::Link | Route::Published) => front.app.proxy.serve(&parts, route).await,
+            (_, Route::Link | Route::Published) => proxy.serve(&parts, route).await,
             // Boxed: rare, and their futures would make every request's larger.
             (_, route) => Ok(Box::pin(other(&front, route, &parts, body)).await),
         };
@@ -89,6 +103,9 @@ pub fn handle(
             }
             e.into_response()
         });
+        if let Some(policy) = cors.filter(|_| parts.method != Method::OPTIONS) {
+            cors::decorate(policy, &parts.headers, resp.headers_mut());
+        }
         if let Ok(v) = HeaderValue::from_str(&record.id) {
             resp.headers_mut().insert(access::X_REQUEST_ID, v);
         }
