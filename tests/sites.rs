@@ -487,3 +487,54 @@ async fn cache_control_follows_the_first_matching_rule_then_the_headers_file() {
         "public, max-age=60"
     );
 }
+
+/// Save to live: an edit made in the emulator's disk root by any program (here, plain file
+/// writes behind its back) is a Dropbox change the proxy hears of through its feed.
+#[tokio::test]
+async fn an_edit_on_the_emulators_disk_root_is_served_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("Public/site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("index.html"), "first").unwrap();
+    let mut config = common::config();
+    config.accounts[0].root = Some(dir.path().to_owned());
+    let h = Harness::with(config).await;
+    let settings = Settings {
+        feed: true,
+        extra: format!(
+            "[[site]]\nname = \"www\"\naccount = \"alice\"\nfolder = \"/site\"\nhosts = [{HOST:?}]\n"
+        ),
+        ..Settings::default()
+    };
+    let p = TestProxy::start(&h.running.base_url, &settings).await;
+    p.feed_live("alice").await;
+    assert_eq!(get(&p, "/").await, ok("first"));
+    assert_eq!(get(&p, "/new").await.0, 404);
+    // An editor's save, a new page, a new folder with a page: behind the emulator's back.
+    std::fs::write(site.join("index.html"), "second").unwrap();
+    std::fs::write(site.join("new.html"), "a new page").unwrap();
+    std::fs::create_dir_all(site.join("blog")).unwrap();
+    std::fs::write(site.join("blog/index.html"), "the blog").unwrap();
+    let took = eventually("the edits are served", || async {
+        get(&p, "/").await == ok("second")
+            && get(&p, "/new").await == ok("a new page")
+            && get(&p, "/blog/").await == ok("the blog")
+    })
+    .await;
+    assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
+    // A removal too.
+    std::fs::remove_file(site.join("new.html")).unwrap();
+    eventually("the removal is seen", || async {
+        get(&p, "/new").await.0 == 404
+    })
+    .await;
+    // The emulator's own API sees the same: one version per save, with a new rev.
+    let meta = h
+        .call(
+            "files/get_metadata",
+            serde_json::json!({"path": "/Public/site/index.html"}),
+        )
+        .await
+        .ok();
+    assert_eq!(meta["size"], 6);
+}

@@ -16,6 +16,7 @@ mod sharing;
 pub mod state;
 mod thumbnail;
 pub mod tree;
+mod watch;
 mod webhook;
 pub mod wire;
 
@@ -192,6 +193,8 @@ impl Emulator {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         let https = tls.is_some();
+        // Edits made on a disk root behind our back become changes (`watch`).
+        let watchers = watch::start(&self);
         server::serve(
             listener,
             tls,
@@ -209,7 +212,8 @@ impl Emulator {
             },
             shutdown,
         )
-        .await
+        .await;
+        drop(watchers);
     }
 
     /// Binds `addr` and serves in the background; the handle stops it when dropped.

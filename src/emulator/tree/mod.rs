@@ -8,6 +8,7 @@
 mod journal;
 mod node;
 mod path;
+mod sync;
 mod write;
 
 pub use node::{Backing, Content, FileNode, Kind, Node, WriteError, WriteMode, now};

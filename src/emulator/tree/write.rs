@@ -151,7 +151,7 @@ impl Namespace {
     }
 
     /// Keys of `path_lower` and everything below it.
-    fn subtree(&self, path_lower: &str) -> Vec<String> {
+    pub(super) fn subtree(&self, path_lower: &str) -> Vec<String> {
         let prefix = format!("{path_lower}/");
         std::iter::once(path_lower.to_owned())
             .chain(
