@@ -1,6 +1,8 @@
 //! `dropcache demo`: a small bundled site (an `index.html`, a stylesheet, a few generated
-//! images, a nested folder, and a private file outside the published root) in a Dropbox
-//! emulator, and the proxy in front of it with the embedded store. Nothing to configure.
+//! images, a nested folder, a `404.html`, `_redirects`, `_headers`, and a private file outside
+//! the published root) in a Dropbox emulator, and the proxy in front of it with the embedded
+//! store: the folder published as account `demo` (`/demo/…`) and as the site `www` (`/www/…`).
+//! Nothing to configure; edits made to the sample on disk are live (the emulator watches it).
 
 use crate::config::{Config, ConfigError};
 use crate::emulator::{AccountSpec, Emulator, EmulatorConfig, EmulatorError, RunningEmulator};
@@ -8,8 +10,9 @@ use image::{ImageFormat, Rgb, RgbImage};
 use std::io::Cursor;
 use std::path::Path;
 
-/// The demo account's alias and token.
+/// The demo account's alias and token, and the prefix its site answers under.
 pub const ALIAS: &str = "demo";
+pub const SITE: &str = "www";
 const TOKEN: &str = "demo-token";
 
 #[derive(Debug, thiserror::Error)]
@@ -44,10 +47,53 @@ it with ETags, Last-Modified, ranges and 304s, asking Dropbox only when it must.
 <figure><img src="photos/sunset.jpg" alt="sunset" width="320"><figcaption>photos/sunset.jpg</figcaption></figure>
 <figure><img src="photos/tiles.png" alt="tiles" width="320"><figcaption>photos/tiles.png</figcaption></figure>
 <figure><img src="photos/2026/venice.jpg" alt="venice" width="320"><figcaption>photos/2026/venice.jpg</figcaption></figure>
-<p><a href="photos/">Browse the photos folder</a></p>
+<p>As a site (<code>/www/</code>): <a href="about">a clean URL</a> (about.html),
+<a href="old-about">a redirect</a> and <a href="pictures/sunset.jpg">a rewrite of a folder</a>
+from <code>_redirects</code>, <a href="no-such-page">the custom 404 page</a>, and headers from
+<code>_headers</code>. Edit any file in the sample folder: the next request serves it.</p>
+<p><a href="/demo/photos/">Browse the photos folder</a> (the account's listing)</p>
 </body>
 </html>
 "#;
+
+const ABOUT: &str = r#"<!DOCTYPE html>
+<html>
+<head><meta charset="utf-8"><title>About this demo</title><link rel="stylesheet" href="style.css"></head>
+<body>
+<h1>About</h1>
+<p>This page is <code>about.html</code> in the Dropbox folder, served as <code>/www/about</code>.
+<code>/www/about.html</code> redirects here: one canonical URL per page.</p>
+<p><a href="./">Back home</a></p>
+</body>
+</html>
+"#;
+
+const NOT_FOUND: &str = r#"<!DOCTYPE html>
+<html>
+<head><meta charset="utf-8"><title>Not found</title><link rel="stylesheet" href="/www/style.css"></head>
+<body>
+<h1>Nothing here</h1>
+<p>This is the site's own <code>404.html</code>, served with status 404.</p>
+<p><a href="/www/">Back home</a></p>
+</body>
+</html>
+"#;
+
+const REDIRECTS: &str = "\
+# Netlify's grammar: from, to, status (301 unless said); first match wins.
+/home          /                301
+/old-about     /about           301
+/pictures/*    /photos/:splat   200
+";
+
+const HEADERS: &str = "\
+# A path pattern, then its headers, indented.
+/*
+  X-Frame-Options: DENY
+  Referrer-Policy: same-origin
+/photos/*
+  Cache-Control: public, max-age=3600
+";
 
 const STYLE: &str = "body { font-family: sans-serif; max-width: 46rem; margin: 2rem auto; }\n\
 figure { display: inline-block; margin: 0.5rem; }\nimg { border-radius: 6px; }\n";
@@ -85,6 +131,10 @@ pub fn write_sample(dir: &Path) -> Result<(), DemoError> {
     let files: Vec<(&str, Vec<u8>)> = vec![
         ("site/index.html", INDEX.as_bytes().to_vec()),
         ("site/style.css", STYLE.as_bytes().to_vec()),
+        ("site/about.html", ABOUT.as_bytes().to_vec()),
+        ("site/404.html", NOT_FOUND.as_bytes().to_vec()),
+        ("site/_redirects", REDIRECTS.as_bytes().to_vec()),
+        ("site/_headers", HEADERS.as_bytes().to_vec()),
         (
             "site/photos/sunset.jpg",
             encode(
@@ -123,8 +173,9 @@ pub fn write_sample(dir: &Path) -> Result<(), DemoError> {
 }
 
 /// Writes the sample under `dir/dropbox`, starts an emulator over it on a free port, and
-/// returns it with the proxy's config: account `demo` publishing `/site`, the embedded store
-/// in `dir/store`, listening on `listen`.
+/// returns it with the proxy's config: account `demo` publishing `/site`, the same folder as
+/// the site `www` under `/www/`, the change feed on (edits are live), the embedded store in
+/// `dir/store`, listening on `listen`.
 pub async fn start(dir: &Path, listen: &str) -> Result<(RunningEmulator, Config), DemoError> {
     let dropbox = dir.join("dropbox");
     write_sample(&dropbox)?;
@@ -144,7 +195,8 @@ pub async fn start(dir: &Path, listen: &str) -> Result<(RunningEmulator, Config)
         "[server]\nlisten = {listen:?}\n\
          [dropbox]\napi_url = {base:?}\ncontent_url = {base:?}\nnotify_url = {base:?}\noauth_url = {base:?}\nauthorize_url = \"{base}/oauth2/authorize\"\n\
          [store]\npath = {store:?}\n[cache]\ndir = {cache:?}\n\
-         [[account]]\nalias = {ALIAS:?}\nroot = \"/site\"\naccess_token = {TOKEN:?}\n",
+         [[account]]\nalias = {ALIAS:?}\nroot = \"/site\"\naccess_token = {TOKEN:?}\n\
+         [[site]]\nname = {SITE:?}\naccount = {ALIAS:?}\npath = \"/{SITE}\"\n",
         store = dir.join("store").display().to_string(),
         cache = dir.join("cache").display().to_string(),
     );

@@ -148,7 +148,17 @@ async fn run_demo(listen: &str, dir: Option<PathBuf>) -> anyhow::Result<()> {
             sample.display(),
             emulator.base_url
         )?;
-        writeln!(out, "published as /{a}/ (its /site folder). Open:")?;
+        let site = dropcache::demo::SITE;
+        writeln!(
+            out,
+            "published as the site /{site}/ and as the account /{a}/ (its /site folder). Open:"
+        )?;
+        for (path, what) in [
+            ("", "the site: index.html, clean URLs, _redirects, the 404 page"),
+            ("about", "about.html by its clean URL"),
+        ] {
+            writeln!(out, "  http://{addr}/{site}/{path:<17} {what}")?;
+        }
         for (path, what) in [
             ("index.html", "the sample site"),
             ("photos/", "a folder (HTML in a browser, JSON for curl)"),
@@ -157,7 +167,7 @@ async fn run_demo(listen: &str, dir: Option<PathBuf>) -> anyhow::Result<()> {
                 "an image (try curl -I, Range, If-None-Match)",
             ),
         ] {
-            writeln!(out, "  http://{addr}/{a}/{path:<20} {what}")?;
+            writeln!(out, "  http://{addr}/{a}/{path:<18} {what}")?;
         }
         if reused {
             writeln!(

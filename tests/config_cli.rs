@@ -279,12 +279,32 @@ fn demo_serves_its_sample_with_nothing_to_set_up() {
         ],
         &[],
     );
-    let banner: Vec<String> = (0..6).map(|_| demo.line()).collect();
+    let banner: Vec<String> = (0..8).map(|_| demo.line()).collect();
     let banner = banner.join("\n");
     assert!(
         banner.contains(&format!("{url}/demo/index.html")),
         "{banner}"
     );
+    assert!(banner.contains(&format!("{url}/www/ ")), "{banner}");
+    // The same folder as a site: index, clean URL, a redirect and a rewrite from its
+    // _redirects, headers from its _headers, its own 404 page; the rule files unseen.
+    let (status, head, body) = curl(&format!("{url}/www/"), &[]);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("<title>dropcache demo</title>"));
+    assert!(head.contains("x-frame-options: deny"), "{head}");
+    let (status, _, body) = curl(&format!("{url}/www/about"), &[]);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("About this demo"));
+    let (status, head, _) = curl(&format!("{url}/www/old-about"), &[]);
+    assert_eq!(status, 301);
+    assert!(head.contains("location: /www/about"), "{head}");
+    let (status, _, body) = curl(&format!("{url}/www/pictures/sunset.jpg"), &[]);
+    assert_eq!(status, 200);
+    assert_eq!(&body[..3], &[0xFF, 0xD8, 0xFF]);
+    let (status, _, body) = curl(&format!("{url}/www/no-such-page"), &[]);
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("the site's own"));
+    assert_eq!(curl(&format!("{url}/www/_redirects"), &[]).0, 404);
     let (status, head, body) = curl(&format!("{url}/demo/index.html"), &[]);
     assert_eq!(status, 200);
     assert!(head.contains("content-type: text/html; charset=utf-8"));
@@ -319,7 +339,7 @@ fn demo_serves_its_sample_with_nothing_to_set_up() {
         dir.path().to_str().unwrap(),
     ];
     let (mut again, _) = Running::start(&args, &[]);
-    let banner: String = (0..6).map(|_| again.line() + "\n").collect();
+    let banner: String = (0..9).map(|_| again.line() + "\n").collect();
     assert!(
         banner.contains(&format!("It reuses {}", dir.path().display())),
         "{banner}"
