@@ -103,6 +103,14 @@ impl App {
             },
         ));
         let instance = hex::encode(rand::random::<[u8; 8]>());
+        let sites = Arc::new(crate::account::sites::Sites::from_config(&config.sites));
+        let warmer = Arc::new(crate::proxy::warm::Warmer::new(
+            sites.clone(),
+            bodies.clone(),
+            config.sites.warm.clone(),
+        ));
+        let prefetch = (!sites.all().is_empty())
+            .then(|| warmer.clone() as Arc<dyn crate::meta::feed::Prefetch>);
         let feeds = Feeds::start(
             meta.clone(),
             dropbox.clone(),
@@ -110,13 +118,15 @@ impl App {
             accounts.clone(),
             &config.feed,
             instance.clone(),
+            prefetch,
         );
         let cache_control = HeaderValue::from_str(&c.cache_control)
             .expect("config validation checked cache.cache_control");
         let proxy = Proxy {
             accounts: accounts.clone(),
             links: Links::from_config(&config),
-            sites: Arc::new(crate::account::sites::Sites::from_config(&config.sites)),
+            sites,
+            warmer,
             meta: meta.clone(),
             bodies: bodies.clone(),
             cache_control,

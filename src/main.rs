@@ -154,7 +154,10 @@ async fn run_demo(listen: &str, dir: Option<PathBuf>) -> anyhow::Result<()> {
             "published as the site /{site}/ and as the account /{a}/ (its /site folder). Open:"
         )?;
         for (path, what) in [
-            ("", "the site: index.html, clean URLs, _redirects, the 404 page"),
+            (
+                "",
+                "the site: index.html, clean URLs, _redirects, the 404 page",
+            ),
             ("about", "about.html by its clean URL"),
         ] {
             writeln!(out, "  http://{addr}/{site}/{path:<17} {what}")?;

@@ -538,3 +538,62 @@ async fn an_edit_on_the_emulators_disk_root_is_served_within_a_second() {
         .ok();
     assert_eq!(meta["size"], 6);
 }
+
+/// Warm on change: the feed fetches a site file's new version before switching to it, so the
+/// old version is served until then and the first request that sees the new one is a HIT.
+#[tokio::test]
+async fn after_an_edit_the_first_request_for_the_changed_file_is_a_hit() {
+    let (h, p) = setup(true).await;
+    p.feed_live("alice").await;
+    let first = p.get("/about", &[("host", HOST)]).await;
+    assert_eq!(first.text(), "about");
+    for round in 0..3 {
+        let new = format!("about, edit {round}");
+        h.put("/Public/site/about.html", new.clone()).await;
+        let mut seen_old = 0;
+        let answer = common::within("the edit is served", async {
+            loop {
+                let a = p.get("/about", &[("host", HOST)]).await;
+                if a.text() == new {
+                    return a;
+                }
+                // Until the switch, the old version (never an error, never a wait on Dropbox).
+                assert_eq!(a.status, StatusCode::OK);
+                seen_old += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        })
+        .await;
+        assert_eq!(
+            answer.header("x-cache-status"),
+            Some("HIT"),
+            "round {round}, after {seen_old} answers of the old version"
+        );
+    }
+    // Outside the site's folder nothing is warmed: the first request after an edit is a MISS.
+    h.put("/Public/elsewhere.txt", "one").await;
+    assert_eq!(p.get("/alice/elsewhere.txt", &[]).await.text(), "one");
+    h.put("/Public/elsewhere.txt", "two").await;
+    let answer = common::within("the edit is served", async {
+        loop {
+            let a = p.get("/alice/elsewhere.txt", &[]).await;
+            if a.text() == "two" {
+                return a;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    assert_eq!(answer.header("x-cache-status"), Some("MISS"));
+    let report = p
+        .get(
+            "/admin/sites",
+            &[("authorization", &format!("Bearer {ADMIN}"))],
+        )
+        .await
+        .json();
+    assert!(
+        report["warm_on_change"]["files"].as_u64().unwrap() >= 3,
+        "{report}"
+    );
+}

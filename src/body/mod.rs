@@ -420,6 +420,32 @@ impl Bodies {
         }
     }
 
+    /// Brings `f`'s blob into the cache with a fill no client follows, and waits until it is
+    /// in and verified: true when it is (or already was); false when the cache cannot take it
+    /// or the fill did not finish (the version changed, Dropbox failed).
+    pub async fn warm(&self, account: &Arc<Account>, path: &str, f: &FileMetadata) -> bool {
+        let Some(hash) = blob_name(account, path, f) else {
+            return false;
+        };
+        if self.in_memory(&hash).is_some() {
+            return true;
+        }
+        match self.blob_beyond_memory(&hash).await {
+            Found::Memory(_) | Found::Blob(_) => return true,
+            Found::Unavailable => return false,
+            Found::Absent => {}
+        }
+        let Some(reader) = self.fill(account, path, f, &hash, false).await else {
+            return false;
+        };
+        let mut progress = reader.fill.progress.clone();
+        drop(reader);
+        progress
+            .wait_for(|p| !matches!(p.state, State::Opening | State::Running))
+            .await
+            .is_ok_and(|p| matches!(p.state, State::Done))
+    }
+
     /// Opens the parts of a multi-range answer: one body covering them all (from a blob or a
     /// fill), or, for a large file the cache does not hold, one upstream Range per part, so no
     /// byte between the parts comes from Dropbox. The first part is asked now (a change of

@@ -23,7 +23,7 @@ pub use feed::FeedConfig;
 pub use log::{LogConfig, LogFormat, parse_level};
 pub use oauth::OauthConfig;
 pub use server::ServerConfig;
-pub use sites::{HtmlExtension, SiteConfig, SitesConfig, UnknownHost, host_key};
+pub use sites::{HtmlExtension, SiteConfig, SitesConfig, UnknownHost, WarmConfig, host_key};
 pub use store::StoreConfig;
 
 use crate::secret::Secret;

@@ -76,6 +76,9 @@ pub(super) struct RawCacheRule {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSites {
     pub(super) unknown_host: Option<String>,
+    pub(super) warm_bytes_per_minute: Option<String>,
+    pub(super) warm_concurrency: Option<usize>,
+    pub(super) warm_wait: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -47,6 +47,19 @@ pub enum UnknownHost {
 pub struct SitesConfig {
     pub sites: Vec<SiteConfig>,
     pub unknown_host: UnknownHost,
+    pub warm: WarmConfig,
+}
+
+/// Warm on change: when the feed reports a new version of a file under a site, its body is
+/// fetched before the cache switches to it (the old version is served until then).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmConfig {
+    /// Bytes fetched this way per minute, at most ("0B": off).
+    pub bytes_per_minute: u64,
+    /// Files fetched at once.
+    pub concurrency: usize,
+    /// The longest the feed waits for a batch's bodies before it switches anyway.
+    pub wait: std::time::Duration,
 }
 
 /// A `Host` header's name, as sites are keyed: lowercase, without the port or a trailing
@@ -182,9 +195,22 @@ pub(super) fn sites(
             cors,
         });
     }
+    let warm = WarmConfig {
+        bytes_per_minute: super::units::size(
+            "sites.warm_bytes_per_minute",
+            raw_sites.warm_bytes_per_minute,
+            "256MiB",
+        )?,
+        concurrency: raw_sites.warm_concurrency.unwrap_or(4),
+        wait: super::units::duration("sites.warm_wait", raw_sites.warm_wait, "10s")?,
+    };
+    if warm.concurrency == 0 {
+        return Err(invalid("sites.warm_concurrency", "must be at least 1"));
+    }
     Ok(SitesConfig {
         sites,
         unknown_host,
+        warm,
     })
 }
 

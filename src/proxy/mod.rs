@@ -12,6 +12,7 @@ pub mod normalize;
 pub mod respond;
 pub mod site;
 pub mod thumb;
+pub mod warm;
 
 use crate::account::Account;
 use crate::account::Accounts;
@@ -40,6 +41,8 @@ pub struct Proxy {
     pub links: Links,
     /// Websites from folders (`[[site]]`), by host or prefix.
     pub sites: Arc<Sites>,
+    /// Fetches sites' new versions before the feed switches to them.
+    pub warmer: Arc<warm::Warmer>,
     pub meta: Arc<MetaCache>,
     pub bodies: Arc<Bodies>,
     /// `cache.cache_control`, ready to send.

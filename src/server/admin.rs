@@ -291,7 +291,10 @@ async fn sites(app: &App) -> Response<Body> {
             "headers": files.as_ref().map(|f| file(f.headers.rules.len(), f.headers_version.as_ref(), &f.headers.errors, "_headers")),
         }));
     }
-    json_answer(StatusCode::OK, &json!({ "sites": out }))
+    json_answer(
+        StatusCode::OK,
+        &json!({ "sites": out, "warm_on_change": &app.proxy.warmer.stats }),
+    )
 }
 
 /// Drops cached metadata (and the bodies it names) of one path, a path prefix, or a whole

@@ -199,7 +199,7 @@ impl Lease<'_> {
 }
 
 /// Follows the feed while the lease holds (None once it is lost).
-async fn hold(ctx: &Ctx, account: &Account, tick: &mut Interval) -> Option<()> {
+async fn hold(ctx: &Ctx, account: &Arc<Account>, tick: &mut Interval) -> Option<()> {
     // A saved cursor is caught up on before the feed vouches for anything; one saved for
     // another root is void, and so is everything cached under this alias.
     let saved = match ctx.load_record(account).await {
@@ -284,6 +284,10 @@ async fn hold(ctx: &Ctx, account: &Account, tick: &mut Interval) -> Option<()> {
         // 2. Read them, apply them, tell the others, then move the cursor on.
         match lease.keep(ctx.meta.changes(account, &cursor)).await? {
             Ok((deltas, next)) => {
+                // New versions a site will be asked for are fetched before the switch.
+                if let Some(prefetch) = &ctx.prefetch {
+                    lease.keep(prefetch.before_switch(account, &deltas)).await?;
+                }
                 // The cursor moves on only once every change is in the store.
                 let applied = lease
                     .keep(apply(&ctx.meta, account, &deltas, &ctx.instance))

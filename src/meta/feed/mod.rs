@@ -106,11 +106,23 @@ impl Message {
 /// What a feed needs, shared by its tasks.
 struct Ctx {
     meta: Arc<MetaCache>,
+    prefetch: Option<Arc<dyn Prefetch>>,
     dropbox: Arc<Dropbox>,
     store: Store,
     instance: String,
     longpoll_timeout: Duration,
     lease_ttl: Duration,
+}
+
+/// What runs between reading a batch of changes from Dropbox and switching the cache to them
+/// (the sites' warmer: new versions' bodies fetched first, so the old version is served until
+/// the new one is in). Within the lease; the cursor moves on only after the switch.
+pub trait Prefetch: Send + Sync {
+    fn before_switch<'a>(
+        &'a self,
+        account: &'a Arc<Account>,
+        deltas: &'a [crate::upstream::types::Metadata],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
 }
 
 /// The running feed tasks and the listener of other instances; dropping this stops them.
@@ -157,9 +169,11 @@ impl Feeds {
         accounts: Arc<Accounts>,
         config: &crate::config::FeedConfig,
         instance: String,
+        prefetch: Option<Arc<dyn Prefetch>>,
     ) -> Feeds {
         let ctx = Arc::new(Ctx {
             meta,
+            prefetch,
             dropbox,
             store,
             instance,

@@ -1,0 +1,172 @@
+//! Warm on change: when the change feed reads new versions of files under a site, their bodies
+//! are fetched into the cache before the cache switches to the new metadata
+//! (`meta::feed::Prefetch`), so the old version is served until the new one is verified, and
+//! the first visitor after an edit gets a `HIT`. Bounded: `sites.warm_concurrency` files at
+//! once, `sites.warm_bytes_per_minute`, and the feed waits at most `sites.warm_wait`.
+
+use crate::account::Account;
+use crate::account::sites::Sites;
+use crate::body::{Bodies, blob_name};
+use crate::config::WarmConfig;
+use crate::meta::feed::Prefetch;
+use crate::upstream::types::{FileMetadata, Metadata};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct Warmer {
+    sites: Arc<Sites>,
+    bodies: Arc<Bodies>,
+    config: WarmConfig,
+    /// The current minute's start and the bytes taken from its budget.
+    spent: Mutex<(Instant, u64)>,
+    pub stats: WarmStats,
+}
+
+/// What warming has done, for `/admin/sites`.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct WarmStats {
+    pub files: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Files left cold: over the minute's budget, not cacheable, or a failed fetch.
+    pub skipped: AtomicU64,
+}
+
+impl Warmer {
+    pub fn new(sites: Arc<Sites>, bodies: Arc<Bodies>, config: WarmConfig) -> Warmer {
+        Warmer {
+            sites,
+            bodies,
+            config,
+            spent: Mutex::new((Instant::now(), 0)),
+            stats: WarmStats::default(),
+        }
+    }
+
+    /// The files of `deltas` a site of `account` serves (not hidden names, but the rule
+    /// files, which are read on the next request).
+    fn wanted<'d>(&self, account: &Account, deltas: &'d [Metadata]) -> Vec<&'d FileMetadata> {
+        let root = account.root.to_lowercase();
+        let folders: Vec<String> = self
+            .sites
+            .all()
+            .iter()
+            .filter(|s| s.config.account == account.alias)
+            .map(|s| format!("{root}{}/", s.config.folder.to_lowercase()))
+            .collect();
+        if folders.is_empty() {
+            return Vec::new();
+        }
+        deltas
+            .iter()
+            .filter_map(|m| match m {
+                Metadata::File(f) if f.is_downloadable => Some(f),
+                _ => None,
+            })
+            .filter(|f| {
+                let Some(path) = f.path_lower.as_deref() else {
+                    return false;
+                };
+                folders.iter().any(|dir| {
+                    path.strip_prefix(dir.as_str()).is_some_and(|rel| {
+                        rel == "_redirects"
+                            || rel == "_headers"
+                            || !rel
+                                .split('/')
+                                .any(|s| s.starts_with('_') || s.starts_with('.'))
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// Takes `n` bytes from this minute's budget, if they fit.
+    fn take(&self, n: u64) -> bool {
+        let mut spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
+        if spent.0.elapsed() >= Duration::from_secs(60) {
+            *spent = (Instant::now(), 0);
+        }
+        let fits = spent.1 + n <= self.config.bytes_per_minute;
+        if fits {
+            spent.1 += n;
+        }
+        fits
+    }
+
+    async fn warm_all(&self, account: &Arc<Account>, files: Vec<&FileMetadata>) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency));
+        let mut jobs = tokio::task::JoinSet::new();
+        for f in files {
+            let path = f.path_display.clone().unwrap_or_default();
+            let Some(name) = blob_name(account, &path, f) else {
+                continue;
+            };
+            if !self.take(f.size) {
+                self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(alias = %account.alias, size = f.size,
+                    "warm on change: over this minute's budget, left cold");
+                continue;
+            }
+            let (bodies, account, f, slots) = (
+                self.bodies.clone(),
+                account.clone(),
+                f.clone(),
+                slots.clone(),
+            );
+            jobs.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                let warmed = bodies.warm(&account, &path, &f).await;
+                if warmed {
+                    // Fetched for this account, with its credentials: its own bytes.
+                    account.used.insert(&name);
+                }
+                (warmed, f.size)
+            });
+        }
+        while let Some(done) = jobs.join_next().await {
+            match done {
+                Ok((true, size)) => {
+                    self.stats.files.fetch_add(1, Ordering::Relaxed);
+                    self.stats.bytes.fetch_add(size, Ordering::Relaxed);
+                }
+                _ => {
+                    self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+impl Prefetch for Warmer {
+    fn before_switch<'a>(
+        &'a self,
+        account: &'a Arc<Account>,
+        deltas: &'a [Metadata],
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            if self.config.bytes_per_minute == 0 {
+                return;
+            }
+            let files = self.wanted(account, deltas);
+            if files.is_empty() {
+                return;
+            }
+            let n = files.len();
+            let started = Instant::now();
+            // The switch waits at most this long: a slow fetch goes on in the background and
+            // its visitors join it.
+            if tokio::time::timeout(self.config.wait, self.warm_all(account, files))
+                .await
+                .is_err()
+            {
+                tracing::info!(alias = %account.alias, files = n,
+                    "warm on change: switching before every body is in");
+            } else {
+                tracing::debug!(alias = %account.alias, files = n, took = ?started.elapsed(),
+                    "warm on change: bodies in before the switch");
+            }
+        })
+    }
+}
