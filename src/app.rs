@@ -108,6 +108,7 @@ impl App {
             sites.clone(),
             bodies.clone(),
             config.sites.warm.clone(),
+            config.compression.clone(),
         ));
         let prefetch = (!sites.all().is_empty())
             .then(|| warmer.clone() as Arc<dyn crate::meta::feed::Prefetch>);
@@ -144,6 +145,7 @@ impl App {
                 .iter()
                 .filter_map(|a| Some((a.alias.clone(), a.cors.clone()?)))
                 .collect(),
+            compression: config.compression.clone(),
             max_ranges: config.max_ranges,
         };
         Ok(Arc::new(App {

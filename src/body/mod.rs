@@ -9,6 +9,7 @@
 //! client; `slice` cuts ranges; `thumb` makes and keeps thumbnails.
 
 mod blob;
+pub mod compress;
 pub mod disk;
 pub mod fill;
 mod handles;
@@ -107,6 +108,8 @@ pub struct Bodies {
     coalesced: AtomicU64,
     /// Thumbnails being made.
     thumbs: thumb::Thumbs,
+    /// Compressed copies being made, and those not worth making.
+    compressions: compress::Compressions,
     /// Blobs' bodies are offered for sendfile (`cache.sendfile`) ...
     sendfile: bool,
     /// ... and this many bytes were sent that way.
@@ -206,6 +209,7 @@ impl Bodies {
             stall,
             coalesced: AtomicU64::new(0),
             thumbs: thumb::Thumbs::default(),
+            compressions: compress::Compressions::default(),
             sendfile,
             sendfile_bytes: Arc::default(),
         })

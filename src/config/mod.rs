@@ -74,6 +74,17 @@ pub struct Config {
     pub shared_links_by_url: bool,
     /// `[[site]]`: websites from a folder, by host name or path prefix; and `[sites]`.
     pub sites: SitesConfig,
+    pub compression: CompressionConfig,
+}
+
+/// `[compression]`: br and gzip copies of text files, made once per content hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressionConfig {
+    pub enabled: bool,
+    /// Files smaller than this are sent as they are (the headers would cost more).
+    pub min_size: u64,
+    /// Files larger than this are sent as they are (a copy is made in memory).
+    pub max_size: u64,
 }
 
 impl Config {
@@ -119,6 +130,17 @@ impl Config {
         let accounts = accounts::accounts(raw.accounts, env, &dropbox)?;
         let aliases = accounts.iter().map(|a| a.alias.as_str()).collect();
         let sites = sites::sites(raw.site, raw.sites, &aliases)?;
+        let compression = CompressionConfig {
+            enabled: raw.compression.enabled.unwrap_or(true),
+            min_size: units::size("compression.min_size", raw.compression.min_size, "1KiB")?,
+            max_size: units::size("compression.max_size", raw.compression.max_size, "16MiB")?,
+        };
+        if compression.min_size > compression.max_size {
+            return Err(invalid(
+                "compression.min_size",
+                "must not be larger than compression.max_size",
+            ));
+        }
         Ok(Config {
             listen,
             server,
@@ -135,6 +157,7 @@ impl Config {
             shared_links,
             shared_links_by_url: raw.sharing.by_url.unwrap_or(false),
             sites,
+            compression,
         })
     }
 }
@@ -209,6 +232,8 @@ mod tests {
         c.cache.rules.clear();
         let empty = Config::parse("", &no_env).unwrap();
         assert_eq!(empty.sites.unknown_host, c.sites.unknown_host);
+        assert_eq!(empty.sites.warm, c.sites.warm);
+        assert_eq!(empty.compression, c.compression);
         assert_eq!(format!("{:?}", empty.cache), format!("{:?}", c.cache));
         assert_eq!(format!("{:?}", empty.dropbox), format!("{:?}", c.dropbox));
         assert_eq!(format!("{:?}", empty.feed), format!("{:?}", c.feed));

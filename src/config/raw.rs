@@ -34,6 +34,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) sites: RawSites,
     #[serde(default)]
+    pub(super) compression: RawCompression,
+    #[serde(default)]
     pub(super) metrics: RawMetrics,
     #[serde(default)]
     pub(super) log: RawLog,
@@ -70,6 +72,14 @@ pub(super) struct RawCacheRule {
     pub(super) path: Option<String>,
     pub(super) content_type: Option<String>,
     pub(super) cache_control: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCompression {
+    pub(super) enabled: Option<bool>,
+    pub(super) min_size: Option<String>,
+    pub(super) max_size: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,6 +4,7 @@ pub mod body;
 pub mod channel;
 pub mod conditional;
 pub mod cors;
+pub mod encoding;
 pub mod etag;
 pub mod header_rules;
 pub mod pattern;

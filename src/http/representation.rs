@@ -39,6 +39,31 @@ impl Representation {
     }
 }
 
+impl Representation {
+    /// The same content in another coding (`br`, `gzip`), `len` bytes long: its own strong
+    /// ETag (`"<validator>-<coding>"`), the same date and type.
+    pub fn encoded(&self, coding: &str, len: u64) -> Representation {
+        let base = self
+            .validators
+            .etag
+            .as_ref()
+            .map_or("", |e| e.tag.as_str())
+            .to_owned();
+        let etag = EntityTag::strong(format!("{base}-{coding}"));
+        Representation {
+            etag_value: HeaderValue::from_str(&etag.to_string())
+                .expect("validators and codings are valid header values"),
+            validators: Validators {
+                etag: Some(etag),
+                last_modified: self.validators.last_modified,
+            },
+            last_modified_value: self.last_modified_value.clone(),
+            content_type: self.content_type.clone(),
+            len,
+        }
+    }
+}
+
 /// The Content-Type for a file name (`charset=utf-8` on text).
 pub fn content_type(name: &str) -> String {
     let mime = mime_guess::from_path(name).first_or_octet_stream();

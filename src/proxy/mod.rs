@@ -49,6 +49,8 @@ pub struct Proxy {
     pub cache_control: HeaderValue,
     /// `[[cache.rule]]`s, each with its value ready to send.
     pub cache_rules: Vec<(crate::config::CacheRule, HeaderValue)>,
+    /// `[compression]`.
+    pub compression: crate::config::CompressionConfig,
     /// Accounts' `cors` policies, by alias.
     pub cors: std::collections::HashMap<String, crate::http::cors::Policy>,
     /// `max_ranges`: more ranges than this are answered whole.
@@ -56,6 +58,76 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// 5–7 with `f`'s compressed copy in the coding `req` takes, if it has one; None when the
+    /// client takes none, or the copy is not made yet (it is started, for the next request).
+    #[allow(clippy::too_many_arguments)]
+    async fn encoded(
+        &self,
+        req: &Parts,
+        account: &Arc<Account>,
+        path: &str,
+        f: &FileMetadata,
+        head: &crate::http::representation::Representation,
+        cc: &HeaderValue,
+        cache: CacheStatus,
+    ) -> Option<Response<Body>> {
+        use crate::http::encoding::{Encoding, choose};
+        let accept = req
+            .headers
+            .get(hyper::header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok());
+        let enc = choose(accept, &Encoding::ALL)?;
+        let source = crate::body::blob_name(account, path, f)?;
+        let name = Bodies::compressed_name(&source, enc);
+        let Some(bytes) = self.bodies.compressed(&name).await else {
+            self.bodies.compress_later(&source, enc);
+            return None;
+        };
+        let rep = head.encoded(enc.token(), bytes.len() as u64);
+        // SECURITY: a copy another account brought is this one's MISS the first time.
+        let cache = match account.used.insert(&name) {
+            true if cache == CacheStatus::Hit => CacheStatus::Miss,
+            _ => cache,
+        };
+        let honor_range = match conditional::evaluate(&req.method, &req.headers, &rep.validators) {
+            Outcome::PreconditionFailed => return Some(respond::precondition_failed()),
+            Outcome::NotModified => return Some(respond::not_modified(cc, &rep, cache)),
+            Outcome::Proceed { honor_range } => honor_range,
+        };
+        // Ranges are of the coded bytes; several ranges get the whole copy.
+        let decision = match req.headers.get(RANGE).and_then(|v| v.to_str().ok()) {
+            Some(r) if honor_range && req.method == Method::GET => {
+                match range::decide(r, rep.len, self.max_ranges) {
+                    Decision::Multi(_) => Decision::Whole,
+                    d => d,
+                }
+            }
+            _ => Decision::Whole,
+        };
+        let mut resp = match &decision {
+            Decision::Unsatisfiable => return Some(respond::unsatisfiable(cc, &rep, cache)),
+            _ if req.method == Method::HEAD => respond::head_only(cc, &rep, cache),
+            _ => {
+                let (start, end) = match &decision {
+                    Decision::Single(r) => (*r.start(), r.end() + 1),
+                    _ => (0, rep.len),
+                };
+                let opened = crate::body::Opened {
+                    offset: start,
+                    stream: crate::http::full(bytes.slice(start as usize..end as usize)),
+                    cache: CacheStatus::Hit,
+                    offer: None,
+                };
+                respond::file(cc, &rep, decision, Ranged::Span(opened), cache)
+            }
+        };
+        resp.headers_mut().insert(
+            hyper::header::CONTENT_ENCODING,
+            HeaderValue::from_static(enc.token()),
+        );
+        Some(resp)
+    }
+
     /// The `Cache-Control` of a path (lowercase, under the account's root) of `content_type`
     /// (None: a listing): the first `[[cache.rule]]` that matches, else `cache.cache_control`.
     pub fn cache_control_for(&self, lower: &str, content_type: Option<&str>) -> &HeaderValue {
@@ -132,6 +204,8 @@ impl Proxy {
         let account = account.clone();
         let path = account.dropbox_path(&target.display);
         let mut retried = false;
+        // The answer depends on Accept-Encoding (a compressible file).
+        let mut vary_encoding = false;
         let mut waited = Duration::ZERO;
         // A download that meets another version starts once more from 4.
         let mut resp = loop {
@@ -178,6 +252,22 @@ impl Proxy {
                     false => self.cache_control_for(&target.lower, head.content_type.to_str().ok()),
                 };
                 let cache = respond::cache_status(source);
+                // 5b. a compressed copy, for a client that takes one (`[compression]`)
+                let c = &self.compression;
+                if c.enabled
+                    && (c.min_size..=c.max_size).contains(&f.size)
+                    && head
+                        .content_type
+                        .to_str()
+                        .is_ok_and(crate::http::encoding::compressible)
+                {
+                    vary_encoding = true;
+                    if let Some(resp) =
+                        Box::pin(self.encoded(req, &account, &path, f, head, cc, cache)).await
+                    {
+                        break resp;
+                    }
+                }
                 let honor_range =
                     match conditional::evaluate(&req.method, &req.headers, &head.validators) {
                         Outcome::PreconditionFailed => break respond::precondition_failed(),
@@ -268,6 +358,9 @@ impl Proxy {
         };
         if !waited.is_zero() {
             provenance::add_upstream(&mut resp, waited);
+        }
+        if vary_encoding {
+            crate::http::cors::append_vary(resp.headers_mut(), "Accept-Encoding");
         }
         Ok(resp)
     }

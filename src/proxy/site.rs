@@ -16,13 +16,16 @@ use super::{Proxy, ProxyError};
 use crate::account::Account;
 use crate::account::sites::{Site, SiteFiles};
 use crate::config::HtmlExtension;
+use crate::http::encoding::{Encoding, choose, compressible};
 use crate::http::header_rules::HeaderRules;
 use crate::http::redirects::Redirects;
+use crate::http::representation::content_type;
 use crate::http::{Body, plain};
 use crate::meta::State;
+use crate::upstream::types::FileMetadata;
 use crate::upstream::types::Metadata;
 use http_body_util::BodyExt;
-use hyper::header::{HeaderValue, LOCATION};
+use hyper::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, LOCATION};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use std::sync::Arc;
@@ -368,8 +371,68 @@ impl Ctx<'_> {
         })
     }
 
-    /// Serves the file at site path `file` for `req` (conditionals and ranges as any file).
+    /// Serves the file at site path `file` for `req` (conditionals and ranges as any file), or
+    /// its precompressed sibling (`app.js.br`, `app.js.gz`) in a coding the client takes, when
+    /// that is at least as new.
     async fn file(&self, req: &Parts, file: &str) -> Result<Response<Body>, ProxyError> {
+        let ct = content_type(file);
+        if !compressible(&ct) {
+            return self.plain_file(req, file).await;
+        }
+        let accept = req
+            .headers
+            .get(ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok());
+        let mut offered = Encoding::ALL.to_vec();
+        while let Some(enc) = choose(accept, &offered) {
+            offered.retain(|e| *e != enc);
+            let sibling = format!("{file}{}", enc.suffix());
+            let (Some(orig), Some(sib)) =
+                (self.file_meta(file).await?, self.file_meta(&sibling).await?)
+            else {
+                continue;
+            };
+            let (o, s) = (
+                humantime::parse_rfc3339(&orig.server_modified).ok(),
+                humantime::parse_rfc3339(&sib.server_modified).ok(),
+            );
+            if s.is_none() || s < o {
+                continue;
+            }
+            let mut resp = self.plain_file(req, &sibling).await?;
+            let coded = matches!(resp.status(), StatusCode::OK | StatusCode::PARTIAL_CONTENT);
+            let h = resp.headers_mut();
+            h.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_str(&ct).expect("media types are ASCII"),
+            );
+            if coded {
+                h.insert(CONTENT_ENCODING, HeaderValue::from_static(enc.token()));
+            }
+            crate::http::cors::append_vary(h, "Accept-Encoding");
+            return Ok(resp);
+        }
+        let mut resp = self.plain_file(req, file).await?;
+        crate::http::cors::append_vary(resp.headers_mut(), "Accept-Encoding");
+        Ok(resp)
+    }
+
+    /// A site path's file metadata, None when it is not a file.
+    async fn file_meta(&self, display: &str) -> Result<Option<FileMetadata>, ProxyError> {
+        let full = format!("{}{display}", self.site.config.folder);
+        let looked = self
+            .proxy
+            .meta
+            .lookup(self.account, &full, &full.to_lowercase())
+            .await?;
+        Ok(match &looked.entry.state {
+            State::File(f) => Some(f.clone()),
+            _ => None,
+        })
+    }
+
+    /// `file` itself, through the read path.
+    async fn plain_file(&self, req: &Parts, file: &str) -> Result<Response<Body>, ProxyError> {
         let display = format!("{}{file}", self.site.config.folder);
         let target = Target {
             alias: self.account.alias.clone(),

@@ -7,7 +7,9 @@
 use crate::account::Account;
 use crate::account::sites::Sites;
 use crate::body::{Bodies, blob_name};
-use crate::config::WarmConfig;
+use crate::config::{CompressionConfig, WarmConfig};
+use crate::http::encoding::{Encoding, compressible};
+use crate::http::representation::content_type;
 use crate::meta::feed::Prefetch;
 use crate::upstream::types::{FileMetadata, Metadata};
 use std::future::Future;
@@ -20,6 +22,7 @@ pub struct Warmer {
     sites: Arc<Sites>,
     bodies: Arc<Bodies>,
     config: WarmConfig,
+    compression: CompressionConfig,
     /// The current minute's start and the bytes taken from its budget.
     spent: Mutex<(Instant, u64)>,
     pub stats: WarmStats,
@@ -35,11 +38,17 @@ pub struct WarmStats {
 }
 
 impl Warmer {
-    pub fn new(sites: Arc<Sites>, bodies: Arc<Bodies>, config: WarmConfig) -> Warmer {
+    pub fn new(
+        sites: Arc<Sites>,
+        bodies: Arc<Bodies>,
+        config: WarmConfig,
+        compression: CompressionConfig,
+    ) -> Warmer {
         Warmer {
             sites,
             bodies,
             config,
+            compression,
             spent: Mutex::new((Instant::now(), 0)),
             stats: WarmStats::default(),
         }
@@ -109,6 +118,10 @@ impl Warmer {
                     "warm on change: over this minute's budget, left cold");
                 continue;
             }
+            let c = &self.compression;
+            let compress = c.enabled
+                && (c.min_size..=c.max_size).contains(&f.size)
+                && compressible(&content_type(&f.name));
             let (bodies, account, f, slots) = (
                 self.bodies.clone(),
                 account.clone(),
@@ -119,8 +132,15 @@ impl Warmer {
                 let _slot = slots.acquire_owned().await;
                 let warmed = bodies.warm(&account, &path, &f).await;
                 if warmed {
-                    // Fetched for this account, with its credentials: its own bytes.
+                    // Fetched for this account, with its credentials: its own bytes ...
                     account.used.insert(&name);
+                    // ... and its compressed copies, made from them.
+                    if compress {
+                        for enc in Encoding::ALL {
+                            bodies.compress_now(&name, enc).await;
+                            account.used.insert(&Bodies::compressed_name(&name, enc));
+                        }
+                    }
                 }
                 (warmed, f.size)
             });
