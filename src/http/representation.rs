@@ -14,6 +14,8 @@ pub struct Representation {
     pub last_modified_value: Option<HeaderValue>,
     pub content_type: HeaderValue,
     pub len: u64,
+    /// Its type is worth compressing (`encoding::compressible`).
+    pub compressible: bool,
 }
 
 impl Representation {
@@ -22,6 +24,7 @@ impl Representation {
     pub fn new(validator: &str, modified: &str, name: &str, len: u64) -> Representation {
         let etag = EntityTag::strong(validator.to_owned());
         let last_modified = humantime::parse_rfc3339(modified).ok();
+        let ct = content_type(name);
         Representation {
             etag_value: HeaderValue::from_str(&etag.to_string())
                 .expect("content hashes and revs are valid header values"),
@@ -32,8 +35,8 @@ impl Representation {
                 etag: Some(etag),
                 last_modified,
             },
-            content_type: HeaderValue::from_str(&content_type(name))
-                .expect("media types are ASCII"),
+            content_type: HeaderValue::from_str(&ct).expect("media types are ASCII"),
+            compressible: super::encoding::compressible(&ct),
             len,
         }
     }
@@ -59,6 +62,7 @@ impl Representation {
             },
             last_modified_value: self.last_modified_value.clone(),
             content_type: self.content_type.clone(),
+            compressible: self.compressible,
             len,
         }
     }

@@ -254,13 +254,7 @@ impl Proxy {
                 let cache = respond::cache_status(source);
                 // 5b. a compressed copy, for a client that takes one (`[compression]`)
                 let c = &self.compression;
-                if c.enabled
-                    && (c.min_size..=c.max_size).contains(&f.size)
-                    && head
-                        .content_type
-                        .to_str()
-                        .is_ok_and(crate::http::encoding::compressible)
-                {
+                if head.compressible && c.enabled && (c.min_size..=c.max_size).contains(&f.size) {
                     vary_encoding = true;
                     if let Some(resp) =
                         Box::pin(self.encoded(req, &account, &path, f, head, cc, cache)).await
