@@ -146,6 +146,9 @@ impl App {
                 .filter_map(|a| Some((a.alias.clone(), a.cors.clone()?)))
                 .collect(),
             compression: config.compression.clone(),
+            coded_listings: std::sync::Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(crate::proxy::CODED_LISTINGS).expect("not zero"),
+            )),
             max_ranges: config.max_ranges,
         };
         Ok(Arc::new(App {

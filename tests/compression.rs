@@ -266,3 +266,54 @@ async fn a_changed_site_file_is_compressed_before_the_switch() {
     assert_eq!(first.header("content-encoding"), Some("br"));
     assert_eq!(first.header("x-cache-status"), Some("HIT"));
 }
+
+#[tokio::test]
+async fn listings_are_served_compressed_with_their_own_etag() {
+    let (h, p) = setup(false).await;
+    for i in 0..60 {
+        h.put(&format!("/Public/many/file-{i:03}.txt"), format!("{i}"))
+            .await;
+    }
+    let plain = p.get("/alice/many/", &[]).await;
+    assert_eq!(plain.status, StatusCode::OK);
+    assert!(plain.body.len() > 2048, "{} bytes", plain.body.len());
+    assert_eq!(plain.header("vary"), Some("Accept, Accept-Encoding"));
+    let br = p.get("/alice/many/", &[("accept-encoding", "br")]).await;
+    assert_eq!(
+        br.header("content-encoding"),
+        Some("br"),
+        "at once: made per request"
+    );
+    assert_eq!(unbrotli(&br.body), plain.body);
+    let tag = br.header("etag").unwrap().to_owned();
+    assert!(tag.ends_with("-br\""), "{tag}");
+    let gz = p
+        .get(
+            "/alice/many/",
+            &[("accept-encoding", "gzip"), ("accept", "text/html")],
+        )
+        .await;
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert!(
+        String::from_utf8(ungzip(&gz.body))
+            .unwrap()
+            .contains("file-059.txt")
+    );
+    let again = p
+        .get(
+            "/alice/many/",
+            &[("accept-encoding", "br"), ("if-none-match", &tag)],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    // A change makes a new listing, and a new coded copy.
+    h.put("/Public/many/file-new.txt", "new").await;
+    p.app.meta.forget(&p.account("alice"), "/many").await;
+    let changed = p.get("/alice/many/", &[("accept-encoding", "br")]).await;
+    assert_ne!(changed.header("etag"), Some(tag.as_str()));
+    assert!(
+        String::from_utf8(unbrotli(&changed.body))
+            .unwrap()
+            .contains("file-new.txt")
+    );
+}

@@ -409,7 +409,7 @@ async fn cors_preflights_are_answered_here_and_answers_carry_the_headers() {
         listing.header("access-control-allow-origin"),
         Some("https://gallery.example")
     );
-    assert_eq!(listing.header("vary"), Some("Accept, Origin"));
+    assert_eq!(listing.header("vary"), Some("Accept, Accept-Encoding, Origin"));
     let missing = p
         .get(
             "/alice/album/nope.jpg",

@@ -39,13 +39,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// `bytes` in `enc`.
+/// How hard to try: `Best` for copies kept per content hash, `Fast` for answers made per
+/// request (listings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effort {
+    Best,
+    Fast,
+}
+
+/// `bytes` in `enc`, made with the best effort.
 pub fn compress(bytes: &[u8], enc: Encoding) -> std::io::Result<Vec<u8>> {
+    compress_with(bytes, enc, Effort::Best)
+}
+
+/// `bytes` in `enc`.
+pub fn compress_with(bytes: &[u8], enc: Encoding, effort: Effort) -> std::io::Result<Vec<u8>> {
+    let best = effort == Effort::Best;
     match enc {
         Encoding::Br => {
             let mut out = Vec::with_capacity(bytes.len() / 3);
             let params = brotli::enc::BrotliEncoderParams {
-                quality: 9,
+                quality: if best { 9 } else { 5 },
                 lgwin: 22,
                 ..Default::default()
             };
@@ -55,7 +69,11 @@ pub fn compress(bytes: &[u8], enc: Encoding) -> std::io::Result<Vec<u8>> {
         Encoding::Gzip => {
             let mut z = flate2::write::GzEncoder::new(
                 Vec::with_capacity(bytes.len() / 3),
-                flate2::Compression::best(),
+                if best {
+                    flate2::Compression::best()
+                } else {
+                    flate2::Compression::fast()
+                },
             );
             z.write_all(bytes)?;
             z.finish()

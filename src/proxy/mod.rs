@@ -51,6 +51,8 @@ pub struct Proxy {
     pub cache_rules: Vec<(crate::config::CacheRule, HeaderValue)>,
     /// `[compression]`.
     pub compression: crate::config::CompressionConfig,
+    /// Listings in a coding, by their ETag (None: too small to code); bounded.
+    pub coded_listings: std::sync::Mutex<lru::LruCache<String, Option<bytes::Bytes>>>,
     /// Accounts' `cors` policies, by alias.
     pub cors: std::collections::HashMap<String, crate::http::cors::Policy>,
     /// `max_ranges`: more ranges than this are answered whole.
@@ -58,6 +60,57 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A listing in the coding `req` takes, if it takes one and the listing is worth it: made
+    /// once per (listing version, format, coding), then kept in a bounded memory cache.
+    fn coded_listing(
+        &self,
+        req: &Parts,
+        account: &Account,
+        listing: &crate::meta::Listing,
+        source: Source,
+        cc: &HeaderValue,
+    ) -> Option<Response<Body>> {
+        use crate::body::compress::{Effort, compress_with};
+        use crate::http::encoding::{Encoding, choose};
+        use listing::Format;
+        if !self.compression.enabled || (req.method != Method::GET && req.method != Method::HEAD) {
+            return None;
+        }
+        let accept = req
+            .headers
+            .get(hyper::header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok());
+        let enc = choose(accept, &Encoding::ALL)?;
+        let format = Format::from_accept(
+            req.headers
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let tag = format!("{}-{}", format.etag(listing), enc.token());
+        let lock = || {
+            self.coded_listings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        };
+        let known = lock().get(&tag).cloned();
+        let coded = match known {
+            Some(coded) => coded,
+            None => {
+                let (raw, _) = respond::listing_bytes(format, account, listing);
+                let coded = (raw.len() as u64 >= self.compression.min_size)
+                    .then(|| compress_with(&raw, enc, Effort::Fast).ok())
+                    .flatten()
+                    .filter(|c| c.len() < raw.len() && c.len() <= MAX_CODED_LISTING)
+                    .map(bytes::Bytes::from);
+                lock().put(tag.clone(), coded.clone());
+                coded
+            }
+        }?;
+        Some(respond::coded_folder(
+            cc, req, format, &tag, enc, coded, source,
+        ))
+    }
+
     /// 5–7 with `f`'s compressed copy in the coding `req` takes, if it has one; None when the
     /// client takes none, or the copy is not made yet (it is started, for the next request).
     #[allow(clippy::too_many_arguments)]
@@ -151,6 +204,10 @@ impl Proxy {
     }
 }
 
+/// Listings kept in a coding, and the largest kept.
+pub const CODED_LISTINGS: usize = 256;
+const MAX_CODED_LISTING: usize = 256 * 1024;
+
 /// What serving a file came to.
 pub enum Served {
     Done(Response<Body>),
@@ -232,6 +289,10 @@ impl Proxy {
                     break respond::link_folder(cc, req, &target.display, listing, source);
                 }
                 State::Folder(listing) => {
+                    vary_encoding = self.compression.enabled;
+                    if let Some(resp) = self.coded_listing(req, &account, listing, source, cc) {
+                        break resp;
+                    }
                     break respond::folder(cc, req, &account, listing, source);
                 }
                 State::File(_) if target.trailing_slash => return Err(ProxyError::NotFound),

@@ -80,23 +80,76 @@ pub fn folder(
         Outcome::PreconditionFailed => return precondition_failed(),
         Outcome::NotModified => answer(cc, StatusCode::NOT_MODIFIED, etag_value(&etag), cache),
         Outcome::Proceed { .. } => {
-            let depth = listing::depth(&account.root);
-            let (bytes, ct) = match format {
-                Format::Json => (
-                    listing::json(listing, &account.alias, depth),
-                    "application/json",
-                ),
-                Format::Html => (
-                    listing::html(listing, &account.alias, depth),
-                    "text/html; charset=utf-8",
-                ),
-            };
+            let (bytes, ct) = listing_bytes(format, account, listing);
             let mut resp = answer(cc, StatusCode::OK, etag_value(&etag), cache);
             let h = resp.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
             h.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
             if req.method != Method::HEAD {
                 *resp.body_mut() = full(bytes);
+            }
+            resp
+        }
+    };
+    resp.headers_mut()
+        .insert(VARY, HeaderValue::from_static("Accept"));
+    resp
+}
+
+/// A listing's bytes in `format`, and their media type.
+pub fn listing_bytes(
+    format: Format,
+    account: &Account,
+    listing: &Listing,
+) -> (Vec<u8>, &'static str) {
+    let depth = listing::depth(&account.root);
+    match format {
+        Format::Json => (
+            listing::json(listing, &account.alias, depth),
+            "application/json",
+        ),
+        Format::Html => (
+            listing::html(listing, &account.alias, depth),
+            "text/html; charset=utf-8",
+        ),
+    }
+}
+
+/// A folder listing in a content coding: `coded` are its bytes in `enc`, `tag` its strong
+/// validator (the listing's, with `-<coding>`), with `Vary: Accept`.
+pub fn coded_folder(
+    cc: &HeaderValue,
+    req: &Parts,
+    format: Format,
+    tag: &str,
+    enc: crate::http::encoding::Encoding,
+    coded: Bytes,
+    source: Source,
+) -> Response<Body> {
+    let etag = EntityTag::strong(tag.to_owned());
+    let validators = Validators {
+        etag: Some(etag.clone()),
+        last_modified: None,
+    };
+    let cache = cache_status(source);
+    let mut resp = match conditional::evaluate(&req.method, &req.headers, &validators) {
+        Outcome::PreconditionFailed => return precondition_failed(),
+        Outcome::NotModified => answer(cc, StatusCode::NOT_MODIFIED, etag_value(&etag), cache),
+        Outcome::Proceed { .. } => {
+            let ct = match format {
+                Format::Json => "application/json",
+                Format::Html => "text/html; charset=utf-8",
+            };
+            let mut resp = answer(cc, StatusCode::OK, etag_value(&etag), cache);
+            let h = resp.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+            h.insert(CONTENT_LENGTH, HeaderValue::from(coded.len()));
+            h.insert(
+                hyper::header::CONTENT_ENCODING,
+                HeaderValue::from_static(enc.token()),
+            );
+            if req.method != Method::HEAD {
+                *resp.body_mut() = full(coded);
             }
             resp
         }
