@@ -38,6 +38,7 @@ async fn setup(feed: bool) -> (Harness, TestProxy) {
     let h = Harness::start().await;
     let settings = Settings {
         feed,
+        accounts: vec![("alice", "/Public"), ("bob", "/Public")],
         extra: format!(
             "[[site]]\nname = \"www\"\naccount = \"alice\"\nfolder = \"/site\"\nhosts = [{HOST:?}]\n"
         ),
@@ -95,6 +96,13 @@ async fn text_is_served_compressed_by_accept_encoding_with_an_etag_per_coding() 
     let br_tag = br.header("etag").unwrap().to_owned();
     assert_eq!(br_tag, format!("{}-br\"", plain_tag.trim_end_matches('"')));
 
+    // Another account over the same bytes has not had them: its first answer is plain, so
+    // it cannot tell that a copy exists.
+    let first = p.get("/bob/app.js", &[("accept-encoding", "br")]).await;
+    assert_eq!(first.header("content-encoding"), None);
+    assert_eq!(first.header("x-cache-status"), Some("MISS"));
+    let then = p.get("/bob/app.js", &[("accept-encoding", "br")]).await;
+    assert_eq!(then.header("content-encoding"), Some("br"));
     let gz = coded(&p, "/alice/app.js", "br;q=0.5, gzip;q=0.9").await;
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
     assert_eq!(ungzip(&gz.body), script().as_bytes());
@@ -274,6 +282,13 @@ async fn listings_are_served_compressed_with_their_own_etag() {
         h.put(&format!("/Public/many/file-{i:03}.txt"), format!("{i}"))
             .await;
     }
+    // Two aliases over the same folder: each gets its own listing, coded or not.
+    let bob = p.get("/bob/many/", &[("accept-encoding", "br")]).await;
+    assert!(
+        String::from_utf8(unbrotli(&bob.body))
+            .unwrap()
+            .contains("/bob/many/")
+    );
     let plain = p.get("/alice/many/", &[]).await;
     assert_eq!(plain.status, StatusCode::OK);
     assert!(plain.body.len() > 2048, "{} bytes", plain.body.len());
@@ -285,6 +300,11 @@ async fn listings_are_served_compressed_with_their_own_etag() {
         "at once: made per request"
     );
     assert_eq!(unbrotli(&br.body), plain.body);
+    assert!(
+        !String::from_utf8(unbrotli(&br.body))
+            .unwrap()
+            .contains("/bob/")
+    );
     let tag = br.header("etag").unwrap().to_owned();
     assert!(tag.ends_with("-br\""), "{tag}");
     let gz = p

@@ -141,6 +141,20 @@ async fn a_site_serves_indexes_clean_urls_and_the_nearest_404_page() {
             "{hidden}"
         );
     }
+    // ... nor by the account's own route, on any host.
+    for hidden in [
+        "/alice/site/_redirects",
+        "/alice/site/.env",
+        "/alice/site/_drafts/x.html",
+    ] {
+        assert_eq!(get_on(&p, "other", hidden).await.0, 404, "{hidden}");
+    }
+    assert_eq!(get_on(&p, "other", "/alice/site/raw.txt").await, ok("raw"));
+    // A folder with no index.html: its own 404.html is the nearest.
+    assert_eq!(
+        get(&p, "/blog/").await,
+        (404, String::new(), "blog 404".into())
+    );
     // A HEAD of a missing page: the 404 page's headers, no body.
     let head = p.head("/nope", &[("host", HOST)]).await;
     assert_eq!(head.status, StatusCode::NOT_FOUND);
@@ -244,6 +258,10 @@ async fn redirect_rules_follow_netlifys_grammar() {
     );
     // `!` forces the rule over an existing file.
     assert_eq!(get(&p, "/raw.txt").await, moved(302, "/about"));
+    // Whatever the spelling of the path: rules see it as the files are found.
+    assert_eq!(get(&p, "/RAW.txt").await, moved(302, "/about"));
+    assert_eq!(get(&p, "/r%61w.txt").await, moved(302, "/about"));
+    assert_eq!(get(&p, "/OLD-ABOUT").await, moved(301, "/about"));
     // A domain-level rule: only on its host.
     assert_eq!(
         get_on(&p, "legacy.example", "/x/y").await,
@@ -283,6 +301,12 @@ async fn header_rules_apply_last_but_never_to_the_proxys_own_headers() {
     assert_eq!(docs.status, StatusCode::OK);
     assert_eq!(docs.header("x-frame-options"), Some("DENY"));
     assert_eq!(docs.header("x-docs"), Some("yes"));
+    let shouted = p.get("/DOCS/Guide", &[("host", HOST)]).await;
+    assert_eq!(
+        shouted.header("x-docs"),
+        Some("yes"),
+        "whatever the path's case"
+    );
     assert_eq!(docs.header("cache-control"), Some("public, max-age=5"));
     let etag = docs.header("etag").expect("the proxy's ETag");
     assert_ne!(etag, "\"forged\"");
@@ -409,7 +433,10 @@ async fn cors_preflights_are_answered_here_and_answers_carry_the_headers() {
         listing.header("access-control-allow-origin"),
         Some("https://gallery.example")
     );
-    assert_eq!(listing.header("vary"), Some("Accept, Accept-Encoding, Origin"));
+    assert_eq!(
+        listing.header("vary"),
+        Some("Accept, Accept-Encoding, Origin")
+    );
     let missing = p
         .get(
             "/alice/album/nope.jpg",

@@ -23,8 +23,10 @@ pub struct SiteFiles {
     pub headers_version: Option<String>,
     pub redirects: Redirects,
     pub headers: HeaderRules,
-    /// A file that could not be read at all (too large, Dropbox failing), by name.
+    /// A file that could not be read at all (too large, Dropbox failing), by name ...
     pub unread: Vec<(&'static str, String)>,
+    /// ... and when this was read (a file not read is tried again a while after).
+    pub read_at: Option<std::time::Instant>,
 }
 
 impl Site {
@@ -98,6 +100,23 @@ impl Sites {
 
     pub fn by_name(&self, name: &str) -> Option<&Arc<Site>> {
         self.all.iter().find(|s| s.config.name == name)
+    }
+
+    /// Whether `lower` (a lowercase path under `alias`'s root) is a name a site of that account
+    /// never serves (a `_…` or `.…` segment under the site's folder): the `/<alias>/…` route
+    /// does not serve it either, so `_redirects` or `.git` cannot be read by another way in.
+    pub fn hides(&self, alias: &str, lower: &str) -> bool {
+        self.all.iter().any(|site| {
+            let c = &site.config;
+            c.account == alias
+                && lower
+                    .strip_prefix(c.folder.to_lowercase().as_str())
+                    .filter(|rel| rel.starts_with('/'))
+                    .is_some_and(|rel| {
+                        rel.split('/')
+                            .any(|seg| seg.starts_with('_') || seg.starts_with('.'))
+                    })
+        })
     }
 
     /// The site (if any) a request for `path` on `host` (the `Host` header) is for. A site's

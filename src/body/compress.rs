@@ -18,10 +18,15 @@ use std::sync::{Arc, Mutex};
 const MIN_SAVING: f64 = 0.05;
 /// Names remembered as not worth compressing.
 const NOT_WORTH: usize = 4096;
+/// Copies made at once (each holds a blob and its copy in memory, and a core) ...
+const RUNNING: usize = 2;
+/// ... and waiting to be made: past it, a request starts none (a later one will).
+const PENDING: usize = 32;
 
 pub struct Compressions {
     in_flight: Mutex<HashSet<String>>,
     not_worth: Mutex<lru::LruCache<String, ()>>,
+    running: tokio::sync::Semaphore,
     pub made: AtomicU64,
 }
 
@@ -30,6 +35,7 @@ impl Default for Compressions {
         Compressions {
             in_flight: Mutex::default(),
             not_worth: Mutex::new(lru::LruCache::unbounded()),
+            running: tokio::sync::Semaphore::new(RUNNING),
             made: AtomicU64::new(0),
         }
     }
@@ -87,6 +93,11 @@ impl Bodies {
         derived_name(&["compressed", source, enc.token()])
     }
 
+    /// The length of the copy named `name`, if the cache holds it (nothing is read).
+    pub fn kept_size(&self, name: &str) -> Option<u64> {
+        super::lock(&self.index).size_of(name)
+    }
+
     /// The copy named `name`, if the cache holds it.
     pub async fn compressed(&self, name: &str) -> Option<Bytes> {
         if !self.holds(name) {
@@ -102,8 +113,11 @@ impl Bodies {
         if !self.holds(source) || lock(&self.compressions.not_worth).contains(&name) {
             return;
         }
-        if !lock(&self.compressions.in_flight).insert(name.clone()) {
-            return;
+        {
+            let mut in_flight = lock(&self.compressions.in_flight);
+            if in_flight.len() >= PENDING || !in_flight.insert(name.clone()) {
+                return;
+            }
         }
         let (bodies, source) = (self.clone(), source.to_owned());
         tokio::spawn(async move {
@@ -122,6 +136,9 @@ impl Bodies {
     }
 
     async fn make_copy(&self, source: &str, name: &str, enc: Encoding) {
+        let Ok(_running) = self.compressions.running.acquire().await else {
+            return;
+        };
         let Some(bytes) = self.read_small(source).await else {
             return;
         };

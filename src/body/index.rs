@@ -174,6 +174,11 @@ impl Index {
         self.lru.contains(hash)
     }
 
+    /// The blob's size, if it is here (its use not counted).
+    pub fn size_of(&self, hash: &str) -> Option<u64> {
+        self.lru.peek(hash).map(|b| b.size)
+    }
+
     /// The blob, marked as just used.
     pub fn get(&mut self, hash: &str) -> Option<&mut Blob> {
         self.lru.get_mut(hash)

@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 const QUIET_MS: i64 = 50;
 /// How often a watcher with nothing to do checks whether it should stop.
 const IDLE_MS: i64 = 250;
+/// The longest events are gathered before the paths are synced.
+const GATHER_MAX_MS: u128 = 1000;
 
 /// Stops the watchers when dropped.
 pub struct Watching(Arc<AtomicBool>);
@@ -120,9 +122,14 @@ impl Watcher {
     fn gather(&mut self) -> Option<BTreeSet<String>> {
         let mut paths = BTreeSet::new();
         let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
+        let mut first = None;
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return None;
+            }
+            // A disk never quiet (a log written to all the time) is synced every so often.
+            if first.is_some_and(|t: std::time::Instant| t.elapsed().as_millis() >= GATHER_MAX_MS) {
+                return Some(paths);
             }
             let ready = self.wait(if paths.is_empty() { IDLE_MS } else { QUIET_MS });
             if !ready {
@@ -143,9 +150,11 @@ impl Watcher {
                     }
                 };
                 let flags = event.events();
+                first.get_or_insert_with(std::time::Instant::now);
                 if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
-                    // Events were lost: look at everything.
+                    // Events were lost: look at everything, and watch folders made meanwhile.
                     paths.insert(String::new());
+                    new_dirs.push(String::new());
                     continue;
                 }
                 if flags.contains(ReadFlags::IGNORED) {

@@ -5,8 +5,9 @@
 //! several is joined with `, ` (as Netlify does). They are applied last, over the proxy's own
 //! headers, except the ones the proxy's semantics rest on, which a file may not set:
 //! framing (`Content-Length`, `Transfer-Encoding`, `Content-Range`, `Content-Encoding`),
-//! validators (`ETag`, `Last-Modified`), hop-by-hop headers, `X-Cache-Status` and `Location`
-//! (redirects are `_redirects`' to make). A line
+//! validators (`ETag`, `Last-Modified`), hop-by-hop headers, `X-Cache-Status`, `Date`, `Age`
+//! and `Location` (redirects are `_redirects`' to make). `Vary` adds to the proxy's own.
+//! Netlify's `Basic-Auth` is refused: here it would only send the passwords to everyone. A line
 //! that does not parse is reported with its number and skipped; the rest applies.
 
 use super::pattern::Pattern;
@@ -18,7 +19,7 @@ pub const MAX_RULES: usize = 1000;
 pub const MAX_HEADERS_PER_RULE: usize = 64;
 
 /// Names a `_headers` file may not set.
-const REFUSED: [&str; 14] = [
+const REFUSED: [&str; 16] = [
     "content-length",
     "transfer-encoding",
     "content-range",
@@ -33,6 +34,8 @@ const REFUSED: [&str; 14] = [
     "upgrade",
     "x-cache-status",
     "location",
+    "date",
+    "age",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +130,15 @@ impl HeaderRules {
             }
         }
         for (name, values) in set {
+            // `Vary` adds to the proxy's own (which says what the answer was chosen by).
+            if name == hyper::header::VARY {
+                for v in values.iter().filter_map(|v| v.to_str().ok()) {
+                    for n in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                        super::cors::append_vary(headers, n);
+                    }
+                }
+                continue;
+            }
             let joined = if values.len() == 1 {
                 values[0].clone()
             } else {
@@ -145,6 +157,13 @@ fn parse_header(l: &str) -> Result<(HeaderName, HeaderValue), String> {
         .ok_or_else(|| format!("{l:?} is not `Name: value`"))?;
     let name = HeaderName::from_bytes(name.trim().as_bytes())
         .map_err(|_| format!("{:?} is not a header name", name.trim()))?;
+    if name.as_str() == "basic-auth" {
+        return Err(
+            "Basic-Auth (Netlify's password protection) is not supported: the line would send \
+             the passwords to every visitor, so it is refused"
+                .into(),
+        );
+    }
     if REFUSED.contains(&name.as_str()) {
         return Err(format!(
             "{name} is the proxy's to set (framing, validators or hop-by-hop): refused"
@@ -168,7 +187,7 @@ mod tests {
   X-Content-Type-Options: nosniff
 /templates/index.html
   X-Frame-Options: SAMEORIGIN
-  Basic-Auth-Hint: none
+  X-Hint: none
 /assets/*
   Cache-Control: public, max-age=31536000, immutable
 /blog/:year/*
@@ -211,6 +230,8 @@ mod tests {
   Not a header
   Bad Name: x
   X-Good: yes
+  Basic-Auth: someuser:somepassword
+  Vary: Origin
 not-a-path
   X-Skipped: with its bad path
 /b
@@ -218,11 +239,16 @@ not-a-path
 ";
         let r = HeaderRules::parse(file);
         let lines: Vec<usize> = r.errors.iter().map(|e| e.line).collect();
-        assert_eq!(lines, vec![1, 3, 4, 5, 6, 7, 8, 10], "{:#?}", r.errors);
+        assert_eq!(lines, vec![1, 3, 4, 5, 6, 7, 8, 10, 12], "{:#?}", r.errors);
         let mut h = HeaderMap::new();
+        h.insert("vary", HeaderValue::from_static("Accept-Encoding"));
         r.apply("/a", &mut h);
-        assert_eq!(h.len(), 1);
+        assert_eq!(h.len(), 2);
         assert_eq!(h["x-good"], "yes");
+        assert_eq!(
+            h["vary"], "Accept-Encoding, Origin",
+            "added to, not replaced"
+        );
         let mut h = HeaderMap::new();
         r.apply("/b", &mut h);
         assert_eq!(h["x-b"], "b");

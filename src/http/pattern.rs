@@ -1,8 +1,12 @@
 //! Path patterns of `_redirects` and `_headers` (Netlify's grammar): literal segments,
 //! `:name` placeholders (one segment each) and a trailing `*` (the rest, as `:splat`).
 //!
-//! Matching is on the request path as sent (still percent-encoded) and case-sensitive, as on
-//! Netlify; a trailing `/` is ignored on both sides, so `/blog` and `/blog/` match alike.
+//! SECURITY: matching is on the decoded path and case-insensitive, as the files themselves are
+//! found (Dropbox's names are case-insensitive): `/%70rivate/x` or `/PRIVATE/x` cannot slip past
+//! a rule for `/private/*`. (Netlify matches case-sensitively, but its files are too.) A
+//! pattern's literals are percent-decoded once, as Netlify's files write them encoded; captures
+//! keep the request's case and are encoded again where they go into a URL. A trailing `/` is
+//! ignored on both sides, so `/blog` and `/blog/` match alike.
 
 /// A parsed path pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +48,12 @@ impl Pattern {
             segments.push(match seg.strip_prefix(':') {
                 Some(name) if valid_name(name) => Segment::Placeholder(name.to_owned()),
                 Some(_) => return Err(format!("a placeholder needs a name: {text:?}")),
-                None => Segment::Literal(seg.to_owned()),
+                None => {
+                    let decoded = percent_encoding::percent_decode_str(seg)
+                        .decode_utf8()
+                        .map_err(|_| format!("{text:?} is not valid percent-encoded UTF-8"))?;
+                    Segment::Literal(decoded.to_lowercase())
+                }
             });
         }
         // `/a*` reads as `/a/*` would, but also matches `/abc`: keep the partial segment.
@@ -55,7 +64,7 @@ impl Pattern {
         Ok(Pattern { segments, splat })
     }
 
-    /// The captures if `path` (a request path, `/…`) matches.
+    /// The captures if `path` (a decoded request path, `/…`) matches.
     pub fn matches(&self, path: &str) -> Option<Captures> {
         let mut rest = path.trim_end_matches('/');
         let mut captures = Vec::new();
@@ -70,11 +79,15 @@ impl Pattern {
                 Segment::Literal(lit) if last && self.splat && lit.ends_with('*') => {
                     // `/a*`: a prefix of this segment; the rest of the path is the splat.
                     let prefix = &lit[..lit.len() - 1];
-                    let splat = tail.strip_prefix(prefix)?;
-                    captures.push(("splat".to_owned(), splat.to_owned()));
+                    let n = prefix.chars().count();
+                    let cut = tail.char_indices().nth(n).map_or(tail.len(), |(i, _)| i);
+                    if tail[..cut].to_lowercase() != prefix {
+                        return None;
+                    }
+                    captures.push(("splat".to_owned(), tail[cut..].to_owned()));
                     return Some(captures);
                 }
-                Segment::Literal(lit) if lit == this => {}
+                Segment::Literal(lit) if this.to_lowercase() == *lit => {}
                 Segment::Literal(_) => return None,
                 Segment::Placeholder(_) if this.is_empty() => return None,
                 Segment::Placeholder(name) => captures.push((name.clone(), this.to_owned())),
@@ -117,9 +130,13 @@ pub fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// The longest a substituted target may be: a rule cannot make an answer grow without bound.
+pub const MAX_SUBSTITUTED: usize = 8 * 1024;
+
 /// `text` with each `:name` replaced by its capture (`:splat` included); a `:` not followed
-/// by a captured name stays as it is (`https://`, `a:b`).
-pub fn substitute(text: &str, captures: &Captures) -> String {
+/// by a captured name stays as it is (`https://`, `a:b`). None when the result would be
+/// longer than `MAX_SUBSTITUTED`.
+pub fn substitute(text: &str, captures: &Captures) -> Option<String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find(':') {
@@ -143,9 +160,32 @@ pub fn substitute(text: &str, captures: &Captures) -> String {
                 rest = after;
             }
         }
+        if out.len() > MAX_SUBSTITUTED {
+            return None;
+        }
     }
     out.push_str(rest);
-    out
+    (out.len() <= MAX_SUBSTITUTED).then_some(out)
+}
+
+/// A decoded path (or part of one), percent-encoded again for a URL: `/` kept, and what a path
+/// segment cannot hold as it is escaped.
+pub fn encode_path(decoded: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}')
+        .add(b'\\')
+        .add(b'^')
+        .add(b'|');
+    percent_encoding::utf8_percent_encode(decoded, SEGMENT).to_string()
 }
 
 #[cfg(test)]
@@ -166,7 +206,8 @@ mod tests {
             ("/home", "/home", Some(&[])),
             ("/home", "/home/", Some(&[])),
             ("/home/", "/home", Some(&[])),
-            ("/home", "/Home", None),
+            ("/home", "/Home", Some(&[])),
+            ("/Home", "/HOME", Some(&[])),
             ("/home", "/home/x", None),
             ("/", "/", Some(&[])),
             ("/", "/x", None),
@@ -197,7 +238,10 @@ mod tests {
             ("/news/:year/:month", "/news/2024", None),
             ("/news/:year", "/news/2024/02", None),
             ("/a/:x/*", "/a/b/c/d", Some(&[("x", "b"), ("splat", "c/d")])),
-            ("/caf%C3%A9", "/caf%C3%A9", Some(&[])),
+            ("/caf%C3%A9", "/café", Some(&[])),
+            ("/caf%C3%A9", "/CAFÉ", Some(&[])),
+            ("/News/*", "/news/A/B", Some(&[("splat", "A/B")])),
+            ("/news*", "/NEWSletter", Some(&[("splat", "letter")])),
         ];
         for (pattern, path, want) in cases {
             let p = Pattern::parse(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
@@ -227,7 +271,7 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_refused() {
-        for bad in ["home", "/a/*/b", "/a/:/b", "/a b", "/a/:x-y"] {
+        for bad in ["home", "/a/*/b", "/a/:/b", "/a b", "/a/:x-y", "/%ff"] {
             assert!(Pattern::parse(bad).is_err(), "{bad}");
         }
     }
@@ -235,15 +279,17 @@ mod tests {
     #[test]
     fn placeholders_are_substituted_and_other_colons_kept() {
         let c = caps(&[("year", "2024"), ("month", "02"), ("splat", "a/b")]);
+        let sub = |t: &str| substitute(t, &c).unwrap();
+        assert_eq!(sub("/blog-:year-:month.html"), "/blog-2024-02.html");
+        assert_eq!(sub("https://example.com/:splat"), "https://example.com/a/b");
+        assert_eq!(sub("/x/:unknown/:splat"), "/x/:unknown/a/b");
+        assert_eq!(sub("/:yearly"), "/2024ly");
+        // A target that would grow past the bound is no target.
+        let long = vec![("splat".to_owned(), "x".repeat(1000))];
+        assert!(substitute(&":splat".repeat(20), &long).is_none());
         assert_eq!(
-            substitute("/blog-:year-:month.html", &c),
-            "/blog-2024-02.html"
+            encode_path("/Café au lait/a b?c"),
+            "/Caf%C3%A9%20au%20lait/a%20b%3Fc"
         );
-        assert_eq!(
-            substitute("https://example.com/:splat", &c),
-            "https://example.com/a/b"
-        );
-        assert_eq!(substitute("/x/:unknown/:splat", &c), "/x/:unknown/a/b");
-        assert_eq!(substitute("/:yearly", &c), "/2024ly");
     }
 }

@@ -15,10 +15,12 @@
 //! the rest of the file down. Conditions (`Country=`, `Language=`, `Role=`, `Cookie=`) need
 //! what a proxy does not have, so such lines are reported and skipped.
 
-use super::pattern::{Captures, Pattern, substitute};
+use super::pattern::{Captures, Pattern, encode_path, substitute};
 
 /// The most rules one file may hold; the rest are reported and ignored.
 pub const MAX_RULES: usize = 1000;
+/// The longest target a rule may have.
+pub const MAX_TARGET: usize = 2048;
 
 /// One rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,8 +93,8 @@ impl Redirects {
         out
     }
 
-    /// The first rule matching `path` (percent-encoded, `/…`) with `query` on `host`, and what
-    /// it asks for.
+    /// The first rule matching `path` (decoded, `/…`) with `query` on `host`, and what it asks
+    /// for.
     pub fn find(&self, host: Option<&str>, path: &str, query: Option<&str>) -> Option<Action> {
         let params: Vec<(String, String)> = query
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
@@ -101,7 +103,13 @@ impl Redirects {
             if rule.host.is_some() && rule.host.as_deref() != host {
                 return None;
             }
-            let mut captures: Captures = rule.from.matches(path)?;
+            // Captures go into a URL: encoded again (query values below already are).
+            let mut captures: Captures = rule
+                .from
+                .matches(path)?
+                .into_iter()
+                .map(|(k, v)| (k, encode_path(&v)))
+                .collect();
             for (key, m) in &rule.query {
                 let value = params.iter().find(|(k, _)| k == key).map(|(_, v)| v)?;
                 match m {
@@ -113,7 +121,7 @@ impl Redirects {
             Some(Action {
                 status: rule.status,
                 force: rule.force,
-                to: substitute(&rule.to, &captures),
+                to: substitute(&rule.to, &captures)?,
                 matched_query: !rule.query.is_empty(),
             })
         })
@@ -209,12 +217,16 @@ fn parse_rule(line: usize, l: &str) -> Result<Rule, String> {
     if to.chars().any(char::is_control) {
         return Err("the target holds a control character".into());
     }
+    if to.len() > MAX_TARGET {
+        return Err(format!("the target is longer than {MAX_TARGET} bytes"));
+    }
     Ok(Rule {
         line,
         host,
         from: from_pattern,
         query,
-        to: to.to_owned(),
+        // Non-ASCII written as it is goes into a Location header: encoded.
+        to: percent_encoding::utf8_percent_encode(to, percent_encoding::CONTROLS).to_string(),
         status,
         force,
     })
@@ -268,7 +280,7 @@ http://blog.example.com/*  https://www.example.com/blog/:splat  301!
             action(301, false, "https://www.petsofnetlify.com")
         );
         assert_eq!(
-            find("/authors/c%C3%A9line", None),
+            find("/authors/céline", None),
             action(301, false, "/authors/about-c%C3%A9line")
         );
         assert_eq!(find("/old-path", None), action(302, false, "/new-path"));
@@ -321,8 +333,13 @@ http://blog.example.com/*  https://www.example.com/blog/:splat  301!
             find("/nothing-else", None),
             action(200, false, "/index.html")
         );
-        // Case-sensitive, as Netlify.
-        assert_eq!(find("/HOME", None), action(200, false, "/index.html"));
+        // Case-insensitive, as the files are found: no spelling slips past a rule.
+        assert_eq!(find("/HOME", None), action(301, false, "/"));
+        // Captures are encoded again into the target.
+        assert_eq!(
+            find("/news/a b/ü", None),
+            action(301, false, "/blog/a%20b/%C3%BC")
+        );
     }
 
     #[test]

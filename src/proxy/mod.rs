@@ -87,22 +87,26 @@ impl Proxy {
                 .and_then(|v| v.to_str().ok()),
         );
         let tag = format!("{}-{}", format.etag(listing), enc.token());
+        // The bytes name the account's alias and depend on its root: so does the key.
+        let key = format!("{}\0{}\0{tag}", account.alias, account.root);
         let lock = || {
             self.coded_listings
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
         };
-        let known = lock().get(&tag).cloned();
+        let known = lock().get(&key).cloned();
         let coded = match known {
             Some(coded) => coded,
             None => {
                 let (raw, _) = respond::listing_bytes(format, account, listing);
-                let coded = (raw.len() as u64 >= self.compression.min_size)
+                // Coded here, per request: only listings of a bounded size.
+                let coded = (raw.len() as u64 >= self.compression.min_size
+                    && raw.len() <= MAX_CODED_LISTING * 4)
                     .then(|| compress_with(&raw, enc, Effort::Fast).ok())
                     .flatten()
                     .filter(|c| c.len() < raw.len() && c.len() <= MAX_CODED_LISTING)
                     .map(bytes::Bytes::from);
-                lock().put(tag.clone(), coded.clone());
+                lock().put(key, coded.clone());
                 coded
             }
         }?;
@@ -113,6 +117,9 @@ impl Proxy {
 
     /// 5–7 with `f`'s compressed copy in the coding `req` takes, if it has one; None when the
     /// client takes none, or the copy is not made yet (it is started, for the next request).
+    /// SECURITY: a copy is served only to an account that has had the file's bytes (`used`, or
+    /// its blob in the account's used set): a coded first answer would tell that another
+    /// tenant brought the same content. The others get the plain bytes (their MISS) first.
     #[allow(clippy::too_many_arguments)]
     async fn encoded(
         &self,
@@ -123,6 +130,7 @@ impl Proxy {
         head: &crate::http::representation::Representation,
         cc: &HeaderValue,
         cache: CacheStatus,
+        used: bool,
     ) -> Option<Response<Body>> {
         use crate::http::encoding::{Encoding, choose};
         let accept = req
@@ -131,17 +139,16 @@ impl Proxy {
             .and_then(|v| v.to_str().ok());
         let enc = choose(accept, &Encoding::ALL)?;
         let source = crate::body::blob_name(account, path, f)?;
+        if !(used || account.used.contains(&source)) {
+            return None;
+        }
         let name = Bodies::compressed_name(&source, enc);
-        let Some(bytes) = self.bodies.compressed(&name).await else {
+        let Some(len) = self.bodies.kept_size(&name) else {
             self.bodies.compress_later(&source, enc);
             return None;
         };
-        let rep = head.encoded(enc.token(), bytes.len() as u64);
-        // SECURITY: a copy another account brought is this one's MISS the first time.
-        let cache = match account.used.insert(&name) {
-            true if cache == CacheStatus::Hit => CacheStatus::Miss,
-            _ => cache,
-        };
+        let rep = head.encoded(enc.token(), len);
+        // The conditionals and the range first: a 304, 412, 416 or HEAD reads nothing.
         let honor_range = match conditional::evaluate(&req.method, &req.headers, &rep.validators) {
             Outcome::PreconditionFailed => return Some(respond::precondition_failed()),
             Outcome::NotModified => return Some(respond::not_modified(cc, &rep, cache)),
@@ -161,6 +168,11 @@ impl Proxy {
             Decision::Unsatisfiable => return Some(respond::unsatisfiable(cc, &rep, cache)),
             _ if req.method == Method::HEAD => respond::head_only(cc, &rep, cache),
             _ => {
+                // Gone since (evicted): the plain bytes this time.
+                let bytes = self.bodies.compressed(&name).await?;
+                if bytes.len() as u64 != len {
+                    return None;
+                }
                 let (start, end) = match &decision {
                     Decision::Single(r) => (*r.start(), r.end() + 1),
                     _ => (0, rep.len),
@@ -237,6 +249,10 @@ impl Proxy {
                 .accounts
                 .lookup(&target.alias)
                 .ok_or(ProxyError::UnknownAccount)?;
+            // A site's hidden names (`_redirects`, `.git`) are not served by this way either.
+            if !self.sites.all().is_empty() && self.sites.hides(&account.alias, &target.lower) {
+                return Err(ProxyError::NotFound);
+            }
             (account, target, false)
         };
         let thumb = thumb::spec(req.uri.query())?;
@@ -317,9 +333,11 @@ impl Proxy {
                 let c = &self.compression;
                 if head.compressible && c.enabled && (c.min_size..=c.max_size).contains(&f.size) {
                     vary_encoding = true;
-                    if let Some(resp) =
-                        Box::pin(self.encoded(req, &account, &path, f, head, cc, cache)).await
-                    {
+                    let used = looked.entry.body_used.get();
+                    if let Some(resp) = f.is_downloadable.then_some(()).and(
+                        Box::pin(self.encoded(req, &account, &path, f, head, cc, cache, used))
+                            .await,
+                    ) {
                         break resp;
                     }
                 }

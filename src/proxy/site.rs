@@ -18,6 +18,7 @@ use crate::account::sites::{Site, SiteFiles};
 use crate::config::HtmlExtension;
 use crate::http::encoding::{Encoding, choose, compressible};
 use crate::http::header_rules::HeaderRules;
+use crate::http::pattern::encode_path;
 use crate::http::redirects::Redirects;
 use crate::http::representation::content_type;
 use crate::http::{Body, plain};
@@ -25,13 +26,17 @@ use crate::meta::State;
 use crate::upstream::types::FileMetadata;
 use crate::upstream::types::Metadata;
 use http_body_util::BodyExt;
-use hyper::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, LOCATION};
+use hyper::header::{
+    ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, LOCATION, RANGE,
+};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use std::sync::Arc;
 
 /// The largest `_redirects` or `_headers` read; a larger one is reported and not applied.
 pub const MAX_RULE_FILE: u64 = 1 << 20;
+/// A rule file that could not be read is tried again this long after.
+const RETRY_UNREAD: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What a site path comes to on its own (no redirect rules).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +86,11 @@ impl Proxy {
             prefix,
         };
         // 4. redirect rules, 5. the path, 6. the 404 page
-        let mut resp = match files.redirects.find(host.as_deref(), rest, req.uri.query()) {
+        // SECURITY: rules see the path as the files are found (decoded; matched without case).
+        let mut resp = match files
+            .redirects
+            .find(host.as_deref(), &display, req.uri.query())
+        {
             Some(rule) => {
                 let shadowed = !rule.force
                     && ctx.resolve(&display, trailing_slash, true).await? != Resolved::NotFound;
@@ -94,7 +103,7 @@ impl Proxy {
             None => ctx.path(&display, trailing_slash).await?,
         };
         // 7. headers
-        files.headers.apply(rest, resp.headers_mut());
+        files.headers.apply(&display, resp.headers_mut());
         Ok(resp)
     }
 
@@ -117,13 +126,20 @@ impl Proxy {
         if let Some(last) = &last {
             let same =
                 |v: Result<Option<String>, ()>, had: &Option<String>| v.map_or(true, |v| v == *had);
-            if same(version(&r_meta), &last.redirects_version)
+            // A file that could not be read is tried again after a while, not per request.
+            let settled =
+                last.unread.is_empty() || last.read_at.is_some_and(|t| t.elapsed() < RETRY_UNREAD);
+            if settled
+                && same(version(&r_meta), &last.redirects_version)
                 && same(version(&h_meta), &last.headers_version)
             {
                 return last.clone();
             }
         }
-        let mut files = SiteFiles::default();
+        let mut files = SiteFiles {
+            read_at: Some(std::time::Instant::now()),
+            ..SiteFiles::default()
+        };
         let (r_text, r_version) = self
             .read_rule_file(account, site, "_redirects", r_meta)
             .await;
@@ -331,15 +347,18 @@ impl Ctx<'_> {
             });
         }
         Ok(match self.state(display).await? {
-            Kind::Folder => Resolved::Canonical(format!("{}/", encode(display))),
+            Kind::Folder => Resolved::Canonical(format!("{}/", encode_path(display))),
             Kind::File if !canonical || mode == HtmlExtension::Exact => {
                 Resolved::File(display.to_owned())
             }
             Kind::File => match display.strip_suffix(".html") {
-                Some(dir) if display.ends_with("/index.html") => {
-                    Resolved::Canonical(format!("{}/", encode(&dir[..dir.len() - "/index".len()])))
+                Some(dir) if display.ends_with("/index.html") => Resolved::Canonical(format!(
+                    "{}/",
+                    encode_path(&dir[..dir.len() - "/index".len()])
+                )),
+                Some(bare) if mode == HtmlExtension::Strip => {
+                    Resolved::Canonical(encode_path(bare))
                 }
-                Some(bare) if mode == HtmlExtension::Strip => Resolved::Canonical(encode(bare)),
                 _ => Resolved::File(display.to_owned()),
             },
             Kind::Missing if mode == HtmlExtension::Exact => Resolved::NotFound,
@@ -347,7 +366,7 @@ impl Ctx<'_> {
                 let html = format!("{display}.html");
                 match self.state(&html).await? {
                     Kind::File if mode == HtmlExtension::Keep && canonical => {
-                        Resolved::Canonical(encode(&html))
+                        Resolved::Canonical(encode_path(&html))
                     }
                     Kind::File => Resolved::File(html),
                     _ => Resolved::NotFound,
@@ -384,14 +403,17 @@ impl Ctx<'_> {
             .get(ACCEPT_ENCODING)
             .and_then(|v| v.to_str().ok());
         let mut offered = Encoding::ALL.to_vec();
+        let mut orig = None;
         while let Some(enc) = choose(accept, &offered) {
             offered.retain(|e| *e != enc);
             let sibling = format!("{file}{}", enc.suffix());
-            let (Some(orig), Some(sib)) =
-                (self.file_meta(file).await?, self.file_meta(&sibling).await?)
-            else {
+            let Some(sib) = self.file_meta(&sibling).await? else {
                 continue;
             };
+            if orig.is_none() {
+                orig = self.file_meta(file).await?;
+            }
+            let Some(orig) = &orig else { break };
             let (o, s) = (
                 humantime::parse_rfc3339(&orig.server_modified).ok(),
                 humantime::parse_rfc3339(&sib.server_modified).ok(),
@@ -399,13 +421,42 @@ impl Ctx<'_> {
             if s.is_none() || s < o {
                 continue;
             }
-            let mut resp = self.plain_file(req, &sibling).await?;
+            // Several ranges of a sibling are answered whole: a multipart answer's parts
+            // would carry the sibling's type.
+            let multi = req
+                .headers
+                .get(RANGE)
+                .is_some_and(|r| r.as_bytes().contains(&b','));
+            let whole;
+            let sib_req = if multi {
+                let mut builder = Request::builder()
+                    .method(req.method.clone())
+                    .uri(req.uri.clone());
+                for (k, v) in req.headers.iter().filter(|(k, _)| *k != RANGE) {
+                    builder = builder.header(k, v);
+                }
+                whole = builder
+                    .body(())
+                    .expect("method, URI and headers come from a request")
+                    .into_parts()
+                    .0;
+                &whole
+            } else {
+                req
+            };
+            let mut resp = self.plain_file(sib_req, &sibling).await?;
             let coded = matches!(resp.status(), StatusCode::OK | StatusCode::PARTIAL_CONTENT);
+            let lower = format!("{}{file}", self.site.config.folder).to_lowercase();
+            let cc = self.proxy.cache_control_for(&lower, Some(&ct)).clone();
             let h = resp.headers_mut();
             h.insert(
                 CONTENT_TYPE,
                 HeaderValue::from_str(&ct).expect("media types are ASCII"),
             );
+            // The file's own Cache-Control rule, not the sibling's name's.
+            if h.contains_key(CACHE_CONTROL) {
+                h.insert(CACHE_CONTROL, cc);
+            }
             if coded {
                 h.insert(CONTENT_ENCODING, HeaderValue::from_static(enc.token()));
             }
@@ -469,7 +520,7 @@ impl Ctx<'_> {
     ) -> Result<Response<Body>, ProxyError> {
         let mut dir = String::new();
         let mut page = None;
-        let mut segments = display.split('/').skip(1).peekable();
+        let mut segments = display.split('/').skip(1);
         loop {
             let full = format!("{}{dir}", self.site.config.folder);
             let looked = self
@@ -492,9 +543,10 @@ impl Ctx<'_> {
             if let Some(f) = has("404.html", false) {
                 page = Some(format!("{dir}/{}", f.name()));
             }
-            // Into the next folder on the way to the path (never a hidden one).
+            // Into the next folder on the way to the path (never a hidden one), the last
+            // segment too when it is a folder (`/docs/` with no index.html).
             let Some(seg) = segments.next() else { break };
-            if segments.peek().is_none() || hidden(seg) {
+            if hidden(seg) {
                 break;
             }
             match has(seg, true) {
@@ -521,25 +573,6 @@ fn hidden(display: &str) -> bool {
     display
         .split('/')
         .any(|seg| seg.starts_with('_') || seg.starts_with('.'))
-}
-
-/// A decoded site path, percent-encoded again for a `Location`.
-fn encode(display: &str) -> String {
-    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-        .add(b' ')
-        .add(b'"')
-        .add(b'#')
-        .add(b'%')
-        .add(b'<')
-        .add(b'>')
-        .add(b'?')
-        .add(b'`')
-        .add(b'{')
-        .add(b'}')
-        .add(b'\\')
-        .add(b'^')
-        .add(b'|');
-    percent_encoding::utf8_percent_encode(display, SEGMENT).to_string()
 }
 
 /// A redirect to `to` (a path or URL), the request's `query` passed on.
@@ -578,11 +611,5 @@ mod tests {
         for ok in ["", "/index.html", "/a_b/c.d", "/x/y.html"] {
             assert!(!hidden(ok), "{ok}");
         }
-    }
-
-    #[test]
-    fn locations_are_encoded_again() {
-        assert_eq!(encode("/Café au lait/a b"), "/Caf%C3%A9%20au%20lait/a%20b");
-        assert_eq!(encode("/a?b#c%d"), "/a%3Fb%23c%25d");
     }
 }

@@ -104,7 +104,14 @@ impl Warmer {
         fits
     }
 
-    async fn warm_all(&self, account: &Arc<Account>, files: Vec<&FileMetadata>) {
+    /// Fetches `files` until `deadline`; what is not done by then goes on in the background
+    /// (its visitors join the fills), not cancelled.
+    async fn warm_all(
+        &self,
+        account: &Arc<Account>,
+        files: Vec<&FileMetadata>,
+        deadline: tokio::time::Instant,
+    ) -> bool {
         let slots = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency));
         let mut jobs = tokio::task::JoinSet::new();
         for f in files {
@@ -145,14 +152,19 @@ impl Warmer {
                 (warmed, f.size)
             });
         }
-        while let Some(done) = jobs.join_next().await {
-            match done {
-                Ok((true, size)) => {
+        loop {
+            match tokio::time::timeout_at(deadline, jobs.join_next()).await {
+                Ok(None) => return true,
+                Ok(Some(Ok((true, size)))) => {
                     self.stats.files.fetch_add(1, Ordering::Relaxed);
                     self.stats.bytes.fetch_add(size, Ordering::Relaxed);
                 }
-                _ => {
+                Ok(Some(_)) => {
                     self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    jobs.detach_all();
+                    return false;
                 }
             }
         }
@@ -175,12 +187,10 @@ impl Prefetch for Warmer {
             }
             let n = files.len();
             let started = Instant::now();
-            // The switch waits at most this long: a slow fetch goes on in the background and
-            // its visitors join it.
-            if tokio::time::timeout(self.config.wait, self.warm_all(account, files))
-                .await
-                .is_err()
-            {
+            // The switch waits at most `wait`: a slow fetch goes on in the background and its
+            // visitors join it.
+            let deadline = tokio::time::Instant::now() + self.config.wait;
+            if !self.warm_all(account, files, deadline).await {
                 tracing::info!(alias = %account.alias, files = n,
                     "warm on change: switching before every body is in");
             } else {
