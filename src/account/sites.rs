@@ -17,7 +17,7 @@ pub struct Site {
 
 /// A site's `_redirects` and `_headers` as parsed, with the version (content hash, or rev) of
 /// each file they came from: None where there is no such file.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SiteFiles {
     pub redirects_version: Option<String>,
     pub headers_version: Option<String>,

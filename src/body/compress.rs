@@ -139,6 +139,10 @@ impl Bodies {
         let Ok(_running) = self.compressions.running.acquire().await else {
             return;
         };
+        // Made meanwhile (by warm on change, or another request)?
+        if self.holds(name) {
+            return;
+        }
         let Some(bytes) = self.read_small(source).await else {
             return;
         };

@@ -52,6 +52,11 @@ impl Pattern {
                     let decoded = percent_encoding::percent_decode_str(seg)
                         .decode_utf8()
                         .map_err(|_| format!("{text:?} is not valid percent-encoded UTF-8"))?;
+                    // A request's `/` and `*` are decoded before it is split: an encoded one
+                    // in a pattern could never match (or would read as a splat).
+                    if decoded.contains(['/', '*']) {
+                        return Err(format!("{text:?}: an encoded '/' or '*' cannot match"));
+                    }
                     Segment::Literal(decoded.to_lowercase())
                 }
             });
@@ -271,7 +276,9 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_refused() {
-        for bad in ["home", "/a/*/b", "/a/:/b", "/a b", "/a/:x-y", "/%ff"] {
+        for bad in [
+            "home", "/a/*/b", "/a/:/b", "/a b", "/a/:x-y", "/%ff", "/a%2Fb", "/a%2A/*",
+        ] {
             assert!(Pattern::parse(bad).is_err(), "{bad}");
         }
     }

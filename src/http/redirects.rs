@@ -118,11 +118,21 @@ impl Redirects {
                     QueryMatch::Equals(_) => return None,
                 }
             }
-            Some(Action {
-                status: rule.status,
-                force: rule.force,
-                to: substitute(&rule.to, &captures)?,
-                matched_query: !rule.query.is_empty(),
+            // A target a request would make too long is refused (414), not passed over: the
+            // next rule, or the file, must not answer instead.
+            Some(match substitute(&rule.to, &captures) {
+                Some(to) => Action {
+                    status: rule.status,
+                    force: rule.force,
+                    to,
+                    matched_query: !rule.query.is_empty(),
+                },
+                None => Action {
+                    status: 414,
+                    force: true,
+                    to: String::new(),
+                    matched_query: !rule.query.is_empty(),
+                },
             })
         })
     }
@@ -366,6 +376,13 @@ ftp://x/y /z
         );
         assert_eq!(r.rules.len(), 2);
         assert_eq!(r.find(None, "/q", None), action(302, true, "/r"));
+        // A target a request would make too long: 414, not the next rule.
+        let greedy = Redirects::parse(&format!(
+            "/g/* {} 301\n/* /all 200\n",
+            "/:splat".repeat(200)
+        ));
+        let long = format!("/g/{}", "x".repeat(100));
+        assert_eq!(greedy.find(None, &long, None).map(|a| a.status), Some(414));
     }
 
     #[test]

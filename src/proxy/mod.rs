@@ -334,10 +334,11 @@ impl Proxy {
                 if head.compressible && c.enabled && (c.min_size..=c.max_size).contains(&f.size) {
                     vary_encoding = true;
                     let used = looked.entry.body_used.get();
-                    if let Some(resp) = f.is_downloadable.then_some(()).and(
-                        Box::pin(self.encoded(req, &account, &path, f, head, cc, cache, used))
-                            .await,
-                    ) {
+                    if f.is_downloadable
+                        && let Some(resp) =
+                            Box::pin(self.encoded(req, &account, &path, f, head, cc, cache, used))
+                                .await
+                    {
                         break resp;
                     }
                 }

@@ -135,6 +135,13 @@ impl Proxy {
             {
                 return last.clone();
             }
+            if !settled {
+                // One request tries again; the others go on with the last rules meanwhile.
+                site.keep_files(Arc::new(SiteFiles {
+                    read_at: Some(std::time::Instant::now()),
+                    ..(**last).clone()
+                }));
+            }
         }
         let mut files = SiteFiles {
             read_at: Some(std::time::Instant::now()),

@@ -25,7 +25,9 @@ pub struct Warmer {
     compression: CompressionConfig,
     /// The current minute's start and the bytes taken from its budget.
     spent: Mutex<(Instant, u64)>,
-    pub stats: WarmStats,
+    /// Files fetched at once, over every batch (detached jobs included).
+    slots: Arc<tokio::sync::Semaphore>,
+    pub stats: Arc<WarmStats>,
 }
 
 /// What warming has done, for `/admin/sites`.
@@ -47,10 +49,11 @@ impl Warmer {
         Warmer {
             sites,
             bodies,
+            slots: Arc::new(tokio::sync::Semaphore::new(config.concurrency)),
             config,
             compression,
             spent: Mutex::new((Instant::now(), 0)),
-            stats: WarmStats::default(),
+            stats: Arc::default(),
         }
     }
 
@@ -112,7 +115,6 @@ impl Warmer {
         files: Vec<&FileMetadata>,
         deadline: tokio::time::Instant,
     ) -> bool {
-        let slots = Arc::new(tokio::sync::Semaphore::new(self.config.concurrency));
         let mut jobs = tokio::task::JoinSet::new();
         for f in files {
             let path = f.path_display.clone().unwrap_or_default();
@@ -129,11 +131,12 @@ impl Warmer {
             let compress = c.enabled
                 && (c.min_size..=c.max_size).contains(&f.size)
                 && compressible(&content_type(&f.name));
-            let (bodies, account, f, slots) = (
+            let (bodies, account, f, slots, stats) = (
                 self.bodies.clone(),
                 account.clone(),
                 f.clone(),
-                slots.clone(),
+                self.slots.clone(),
+                self.stats.clone(),
             );
             jobs.spawn(async move {
                 let _slot = slots.acquire_owned().await;
@@ -148,20 +151,17 @@ impl Warmer {
                             account.used.insert(&Bodies::compressed_name(&name, enc));
                         }
                     }
+                    stats.files.fetch_add(1, Ordering::Relaxed);
+                    stats.bytes.fetch_add(f.size, Ordering::Relaxed);
+                } else {
+                    stats.skipped.fetch_add(1, Ordering::Relaxed);
                 }
-                (warmed, f.size)
             });
         }
         loop {
             match tokio::time::timeout_at(deadline, jobs.join_next()).await {
                 Ok(None) => return true,
-                Ok(Some(Ok((true, size)))) => {
-                    self.stats.files.fetch_add(1, Ordering::Relaxed);
-                    self.stats.bytes.fetch_add(size, Ordering::Relaxed);
-                }
-                Ok(Some(_)) => {
-                    self.stats.skipped.fetch_add(1, Ordering::Relaxed);
-                }
+                Ok(Some(_)) => {}
                 Err(_) => {
                     jobs.detach_all();
                     return false;

@@ -293,7 +293,7 @@ async fn sites(app: &App) -> Response<Body> {
     }
     json_answer(
         StatusCode::OK,
-        &json!({ "sites": out, "warm_on_change": &app.proxy.warmer.stats }),
+        &json!({ "sites": out, "warm_on_change": &*app.proxy.warmer.stats }),
     )
 }
 
