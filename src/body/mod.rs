@@ -11,6 +11,7 @@
 mod blob;
 pub mod compress;
 pub mod disk;
+pub mod facts;
 pub mod fill;
 mod handles;
 pub mod index;
