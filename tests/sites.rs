@@ -150,6 +150,28 @@ async fn a_site_serves_indexes_clean_urls_and_the_nearest_404_page() {
         assert_eq!(get_on(&p, "other", hidden).await.0, 404, "{hidden}");
     }
     assert_eq!(get_on(&p, "other", "/alice/site/raw.txt").await, ok("raw"));
+    // ... and not listed there: the names are not told either.
+    let listing = p
+        .get(
+            "/alice/site/",
+            &[("host", "other"), ("accept", "application/json")],
+        )
+        .await
+        .json();
+    let names: Vec<&str> = listing["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"raw.txt") && names.contains(&"docs"),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with(['_', '.'])),
+        "{names:?}"
+    );
     // A folder with no index.html: its own 404.html is the nearest.
     assert_eq!(
         get(&p, "/blog/").await,

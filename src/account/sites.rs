@@ -119,6 +119,19 @@ impl Sites {
         })
     }
 
+    /// Whether the folder `lower` (lowercase, under `alias`'s root) is a site's folder or lies
+    /// within one: its listing leaves out the names the site never serves.
+    pub fn covers(&self, alias: &str, lower: &str) -> bool {
+        self.all.iter().any(|site| {
+            let c = &site.config;
+            let folder = c.folder.to_lowercase();
+            c.account == alias
+                && lower
+                    .strip_prefix(folder.as_str())
+                    .is_some_and(|rel| rel.is_empty() || rel.starts_with('/'))
+        })
+    }
+
     /// The site (if any) a request for `path` on `host` (the `Host` header) is for. A site's
     /// host takes every path; elsewhere a site's prefix takes its own.
     pub fn route<'a>(&'a self, host: Option<&str>, path: &'a str) -> Routed<'a> {

@@ -39,7 +39,10 @@ pub struct Facts {
 /// reads, or its header is not within `head`.
 pub fn read(head: &[u8]) -> Option<Facts> {
     let size = imagesize::blob_size(head).ok()?;
-    let (w, h) = (u32::try_from(size.width).ok()?, u32::try_from(size.height).ok()?);
+    let (w, h) = (
+        u32::try_from(size.width).ok()?,
+        u32::try_from(size.height).ok()?,
+    );
     if w == 0 || h == 0 {
         return None;
     }
@@ -51,15 +54,16 @@ pub fn read(head: &[u8]) -> Option<Facts> {
             .and_then(|e| e.get_field(tag, exif::In::PRIMARY))
     };
     let text = |tag| {
-        field(tag).and_then(|f| match &f.value {
-            exif::Value::Ascii(parts) => parts.first().map(|p| {
-                String::from_utf8_lossy(p)
-                    .trim_matches(|c: char| c == '\0' || c.is_whitespace())
-                    .to_owned()
-            }),
-            _ => None,
-        })
-        .filter(|t| !t.is_empty() && t.len() <= 128)
+        field(tag)
+            .and_then(|f| match &f.value {
+                exif::Value::Ascii(parts) => parts.first().map(|p| {
+                    String::from_utf8_lossy(p)
+                        .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                        .to_owned()
+                }),
+                _ => None,
+            })
+            .filter(|t| !t.is_empty() && t.len() <= 128)
     };
     let orientation = field(exif::Tag::Orientation)
         .and_then(|f| f.value.get_uint(0))
@@ -71,9 +75,8 @@ pub fn read(head: &[u8]) -> Option<Facts> {
         width,
         height,
         orientation,
-        taken: text(exif::Tag::DateTimeOriginal).and_then(|t| {
-            date_time(&t, text(exif::Tag::OffsetTimeOriginal).as_deref())
-        }),
+        taken: text(exif::Tag::DateTimeOriginal)
+            .and_then(|t| date_time(&t, text(exif::Tag::OffsetTimeOriginal).as_deref())),
         make: text(exif::Tag::Make),
         model: text(exif::Tag::Model),
     })
@@ -83,7 +86,8 @@ pub fn read(head: &[u8]) -> Option<Facts> {
 /// None for what is not a date (cameras write `    :  :     :  :  ` when they do not know).
 fn date_time(exif: &str, offset: Option<&str>) -> Option<String> {
     let b = exif.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
     let shape = b.len() >= 19
         && digits(0..4)
         && b[4] == b':'
@@ -144,12 +148,7 @@ pub fn placeholder(thumbnail: &[u8]) -> Option<Placeholder> {
             *s += u64::from(c);
         }
     }
-    let color = format!(
-        "#{:02x}{:02x}{:02x}",
-        sum[0] / n,
-        sum[1] / n,
-        sum[2] / n
-    );
+    let color = format!("#{:02x}{:02x}{:02x}", sum[0] / n, sum[1] / n, sum[2] / n);
     let blurhash = blurhash::encode(4, 3, w, h, img.as_raw()).ok()?;
     Some(Placeholder { color, blurhash })
 }
@@ -218,7 +217,9 @@ mod tests {
     use image::{ImageFormat, RgbImage};
 
     fn encoded(w: u32, h: u32, format: ImageFormat) -> Vec<u8> {
-        let img = RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+        });
         let mut out = Cursor::new(Vec::new());
         img.write_to(&mut out, format).unwrap();
         out.into_inner()
@@ -266,17 +267,41 @@ mod tests {
     #[test]
     fn dates_without_offsets_or_unknown_ones() {
         let jpeg = encoded(10, 10, ImageFormat::Jpeg);
-        let no_offset = with_exif(&jpeg, &ExifSpec { taken: Some("2020:01:02 03:04:05"), ..Default::default() }).unwrap();
-        assert_eq!(read(&no_offset).unwrap().taken.as_deref(), Some("2020-01-02T03:04:05"));
-        let unknown = with_exif(&jpeg, &ExifSpec { taken: Some("    :  :     :  :  "), ..Default::default() }).unwrap();
+        let no_offset = with_exif(
+            &jpeg,
+            &ExifSpec {
+                taken: Some("2020:01:02 03:04:05"),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            read(&no_offset).unwrap().taken.as_deref(),
+            Some("2020-01-02T03:04:05")
+        );
+        let unknown = with_exif(
+            &jpeg,
+            &ExifSpec {
+                taken: Some("    :  :     :  :  "),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(read(&unknown).unwrap().taken, None);
         assert_eq!(date_time("0000:00:00 00:00:00", None), None);
-        assert_eq!(date_time("2020:01:02 03:04:05", Some("bad")), Some("2020-01-02T03:04:05".into()));
+        assert_eq!(
+            date_time("2020:01:02 03:04:05", Some("bad")),
+            Some("2020-01-02T03:04:05".into())
+        );
     }
 
     #[test]
     fn png_webp_and_gif_have_their_size() {
-        for (format, w, h) in [(ImageFormat::Png, 30, 20), (ImageFormat::WebP, 31, 21), (ImageFormat::Gif, 12, 34)] {
+        for (format, w, h) in [
+            (ImageFormat::Png, 30, 20),
+            (ImageFormat::WebP, 31, 21),
+            (ImageFormat::Gif, 12, 34),
+        ] {
             let f = read(&encoded(w, h, format)).unwrap_or_else(|| panic!("{format:?}"));
             assert_eq!((f.width, f.height, f.orientation), (w, h, 1), "{format:?}");
         }
@@ -305,7 +330,14 @@ mod tests {
         heic.extend_from_slice(b"meta");
         assert_eq!(read(&heic), None);
         // A JPEG cut before its frame header.
-        let jpeg = with_exif(&encoded(64, 48, ImageFormat::Jpeg), &ExifSpec { orientation: Some(6), ..Default::default() }).unwrap();
+        let jpeg = with_exif(
+            &encoded(64, 48, ImageFormat::Jpeg),
+            &ExifSpec {
+                orientation: Some(6),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
         assert_eq!(read(&jpeg[..sof]), None);
         assert!(read(&jpeg[..sof + 12]).is_some());

@@ -306,6 +306,24 @@ impl Proxy {
                 }
                 State::Folder(listing) => {
                     vary_encoding = self.compression.enabled;
+                    // A site's hidden names are not listed either (`_redirects`, `.git`).
+                    let visible;
+                    let listing = if !self.sites.all().is_empty()
+                        && self.sites.covers(&account.alias, &target.lower)
+                    {
+                        visible = crate::meta::Listing {
+                            entries: listing
+                                .entries
+                                .iter()
+                                .filter(|e| !e.name().starts_with(['_', '.']))
+                                .cloned()
+                                .collect(),
+                            ..listing.clone()
+                        };
+                        &visible
+                    } else {
+                        listing
+                    };
                     if let Some(resp) = self.coded_listing(req, &account, listing, source, cc) {
                         break resp;
                     }
