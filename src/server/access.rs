@@ -54,7 +54,11 @@ fn new_id() -> String {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^= z >> 31;
-    format!("{z:016x}{process:016x}")
+    // By table, not by `format!` (a tenth of the id's cost on a 304's profile).
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&z.to_be_bytes());
+    bytes[8..].copy_from_slice(&process.to_be_bytes());
+    hex::encode(bytes)
 }
 
 /// The client's address: the peer's, unless the peer is a trusted proxy; then the last
