@@ -104,14 +104,18 @@ impl App {
         ));
         let instance = hex::encode(rand::random::<[u8; 8]>());
         let sites = Arc::new(crate::account::sites::Sites::from_config(&config.sites));
+        let albums = Arc::new(crate::proxy::album::Albums::new(
+            bodies.clone(),
+            store.clone(),
+        ));
         let warmer = Arc::new(crate::proxy::warm::Warmer::new(
             sites.clone(),
+            albums.clone(),
             bodies.clone(),
             config.sites.warm.clone(),
             config.compression.clone(),
         ));
-        let prefetch = (!sites.all().is_empty())
-            .then(|| warmer.clone() as Arc<dyn crate::meta::feed::Prefetch>);
+        let prefetch = Some(warmer.clone() as Arc<dyn crate::meta::feed::Prefetch>);
         let feeds = Feeds::start(
             meta.clone(),
             dropbox.clone(),
@@ -146,6 +150,7 @@ impl App {
                 .filter_map(|a| Some((a.alias.clone(), a.cors.clone()?)))
                 .collect(),
             compression: config.compression.clone(),
+            albums,
             coded_listings: std::sync::Mutex::new(lru::LruCache::new(
                 NonZeroUsize::new(crate::proxy::CODED_LISTINGS).expect("not zero"),
             )),

@@ -51,6 +51,9 @@ it with ETags, Last-Modified, ranges and 304s, asking Dropbox only when it must.
 <a href="old-about">a redirect</a> and <a href="pictures/sunset.jpg">a rewrite of a folder</a>
 from <code>_redirects</code>, <a href="no-such-page">the custom 404 page</a>, and headers from
 <code>_headers</code>. Edit any file in the sample folder: the next request serves it.</p>
+<p><a href="gallery">The photos as a gallery</a>: the folder's album view (<code>/demo/photos/?album</code>:
+sizes, dates taken, placeholders, thumbnails), rendered by a small page with no build step.
+Add a photo to the folder: it is in the gallery on reload.</p>
 <p><a href="/demo/photos/">Browse the photos folder</a> (the account's listing)</p>
 </body>
 </html>
@@ -126,9 +129,79 @@ fn encode(img: &RgbImage, format: ImageFormat) -> Result<Vec<u8>, image::ImageEr
     Ok(out.into_inner())
 }
 
+/// The gallery page (`/www/gallery`): the photos folder rendered from its album view.
+const GALLERY: &str = include_str!("demo_assets/gallery.html");
+
+/// Photos in the demo's album.
+pub const ALBUM_PHOTOS: usize = 30;
+
+/// The album's photos: varied sizes and shapes, most with EXIF (a date taken, some turned by
+/// their orientation, a camera), a few PNGs without.
+fn album_photos() -> Result<Vec<(String, Vec<u8>)>, DemoError> {
+    use crate::body::facts::{ExifSpec, with_exif};
+    let shapes = [
+        (360, 240),
+        (240, 360),
+        (400, 200),
+        (300, 300),
+        (320, 180),
+        (200, 300),
+    ];
+    let palette = [
+        ([250, 140, 40], [90, 30, 120]),
+        ([20, 90, 160], [220, 200, 150]),
+        ([30, 140, 80], [240, 230, 120]),
+        ([180, 40, 60], [250, 200, 200]),
+        ([60, 60, 70], [160, 190, 220]),
+    ];
+    let mut out = Vec::new();
+    for i in 0..ALBUM_PHOTOS {
+        let (w, h) = shapes[i % shapes.len()];
+        let (from, to) = palette[i % palette.len()];
+        let img = gradient(w, h, from, to);
+        if i % 7 == 6 {
+            out.push((
+                format!("site/photos/scan-{i:02}.png"),
+                encode(&img, ImageFormat::Png)?,
+            ));
+            continue;
+        }
+        let jpeg = encode(&img, ImageFormat::Jpeg)?;
+        let day = 1 + (i * 7) % 28;
+        let taken = format!(
+            "2026:{:02}:{day:02} {:02}:{:02}:00",
+            1 + i % 12,
+            8 + i % 10,
+            (i * 13) % 60
+        );
+        let orientation = match i % 5 {
+            1 => 6,
+            3 => 8,
+            4 => 3,
+            _ => 1,
+        };
+        let spec = ExifSpec {
+            orientation: Some(orientation),
+            taken: Some(&taken),
+            offset: (i % 2 == 0).then_some("+01:00"),
+            make: Some("Demo"),
+            model: Some(if i % 3 == 0 { "Pocket 2" } else { "Field 7" }),
+            big_endian: i % 2 == 1,
+        };
+        let file = with_exif(&jpeg, &spec).map_err(|e| DemoError::Sample {
+            path: format!("photos/photo-{i:02}.jpg"),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        out.push((format!("site/photos/photo-{i:02}.jpg"), file));
+    }
+    Ok(out)
+}
+
 /// Writes the sample Dropbox under `dir` (replacing earlier copies of the same files).
 pub fn write_sample(dir: &Path) -> Result<(), DemoError> {
-    let files: Vec<(&str, Vec<u8>)> = vec![
+    let mut files: Vec<(String, Vec<u8>)> = album_photos()?;
+    files.push(("site/gallery.html".into(), GALLERY.as_bytes().to_vec()));
+    let fixed: Vec<(&str, Vec<u8>)> = vec![
         ("site/index.html", INDEX.as_bytes().to_vec()),
         ("site/style.css", STYLE.as_bytes().to_vec()),
         ("site/about.html", ABOUT.as_bytes().to_vec()),
@@ -158,6 +231,7 @@ pub fn write_sample(dir: &Path) -> Result<(), DemoError> {
             b"Outside the published root: the proxy never asks for this.\n".to_vec(),
         ),
     ];
+    files.extend(fixed.into_iter().map(|(rel, b)| (rel.to_owned(), b)));
     for (rel, bytes) in files {
         let path = dir.join(rel);
         let write = || {

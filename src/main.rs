@@ -159,6 +159,10 @@ async fn run_demo(listen: &str, dir: Option<PathBuf>) -> anyhow::Result<()> {
                 "the site: index.html, clean URLs, _redirects, the 404 page",
             ),
             ("about", "about.html by its clean URL"),
+            (
+                "gallery",
+                "the photos folder as a gallery (its ?album view)",
+            ),
         ] {
             writeln!(out, "  http://{addr}/{site}/{path:<17} {what}")?;
         }

@@ -97,3 +97,103 @@ async fn the_demo_site_works_in_a_real_browser() {
         colours.len()
     );
 }
+
+/// The demo's gallery page in a real browser: every tile has the aspect ratio the album
+/// declares, the thumbnails in view load, a click opens the full image (at the declared size),
+/// the arrow key goes to the next and Escape closes. Screenshot: `target/test-artifacts/gallery.png`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_gallery_works_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    dropcache::demo::write_sample(dir.path()).unwrap();
+    let mut config = common::config();
+    config.accounts[0].root = Some(dir.path().to_owned());
+    let h = Harness::with(config).await;
+    let settings = Settings {
+        accounts: vec![("demo", "/site")],
+        extra: "[[site]]\nname = \"www\"\naccount = \"demo\"\npath = \"/www\"\n".into(),
+        ..Settings::default()
+    };
+    let p = TestProxy::start(&h.running.base_url, &settings).await;
+    let album = p.get("/demo/photos/?album", &[]).await.json();
+    let images = album["images"].as_array().unwrap();
+    assert!(
+        images.len() >= dropcache::demo::ALBUM_PHOTOS,
+        "{}",
+        images.len()
+    );
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("gallery.png");
+    let _ = std::fs::remove_file(&shot);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/gallery.py");
+    let out = common::within(
+        "the browser script",
+        tokio::process::Command::new("python3")
+            .arg(&script)
+            .arg(p.url("/www/gallery"))
+            .arg(&shot)
+            .output(),
+    )
+    .await
+    .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "the browser script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(seen["status"], 200);
+    assert_eq!(seen["ready"], true, "{seen}");
+    // Every image of the album is a tile with the aspect ratio the album declares.
+    let tiles = seen["tiles"].as_array().unwrap();
+    assert_eq!(tiles.len(), images.len(), "{seen}");
+    for (tile, img) in tiles.iter().zip(images) {
+        assert_eq!(tile["name"], img["name"]);
+        let want = img["width"].as_f64().unwrap() / img["height"].as_f64().unwrap();
+        let got = tile["width"].as_f64().unwrap() / tile["height"].as_f64().unwrap();
+        assert!(
+            (got - want).abs() < 0.02 * want,
+            "{}: {got} vs {want}",
+            img["name"]
+        );
+    }
+    // Some photos are turned by their EXIF: portrait ones among landscape ones.
+    assert!(images.iter().any(|i| i["orientation"] == 6));
+    // The thumbnails in view loaded, from `?thumb=` URLs.
+    assert_eq!(seen["loaded"], true, "{seen}");
+    assert!(seen["visible"].as_u64().unwrap() >= 3, "{seen}");
+    // (Each from its srcset: a `?thumb=` size, or the photo itself where it is the smallest
+    // that fills its tile.)
+    let thumbs = seen["thumbs"].as_array().unwrap();
+    assert!(
+        thumbs
+            .iter()
+            .any(|t| t.as_str().unwrap().contains("?thumb=")),
+        "{seen}"
+    );
+    assert!(
+        thumbs
+            .iter()
+            .all(|t| t.as_str().unwrap().contains("/demo/photos/")),
+        "{seen}"
+    );
+    // A click opens the full image, upright, at the declared size; → the next; Esc closes.
+    assert_eq!(seen["opened"], true, "{seen}");
+    assert_eq!(seen["full"]["width"], images[0]["width"], "{seen}");
+    assert_eq!(seen["full"]["height"], images[0]["height"], "{seen}");
+    assert!(
+        seen["next"]
+            .as_str()
+            .unwrap()
+            .starts_with(images[1]["name"].as_str().unwrap())
+    );
+    assert_eq!(seen["closed"], true);
+    // The screenshot: a gallery, not a blank.
+    let img = image::open(&shot).expect("a PNG screenshot").to_rgb8();
+    let colours: std::collections::HashSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+    assert!(
+        colours.len() > 100,
+        "{} colours: a blank page?",
+        colours.len()
+    );
+}

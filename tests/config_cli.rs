@@ -279,7 +279,7 @@ fn demo_serves_its_sample_with_nothing_to_set_up() {
         ],
         &[],
     );
-    let banner: Vec<String> = (0..8).map(|_| demo.line()).collect();
+    let banner: Vec<String> = (0..9).map(|_| demo.line()).collect();
     let banner = banner.join("\n");
     assert!(
         banner.contains(&format!("{url}/demo/index.html")),
@@ -339,7 +339,7 @@ fn demo_serves_its_sample_with_nothing_to_set_up() {
         dir.path().to_str().unwrap(),
     ];
     let (mut again, _) = Running::start(&args, &[]);
-    let banner: String = (0..9).map(|_| again.line() + "\n").collect();
+    let banner: String = (0..10).map(|_| again.line() + "\n").collect();
     assert!(
         banner.contains(&format!("It reuses {}", dir.path().display())),
         "{banner}"

@@ -14,6 +14,7 @@ pub mod disk;
 pub mod facts;
 pub mod fill;
 mod handles;
+mod head;
 pub mod index;
 mod memory;
 mod passthrough;

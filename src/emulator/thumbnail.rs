@@ -125,7 +125,19 @@ pub(super) async fn get_thumbnail_v2(emu: &Emulator, call: &Call) -> Result<Repl
     }))
 }
 
-/// Decodes, scales down per `mode` (never up), encodes. The error is a ThumbnailV2Error tag.
+/// The EXIF orientation of an encoded image, if it has one.
+fn exif_orientation(data: &[u8]) -> Option<image::metadata::Orientation> {
+    let exif = exif::Reader::new()
+        .read_from_container(&mut std::io::Cursor::new(data))
+        .ok()?;
+    let o = exif
+        .get_field(exif::Tag::Orientation, exif::In::PRIMARY)?
+        .value
+        .get_uint(0)?;
+    image::metadata::Orientation::from_exif(u8::try_from(o).ok()?)
+}
+
+/// Decodes, turns upright (EXIF orientation), scales down per `mode` (never up), encodes. The error is a ThumbnailV2Error tag.
 fn render(
     data: &[u8],
     format: ImageFormat,
@@ -133,7 +145,11 @@ fn render(
     h: u32,
     mode: &str,
 ) -> Result<Vec<u8>, &'static str> {
-    let img = image::load_from_memory(data).map_err(|_| "unsupported_image")?;
+    let mut img = image::load_from_memory(data).map_err(|_| "unsupported_image")?;
+    // As Dropbox does: the thumbnail is upright, its EXIF orientation applied.
+    if let Some(o) = exif_orientation(data) {
+        img.apply_orientation(o);
+    }
     let (iw, ih) = img.dimensions();
     // bestfit modes may use the transposed box, whichever matches the image's orientation.
     let (bw, bh) = match mode {

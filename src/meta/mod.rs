@@ -217,6 +217,11 @@ impl MetaCache {
     }
 
     /// The metadata of `display` (its lowercase is `lower`) in `account`'s published root.
+    /// The store behind the metadata (for what is kept beside it: albums' image facts).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     pub async fn lookup(
         self: &Arc<Self>,
         account: &Arc<Account>,

@@ -23,6 +23,9 @@ pub enum ProxyError {
     /// A bad `?thumb=` request; the text says what is valid.
     #[error("{0}")]
     BadThumb(String),
+    /// A bad `?album` request; the text says what is valid.
+    #[error("{0}")]
+    BadAlbum(String),
     /// The file changed under two downloads in a row.
     #[error("the file is changing")]
     Changing,
@@ -50,7 +53,7 @@ impl ProxyError {
             ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::UnknownAccount | ProxyError::NotFound => StatusCode::NOT_FOUND,
             ProxyError::Method => StatusCode::METHOD_NOT_ALLOWED,
-            ProxyError::BadThumb(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadThumb(_) | ProxyError::BadAlbum(_) => StatusCode::BAD_REQUEST,
             ProxyError::Changing => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream(e) => match &**e {
                 UpstreamError::NotFound | UpstreamError::NotFile | UpstreamError::NotFolder => {
@@ -86,7 +89,9 @@ impl ProxyError {
             | ProxyError::NotFound => "not found\n".into(),
             ProxyError::BadPath(e) => format!("bad request: {e}\n"),
             ProxyError::Method => "only GET and HEAD are served here\n".into(),
-            ProxyError::BadThumb(why) => format!("bad request: {why}\n"),
+            ProxyError::BadThumb(why) | ProxyError::BadAlbum(why) => {
+                format!("bad request: {why}\n")
+            }
             ProxyError::Changing => "the file is changing; try again\n".into(),
             ProxyError::Upstream(e) if matches!(**e, UpstreamError::Relink) => {
                 "this Dropbox account's link was revoked or expired; its owner must link it again\n"

@@ -60,7 +60,7 @@ pub fn depth(root: &str) -> usize {
     root.split('/').filter(|s| !s.is_empty()).count()
 }
 
-fn entry_path(m: &Metadata, folder_path: &str, root_depth: usize) -> String {
+pub fn entry_path(m: &Metadata, folder_path: &str, root_depth: usize) -> String {
     let display = match m {
         Metadata::File(f) => f.path_display.as_deref(),
         Metadata::Folder(f) => f.path_display.as_deref(),
@@ -133,7 +133,7 @@ fn escape(s: &str) -> String {
 }
 
 /// `/<alias>/<path>` with each segment percent-encoded.
-fn href(alias: &str, path: &str, folder: bool) -> String {
+pub fn href(alias: &str, path: &str, folder: bool) -> String {
     let mut out = format!("/{alias}");
     for seg in path.split('/').filter(|s| !s.is_empty()) {
         out.push('/');

@@ -5,6 +5,7 @@
 //! boxed where it is awaited: a future holds the largest of everything it may await, and
 //! every request's future is moved whole, so a hit's must stay small.
 
+pub mod album;
 pub mod error;
 pub mod link;
 pub mod listing;
@@ -51,6 +52,8 @@ pub struct Proxy {
     pub cache_rules: Vec<(crate::config::CacheRule, HeaderValue)>,
     /// `[compression]`.
     pub compression: crate::config::CompressionConfig,
+    /// Albums' image facts by content hash.
+    pub albums: Arc<album::Albums>,
     /// Listings in a coding, by their ETag (None: too small to code); bounded.
     pub coded_listings: std::sync::Mutex<lru::LruCache<String, Option<bytes::Bytes>>>,
     /// Accounts' `cors` policies, by alias.
@@ -324,6 +327,10 @@ impl Proxy {
                     } else {
                         listing
                     };
+                    if let Some(sort) = album::wanted(req)? {
+                        break Box::pin(self.album(req, &account, listing, source, sort, cc))
+                            .await?;
+                    }
                     if let Some(resp) = self.coded_listing(req, &account, listing, source, cc) {
                         break resp;
                     }

@@ -4,6 +4,7 @@
 //! the first visitor after an edit gets a `HIT`. Bounded: `sites.warm_concurrency` files at
 //! once, `sites.warm_bytes_per_minute`, and the feed waits at most `sites.warm_wait`.
 
+use super::album::{Albums, is_image};
 use crate::account::Account;
 use crate::account::sites::Sites;
 use crate::body::{Bodies, blob_name};
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 
 pub struct Warmer {
     sites: Arc<Sites>,
+    albums: Arc<Albums>,
     bodies: Arc<Bodies>,
     config: WarmConfig,
     compression: CompressionConfig,
@@ -37,17 +39,21 @@ pub struct WarmStats {
     pub bytes: AtomicU64,
     /// Files left cold: over the minute's budget, not cacheable, or a failed fetch.
     pub skipped: AtomicU64,
+    /// Photos of albums whose facts were read ahead.
+    pub facts: AtomicU64,
 }
 
 impl Warmer {
     pub fn new(
         sites: Arc<Sites>,
+        albums: Arc<Albums>,
         bodies: Arc<Bodies>,
         config: WarmConfig,
         compression: CompressionConfig,
     ) -> Warmer {
         Warmer {
             sites,
+            albums,
             bodies,
             slots: Arc::new(tokio::sync::Semaphore::new(config.concurrency)),
             config,
@@ -171,6 +177,61 @@ impl Warmer {
     }
 }
 
+impl Warmer {
+    /// The facts of the new photos in `deltas` whose folder was asked for as an album lately,
+    /// within the budget (a file's first bytes each), by the end of the wait.
+    async fn warm_facts(&self, account: &Arc<Account>, deltas: &[Metadata]) {
+        let root = account.root.to_lowercase();
+        let mut jobs = tokio::task::JoinSet::new();
+        for m in deltas {
+            let Metadata::File(f) = m else { continue };
+            let (Some(hash), Some(lower)) = (f.content_hash.as_deref(), f.path_lower.as_deref())
+            else {
+                continue;
+            };
+            let Some(rel) = lower.strip_prefix(root.as_str()) else {
+                continue;
+            };
+            let folder = &rel[..rel.rfind('/').unwrap_or(0)];
+            if !is_image(&f.name)
+                || self.albums.knows(hash)
+                || !self.albums.was_viewed(&account.alias, folder)
+            {
+                continue;
+            }
+            if !self.take(crate::body::facts::HEAD_BYTES.min(f.size)) {
+                self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let (albums, account, f, slots, stats) = (
+                self.albums.clone(),
+                account.clone(),
+                f.clone(),
+                self.slots.clone(),
+                self.stats.clone(),
+            );
+            jobs.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                let path = f.path_display.clone().unwrap_or_default();
+                if albums.facts(&account, &path, &f).await.is_some() {
+                    stats.facts.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let deadline = tokio::time::Instant::now() + self.config.wait;
+        loop {
+            match tokio::time::timeout_at(deadline, jobs.join_next()).await {
+                Ok(None) => return,
+                Ok(Some(_)) => {}
+                Err(_) => {
+                    jobs.detach_all();
+                    return;
+                }
+            }
+        }
+    }
+}
+
 impl Prefetch for Warmer {
     fn before_switch<'a>(
         &'a self,
@@ -181,6 +242,9 @@ impl Prefetch for Warmer {
             if self.config.bytes_per_minute == 0 {
                 return;
             }
+            // Photos of folders seen as albums: their facts, so the next album answer asks
+            // Dropbox nothing (a changed photo has a new content hash, and new facts).
+            self.warm_facts(account, deltas).await;
             let files = self.wanted(account, deltas);
             if files.is_empty() {
                 return;
