@@ -164,6 +164,45 @@ async fn a_folder_is_an_album_with_facts_read_once_per_content() {
     assert!(bad.text().contains("taken, name, modified"));
 }
 
+/// The facts of a large photo come from its first bytes: a Range request, not the photo.
+#[tokio::test]
+async fn facts_are_read_from_the_first_bytes_not_the_whole_photo() {
+    let h = Harness::start().await;
+    // Noise does not compress: a photo of several MiB.
+    let noise = image::RgbImage::from_fn(1600, 1200, |x, y| {
+        let v = (x.wrapping_mul(2654435761) ^ y.wrapping_mul(40503)).wrapping_mul(2246822519);
+        image::Rgb([(v >> 8) as u8, (v >> 16) as u8, (v >> 24) as u8])
+    });
+    let mut big = Cursor::new(Vec::new());
+    noise.write_to(&mut big, image::ImageFormat::Jpeg).unwrap();
+    let big = with_exif(
+        &big.into_inner(),
+        &ExifSpec {
+            orientation: Some(8),
+            taken: Some("2023:12:31 23:59:59"),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(big.len() > 1 << 20, "{} bytes", big.len());
+    h.put("/Public/big/photo.jpg", big.clone()).await;
+    let p = TestProxy::start(&h.running.base_url, &Settings::default()).await;
+    h.emu().reset_log();
+    let album = p.get("/alice/big/?album", &[]).await.json();
+    assert_eq!(album["images"][0]["width"], 1200);
+    assert_eq!(album["images"][0]["height"], 1600);
+    assert_eq!(album["images"][0]["taken"], "2023-12-31T23:59:59");
+    let log = h.emu().log();
+    assert_eq!(h.emu().calls("files/download"), 1, "{log:?}");
+    // The first 128 KiB and a 32-pixel thumbnail, not the photo.
+    assert!(
+        log.body_bytes < 160 * 1024,
+        "{} of {} bytes",
+        log.body_bytes,
+        big.len()
+    );
+}
+
 #[tokio::test]
 async fn a_cached_body_costs_no_call_for_its_facts() {
     let (h, p) = setup().await;
