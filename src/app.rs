@@ -105,6 +105,7 @@ impl App {
         let instance = hex::encode(rand::random::<[u8; 8]>());
         let sites = Arc::new(crate::account::sites::Sites::from_config(&config.sites));
         let albums = Arc::new(crate::proxy::album::Albums::new(
+            config.albums.clone(),
             bodies.clone(),
             store.clone(),
         ));

@@ -280,3 +280,43 @@ async fn a_changed_photo_is_recomputed_through_the_feed() {
         h.emu().log()
     );
 }
+
+/// One answer reads at most `albums.reads_per_answer` new facts: past it the album is
+/// answered incomplete (and not to be kept), and the next answer goes on.
+#[tokio::test]
+async fn a_big_folder_is_read_a_bounded_part_per_answer() {
+    let h = Harness::start().await;
+    const READS: usize = 16;
+    let n = READS + 6;
+    for i in 0..n {
+        h.put(&format!("/Public/many/p{i:03}.png"), png(4 + i as u32, 5))
+            .await;
+    }
+    let settings = Settings {
+        extra: format!("[albums]\nreads_per_answer = {READS}\n"),
+        ..Settings::default()
+    };
+    let p = TestProxy::start(&h.running.base_url, &settings).await;
+    h.emu().reset_log();
+    let first = p.get("/alice/many/?album", &[]).await;
+    let album = first.json();
+    assert_eq!(album["images"].as_array().unwrap().len(), n);
+    assert_eq!(album["complete"], false);
+    assert_eq!(first.header("cache-control"), Some("no-store"));
+    let with = |a: &Value| {
+        a["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i.get("width").is_some())
+            .count()
+    };
+    assert_eq!(with(&album), READS);
+    assert_eq!(h.emu().calls("files/download"), READS as u64);
+    let second = p.get("/alice/many/?album", &[]).await;
+    let album = second.json();
+    assert_eq!(album["complete"], true);
+    assert_eq!(with(&album), n);
+    assert_eq!(second.header("cache-control"), Some("public, max-age=60"));
+    assert_eq!(h.emu().calls("files/download"), n as u64);
+}

@@ -35,6 +35,12 @@ pub struct Facts {
     pub model: Option<String>,
 }
 
+/// Whether `head` could be the start of an image this reads whose header lies further on (a
+/// longer read may give its facts): it is a known image format.
+pub fn may_need_more(head: &[u8]) -> bool {
+    imagesize::image_type(head).is_ok()
+}
+
 /// The facts of an image whose first bytes are `head`; None when it is not an image this
 /// reads, or its header is not within `head`.
 pub fn read(head: &[u8]) -> Option<Facts> {
@@ -65,9 +71,15 @@ pub fn read(head: &[u8]) -> Option<Facts> {
             })
             .filter(|t| !t.is_empty() && t.len() <= 128)
     };
+    // HEIF and AVIF are turned by their `irot` box, which the size already has: their EXIF
+    // orientation must not turn them again.
+    let turned_by_container = matches!(
+        imagesize::image_type(head),
+        Ok(imagesize::ImageType::Heif(_))
+    );
     let orientation = field(exif::Tag::Orientation)
         .and_then(|f| f.value.get_uint(0))
-        .filter(|o| (1..=8).contains(o))
+        .filter(|o| (1..=8).contains(o) && !turned_by_container)
         .unwrap_or(1) as u8;
     let (width, height) = if orientation >= 5 { (h, w) } else { (w, h) };
     Some(Facts {

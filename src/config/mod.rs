@@ -75,6 +75,16 @@ pub struct Config {
     /// `[[site]]`: websites from a folder, by host name or path prefix; and `[sites]`.
     pub sites: SitesConfig,
     pub compression: CompressionConfig,
+    pub albums: AlbumsConfig,
+}
+
+/// `[albums]`: how much one album answer may read of Dropbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlbumsConfig {
+    /// New image facts one answer reads at most (the next answer goes on).
+    pub reads_per_answer: usize,
+    /// The longest one answer spends reading facts (the next answer goes on).
+    pub answer_time: std::time::Duration,
 }
 
 /// `[compression]`: br and gzip copies of text files, made once per content hash.
@@ -135,6 +145,10 @@ impl Config {
             min_size: units::size("compression.min_size", raw.compression.min_size, "1KiB")?,
             max_size: units::size("compression.max_size", raw.compression.max_size, "16MiB")?,
         };
+        let albums = AlbumsConfig {
+            reads_per_answer: raw.albums.reads_per_answer.unwrap_or(1000),
+            answer_time: units::duration("albums.answer_time", raw.albums.answer_time, "20s")?,
+        };
         if compression.min_size > compression.max_size {
             return Err(invalid(
                 "compression.min_size",
@@ -158,6 +172,7 @@ impl Config {
             shared_links_by_url: raw.sharing.by_url.unwrap_or(false),
             sites,
             compression,
+            albums,
         })
     }
 }
@@ -234,6 +249,7 @@ mod tests {
         assert_eq!(empty.sites.unknown_host, c.sites.unknown_host);
         assert_eq!(empty.sites.warm, c.sites.warm);
         assert_eq!(empty.compression, c.compression);
+        assert_eq!(empty.albums, c.albums);
         assert_eq!(format!("{:?}", empty.cache), format!("{:?}", c.cache));
         assert_eq!(format!("{:?}", empty.dropbox), format!("{:?}", c.dropbox));
         assert_eq!(format!("{:?}", empty.feed), format!("{:?}", c.feed));

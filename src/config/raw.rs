@@ -36,6 +36,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) compression: RawCompression,
     #[serde(default)]
+    pub(super) albums: RawAlbums,
+    #[serde(default)]
     pub(super) metrics: RawMetrics,
     #[serde(default)]
     pub(super) log: RawLog,
@@ -72,6 +74,13 @@ pub(super) struct RawCacheRule {
     pub(super) path: Option<String>,
     pub(super) content_type: Option<String>,
     pub(super) cache_control: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAlbums {
+    pub(super) reads_per_answer: Option<usize>,
+    pub(super) answer_time: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,7 +8,13 @@
 //! Facts are read once per content hash (`body::facts`, from the file's first bytes: one Range
 //! request, or none when the body is cached; the placeholder from Dropbox's smallest
 //! thumbnail), kept in the store (`facts:<content_hash>`, shared by every instance, account
-//! and copy) and in memory. The answer has its own strong ETag (a digest of its bytes).
+//! and copy, for `FACTS_TTL`) and in memory. The answer has its own strong ETag (a digest of
+//! its bytes); a complete one is kept, so a 304 or a repeat builds nothing.
+//!
+//! Bounded: one answer reads at most `albums.reads_per_answer` new facts within
+//! `albums.answer_time` (the rest come without, `"complete": false`, `Cache-Control:
+//! no-store`, and the next answer goes on), eight at once across all requests; a failed read is not retried for a minute; at most `MAX_IMAGES` images
+//! (`"truncated": true` past it) and `MAX_SUBALBUMS` described sub-folders an answer.
 
 use super::listing::{self, entry_path, href};
 use super::{Proxy, ProxyError, respond};
@@ -33,10 +39,23 @@ use std::sync::Arc;
 pub const ALBUM_TYPE: &str = "application/vnd.dropcache.album+json";
 /// Image facts kept in memory (the store keeps them all).
 pub const FACTS_IN_MEMORY: usize = 16_384;
-/// Images whose facts are read at once for one answer.
+/// Facts read from Dropbox at once, over every request.
 const CONCURRENCY: usize = 8;
+/// Images one answer holds.
+pub const MAX_IMAGES: usize = 5000;
 /// Sub-folders described (cover, count) in one answer; the rest are listed by name only.
-const MAX_SUBALBUMS: usize = 64;
+const MAX_SUBALBUMS: usize = 16;
+/// How long the store keeps an image's facts (a read renews nothing: they are cheap to redo).
+const FACTS_TTL: std::time::Duration = std::time::Duration::from_secs(60 * 24 * 3600);
+/// A failed read is tried again after this.
+const RETRY_FAILED: std::time::Duration = std::time::Duration::from_secs(60);
+/// The most Dropbox makes thumbnails of (its limit on a thumbnail's source).
+const THUMBNAIL_MAX_SOURCE: u64 = 20 << 20;
+/// The longer read when a header is not within `HEAD_BYTES`.
+const HEAD_BYTES_MORE: u64 = 1 << 20;
+/// Complete answers kept, and the largest kept.
+const BUILT: usize = 64;
+const MAX_BUILT: usize = 4 << 20;
 
 const IMAGES: &[&str] = &[
     "jpg", "jpeg", "png", "gif", "webp", "heic", "heif", "avif", "tif", "tiff", "bmp",
@@ -155,18 +174,25 @@ fn srcset(url: &str, f: &Facts) -> Vec<Value> {
     out
 }
 
-/// Image facts by content hash, in memory and in the store, read once however many ask; and
-/// the folders seen as albums lately (warm on change recomputes their photos' facts).
+/// Image facts by content hash, in memory and in the store, read once however many ask; the
+/// folders seen as albums lately (warm on change reads their photos' facts); complete answers.
 pub struct Albums {
+    config: crate::config::AlbumsConfig,
     bodies: Arc<crate::body::Bodies>,
     store: crate::store::Store,
     facts: std::sync::Mutex<lru::LruCache<String, Arc<Kept>>>,
     flights: crate::flight::Flights<Option<Arc<Kept>>>,
+    /// Reads under way, over every request.
+    reads: tokio::sync::Semaphore,
+    /// Content hashes whose read failed lately, and when.
+    failed: std::sync::Mutex<lru::LruCache<String, std::time::Instant>>,
     /// `(alias, folder lowercase)` of albums asked for lately.
     viewed: std::sync::Mutex<lru::LruCache<(String, String), ()>>,
+    /// Complete answers by (alias, root, listing tag, sort): the body and its ETag.
+    built: std::sync::Mutex<lru::LruCache<String, (Bytes, String)>>,
 }
 
-/// Folders remembered as viewed albums.
+/// Folders remembered as viewed albums, and failures remembered.
 const VIEWED: usize = 4096;
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -174,14 +200,22 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Albums {
-    pub fn new(bodies: Arc<crate::body::Bodies>, store: crate::store::Store) -> Albums {
+    pub fn new(
+        config: crate::config::AlbumsConfig,
+        bodies: Arc<crate::body::Bodies>,
+        store: crate::store::Store,
+    ) -> Albums {
         let n = |n: usize| std::num::NonZeroUsize::new(n).expect("not zero");
         Albums {
+            config,
             bodies,
             store,
             facts: std::sync::Mutex::new(lru::LruCache::new(n(FACTS_IN_MEMORY))),
             flights: Default::default(),
+            reads: tokio::sync::Semaphore::new(CONCURRENCY),
+            failed: std::sync::Mutex::new(lru::LruCache::new(n(VIEWED))),
             viewed: std::sync::Mutex::new(lru::LruCache::new(n(VIEWED))),
+            built: std::sync::Mutex::new(lru::LruCache::new(n(BUILT))),
         }
     }
 
@@ -200,26 +234,49 @@ impl Albums {
         lock(&self.facts).contains(hash)
     }
 
-    /// The facts of `f`, from memory, the store, or read now (and kept).
+    /// The facts of `f` if they are known (memory, then the store): nothing asked of Dropbox.
+    pub async fn known(&self, f: &FileMetadata) -> Option<Arc<Kept>> {
+        let hash = f.content_hash.as_deref()?;
+        if let Some(k) = lock(&self.facts).get(hash) {
+            return Some(k.clone());
+        }
+        let bytes = self.store.get(&format!("facts:{hash}")).await.ok()??;
+        let k = serde_json::from_slice::<Kept>(&bytes).ok()?;
+        (k.v == facts::FACTS_VERSION).then(|| self.remember(hash.to_owned(), k))
+    }
+
+    /// The facts of `f`, from memory, the store, or read now (and kept); None when they cannot
+    /// be had now (not an image with a content hash, or a read failed lately).
     pub async fn facts(
         &self,
         account: &Arc<Account>,
         path: &str,
         f: &FileMetadata,
     ) -> Option<Arc<Kept>> {
+        if let Some(k) = self.known(f).await {
+            return Some(k);
+        }
         let hash = f.content_hash.clone()?;
-        if let Some(k) = lock(&self.facts).get(&hash) {
-            return Some(k.clone());
+        if lock(&self.failed)
+            .get(&hash)
+            .is_some_and(|t| t.elapsed() < RETRY_FAILED)
+        {
+            return None;
         }
         // Once for concurrent asks (two copies in one folder), per account: an account never
         // waits on, or inherits the failure of, another's call.
         let flight = format!("{}\0{hash}", account.key());
-        self.flights
-            .run(&flight, self.read_facts(account, path, f, hash))
-            .await
+        let got = self
+            .flights
+            .run(&flight, self.read_facts(account, path, f, hash.clone()))
+            .await;
+        if got.is_none() {
+            lock(&self.failed).put(hash, std::time::Instant::now());
+        }
+        got
     }
 
-    /// `facts` beyond memory: the store, or the file's first bytes now.
+    /// `facts` from the file's first bytes, now.
     async fn read_facts(
         &self,
         account: &Arc<Account>,
@@ -227,23 +284,35 @@ impl Albums {
         f: &FileMetadata,
         hash: String,
     ) -> Option<Arc<Kept>> {
-        let name = format!("facts:{hash}");
-        if let Ok(Some(bytes)) = self.store.get(&name).await
-            && let Ok(k) = serde_json::from_slice::<Kept>(&bytes)
-            && k.v == facts::FACTS_VERSION
-        {
-            return Some(self.remember(hash, k));
-        }
+        let _read = self.reads.acquire().await.ok()?;
         // One small call: the first bytes (none if the body is cached) ...
-        let head = self
+        let (mut head, _) = self
             .bodies
             .head_bytes(account, path, f, HEAD_BYTES)
             .await
             .ok()?;
-        let read = facts::read(&head.0);
-        // ... and, for an image that reads, its smallest thumbnail for the placeholder.
+        let mut read = facts::read(&head);
+        // ... or, for a header further on (big XMP or ICC segments), once more, longer.
+        if read.is_none()
+            && head.len() as u64 == HEAD_BYTES
+            && f.size > HEAD_BYTES
+            && facts::may_need_more(&head)
+        {
+            head = self
+                .bodies
+                .head_bytes(account, path, f, HEAD_BYTES_MORE)
+                .await
+                .ok()?
+                .0;
+            read = facts::read(&head);
+        }
+        // A None that more bytes might have changed is not kept for good.
+        let mut lasting = read.is_some() || (head.len() as u64) >= f.size;
+        // ... and, for an image Dropbox makes thumbnails of, its smallest for the placeholder.
+        let thumbnailable =
+            crate::upstream::types::thumbnailable(&f.name) && f.size <= THUMBNAIL_MAX_SOURCE;
         let placeholder = match &read {
-            Some(_) => {
+            Some(_) if thumbnailable => {
                 let spec = Spec {
                     size: "w32h32",
                     format: "jpeg",
@@ -262,18 +331,29 @@ impl Albums {
                 ]);
                 match self.bodies.thumbnail(account, path, f, &thumb, &spec).await {
                     Ok((bytes, _)) => facts::placeholder(&bytes),
-                    Err(_) => None,
+                    // Dropbox's answer for this content: none.
+                    Err(e) if matches!(*e, crate::upstream::error::UpstreamError::Unsupported) => {
+                        None
+                    }
+                    // This account's trouble (a 429, a token): not what the content is.
+                    Err(_) => {
+                        lasting = false;
+                        None
+                    }
                 }
             }
-            None => None,
+            _ => None,
         };
         let k = Kept {
             v: facts::FACTS_VERSION,
             facts: read,
             placeholder,
         };
-        if let Ok(bytes) = serde_json::to_vec(&k) {
-            let _ = self.store.set(&name, &bytes, None).await;
+        if lasting && let Ok(bytes) = serde_json::to_vec(&k) {
+            let _ = self
+                .store
+                .set(&format!("facts:{hash}"), &bytes, Some(FACTS_TTL))
+                .await;
         }
         Some(self.remember(hash, k))
     }
@@ -282,6 +362,40 @@ impl Albums {
         let k = Arc::new(k);
         lock(&self.facts).put(hash, k.clone());
         k
+    }
+}
+
+/// A sortable UTC key for `taken`: `YYYY-MM-DDTHH:MM:SS` with `±HH:MM` or `Z` (a local time with
+/// neither is taken as UTC); the text itself when it is no such time.
+fn utc_key(taken: &str) -> String {
+    let b = taken.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { taken.get(r)?.parse().ok() };
+    let parts = (|| {
+        if b.len() < 19 {
+            return None;
+        }
+        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        let offset = match &taken[19..] {
+            "" | "Z" => 0,
+            o if o.len() == 6 => {
+                let sign = if o.starts_with('-') { -1 } else { 1 };
+                sign * (num(20..22)? * 3600 + num(23..25)? * 60)
+            }
+            _ => return None,
+        };
+        // Days from civil (Howard Hinnant's algorithm).
+        let y = if mo <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        Some(days * 86_400 + h * 3600 + mi * 60 + sec - offset)
+    })();
+    match parts {
+        Some(secs) => format!("{:020}", secs + 100_000_000_000),
+        None => taken.to_owned(),
     }
 }
 
@@ -304,114 +418,26 @@ impl Proxy {
             folder.to_lowercase()
         };
         self.albums.viewed(&account.alias, &folder_lower);
-        let files: Vec<&FileMetadata> = listing
-            .entries
-            .iter()
-            .filter_map(|m| match m {
-                Metadata::File(f) => Some(f),
-                _ => None,
-            })
-            .collect();
-        // Facts, a few at a time: one small call per image not seen before, none after.
-        let images: Vec<&FileMetadata> = files
-            .iter()
-            .copied()
-            .filter(|f| is_image(&f.name))
-            .collect();
-        let mut kept: Vec<Option<Arc<Kept>>> = Vec::with_capacity(images.len());
-        let started = std::time::Instant::now();
-        for (i, chunk) in images.chunks(CONCURRENCY).enumerate() {
-            let got = futures_util::future::join_all(chunk.iter().map(|f| {
-                let path = f.path_display.clone().unwrap_or_default();
-                async move { self.albums.facts(account, &path, f).await }
-            }))
-            .await;
-            kept.extend(got);
-            if started.elapsed().as_secs() >= 1 && (i + 1) % 8 == 0 {
-                tracing::info!(alias = %account.alias, folder = %folder, done = kept.len(),
-                    of = images.len(), "album: reading image facts");
-            }
-        }
-        let mut entries: Vec<(String, String, Value)> = Vec::new();
-        for (f, k) in images.iter().zip(&kept) {
-            let path = entry_path(&Metadata::File((*f).clone()), &folder, depth);
-            let url = href(&account.alias, &path, false);
-            let mut item = json!({
-                "name": f.name, "url": url, "bytes": f.size,
-                "type": content_type(&f.name),
-            });
-            let facts = k.as_ref().and_then(|k| k.facts.as_ref());
-            let taken = facts
-                .and_then(|x| x.taken.clone())
-                .unwrap_or_else(|| f.client_modified.trim_end_matches('Z').to_owned());
-            item["taken"] = json!(taken);
-            if let Some(x) = facts {
-                item["width"] = json!(x.width);
-                item["height"] = json!(x.height);
-                item["orientation"] = json!(x.orientation);
-                if x.make.is_some() || x.model.is_some() {
-                    item["camera"] = json!({"make": x.make, "model": x.model});
+        // A complete answer for this version of the listing was built already.
+        let built_key = format!(
+            "{}\0{}\0{}\0{sort:?}",
+            account.alias, account.root, listing.tag
+        );
+        let built = lock(&self.albums.built).get(&built_key).cloned();
+        let (body, tag, complete) = match built {
+            Some((body, tag)) => (body, tag, true),
+            None => {
+                let (body, complete) =
+                    Box::pin(self.build_album(account, listing, &folder, depth, sort)).await;
+                let tag = {
+                    use sha2::{Digest, Sha256};
+                    hex::encode(&Sha256::digest(&body)[..16])
+                };
+                if complete && body.len() <= MAX_BUILT {
+                    lock(&self.albums.built).put(built_key, (body.clone(), tag.clone()));
                 }
-                item["srcset"] = json!(srcset(&url, x));
+                (body, tag, complete)
             }
-            if let Some(p) = k.as_ref().and_then(|k| k.placeholder.as_ref()) {
-                item["placeholder"] = json!(p);
-            }
-            let key = match sort {
-                Sort::Taken => taken,
-                Sort::Name => f.name.to_lowercase(),
-                Sort::Modified => f.server_modified.clone(),
-            };
-            entries.push((key, f.name.to_lowercase(), item));
-        }
-        entries.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-        let videos: Vec<Value> = files
-            .iter()
-            .filter(|f| is_video(&f.name))
-            .map(|f| {
-                let path = entry_path(&Metadata::File((*f).clone()), &folder, depth);
-                json!({"name": f.name, "url": href(&account.alias, &path, false),
-                       "bytes": f.size, "type": content_type(&f.name)})
-            })
-            .collect();
-        let mut albums = Vec::new();
-        for (i, m) in listing
-            .entries
-            .iter()
-            .filter(|m| matches!(m, Metadata::Folder(_)))
-            .enumerate()
-        {
-            let path = entry_path(m, &folder, depth);
-            let mut album = json!({"name": m.name(), "url": href(&account.alias, &path, true)});
-            if i < MAX_SUBALBUMS
-                && let Ok(looked) = self.meta.lookup(account, &path, &path.to_lowercase()).await
-                && let State::Folder(sub) = &looked.entry.state
-            {
-                let mut pics: Vec<&Metadata> = sub
-                    .entries
-                    .iter()
-                    .filter(|e| matches!(e, Metadata::File(f) if is_image(&f.name)))
-                    .collect();
-                pics.sort_by_key(|e| e.name().to_lowercase());
-                album["count"] = json!(pics.len());
-                if let Some(cover) = pics.first() {
-                    let cp = entry_path(cover, &path, depth);
-                    album["cover"] = json!(href(&account.alias, &cp, false));
-                }
-            }
-            albums.push(album);
-        }
-        let body = serde_json::to_vec_pretty(&json!({
-            "path": folder,
-            "url": href(&account.alias, &folder, true),
-            "images": entries.into_iter().map(|e| e.2).collect::<Vec<_>>(),
-            "videos": videos,
-            "albums": albums,
-        }))
-        .expect("an album serializes");
-        let tag = {
-            use sha2::{Digest, Sha256};
-            hex::encode(&Sha256::digest(&body)[..16])
         };
         let etag = EntityTag::strong(format!("{tag}-album"));
         let validators = Validators {
@@ -436,15 +462,219 @@ impl Proxy {
         cache.mark(&mut resp);
         let h = resp.headers_mut();
         h.insert(ETAG, etag_value);
-        h.insert(CACHE_CONTROL, cc.clone());
+        // An album still missing facts is not kept by anyone: the next answer has more.
+        h.insert(
+            CACHE_CONTROL,
+            if complete {
+                cc.clone()
+            } else {
+                HeaderValue::from_static("no-store")
+            },
+        );
         h.insert(VARY, HeaderValue::from_static("Accept"));
         Ok(resp)
+    }
+
+    /// The album's bytes, and whether every image has the facts it can have.
+    async fn build_album(
+        &self,
+        account: &Arc<Account>,
+        listing: &Listing,
+        folder: &str,
+        depth: usize,
+        sort: Sort,
+    ) -> (Bytes, bool) {
+        let files: Vec<&FileMetadata> = listing
+            .entries
+            .iter()
+            .filter_map(|m| match m {
+                Metadata::File(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        let all_images: Vec<&FileMetadata> = files
+            .iter()
+            .copied()
+            .filter(|f| is_image(&f.name))
+            .collect();
+        let truncated = all_images.len() > MAX_IMAGES;
+        let images = &all_images[..all_images.len().min(MAX_IMAGES)];
+        // Facts known already (memory, the store), then at most `reads_per_answer` read now.
+        let mut kept: Vec<Option<Arc<Kept>>> = Vec::with_capacity(images.len());
+        for f in images {
+            kept.push(self.albums.known(f).await);
+        }
+        let missing: Vec<usize> = (0..images.len())
+            .filter(|&i| kept[i].is_none() && images[i].content_hash.is_some())
+            .collect();
+        let reading = &missing[..missing.len().min(self.albums.config.reads_per_answer)];
+        if !reading.is_empty() {
+            let started = std::time::Instant::now();
+            // Each read within the answer's time (reads cut short are left for the next).
+            let deadline = tokio::time::Instant::now() + self.albums.config.answer_time;
+            let got = futures_util::future::join_all(reading.iter().map(|&i| {
+                let f = images[i];
+                let path = f.path_display.clone().unwrap_or_default();
+                async move {
+                    tokio::time::timeout_at(deadline, self.albums.facts(account, &path, f))
+                        .await
+                        .ok()
+                        .flatten()
+                }
+            }))
+            .await;
+            for (&i, k) in reading.iter().zip(got) {
+                kept[i] = k;
+            }
+            tracing::info!(alias = %account.alias, folder, read = reading.len(),
+                left = missing.len() - reading.len(), took = ?started.elapsed(),
+                "album: image facts read");
+        }
+        let complete = !truncated
+            && (0..images.len()).all(|i| kept[i].is_some() || images[i].content_hash.is_none());
+        let mut entries: Vec<(String, String, Value)> = Vec::new();
+        for (f, k) in images.iter().zip(&kept) {
+            let path = entry_path(&Metadata::File((*f).clone()), folder, depth);
+            let url = href(&account.alias, &path, false);
+            let mut item = json!({
+                "name": f.name, "url": url, "bytes": f.size,
+                "type": content_type(&f.name),
+            });
+            let facts = k.as_ref().and_then(|k| k.facts.as_ref());
+            // EXIF's local time (with its offset when known), else Dropbox's UTC time.
+            let taken = facts
+                .and_then(|x| x.taken.clone())
+                .unwrap_or_else(|| f.client_modified.clone());
+            if let Some(x) = facts {
+                item["width"] = json!(x.width);
+                item["height"] = json!(x.height);
+                item["orientation"] = json!(x.orientation);
+                if x.make.is_some() || x.model.is_some() {
+                    item["camera"] = json!({"make": x.make, "model": x.model});
+                }
+                let thumbs = crate::upstream::types::thumbnailable(&f.name)
+                    && f.size <= THUMBNAIL_MAX_SOURCE;
+                item["srcset"] = json!(if thumbs {
+                    srcset(&url, x)
+                } else {
+                    vec![json!({"url": url, "width": x.width, "height": x.height})]
+                });
+            }
+            if let Some(p) = k.as_ref().and_then(|k| k.placeholder.as_ref()) {
+                item["placeholder"] = json!(p);
+            }
+            let key = match sort {
+                Sort::Taken => utc_key(&taken),
+                Sort::Name => f.name.to_lowercase(),
+                Sort::Modified => f.server_modified.clone(),
+            };
+            item["taken"] = json!(taken);
+            entries.push((key, f.name.to_lowercase(), item));
+        }
+        entries.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        let videos: Vec<Value> = files
+            .iter()
+            .filter(|f| is_video(&f.name))
+            .take(MAX_IMAGES)
+            .map(|f| {
+                let path = entry_path(&Metadata::File((*f).clone()), folder, depth);
+                json!({"name": f.name, "url": href(&account.alias, &path, false),
+                       "bytes": f.size, "type": content_type(&f.name)})
+            })
+            .collect();
+        // Sub-folders: the first few described (cover, count) from their listings, looked up
+        // together, each given a moment; the rest by name.
+        let subs: Vec<&Metadata> = listing
+            .entries
+            .iter()
+            .filter(|m| matches!(m, Metadata::Folder(_)))
+            .take(MAX_IMAGES)
+            .collect();
+        let described = futures_util::future::join_all(subs.iter().take(MAX_SUBALBUMS).map(|m| {
+            let path = entry_path(m, folder, depth);
+            async move {
+                let lower = path.to_lowercase();
+                let looked = tokio::time::timeout(
+                    std::time::Duration::from_secs(2),
+                    self.meta.lookup(account, &path, &lower),
+                )
+                .await
+                .ok()?
+                .ok()?;
+                let State::Folder(sub) = &looked.entry.state else {
+                    return None;
+                };
+                // A site's hidden names are neither counted nor a cover.
+                let hide =
+                    !self.sites.all().is_empty() && self.sites.covers(&account.alias, &lower);
+                let mut pics: Vec<&Metadata> = sub
+                    .entries
+                    .iter()
+                    .filter(|e| matches!(e, Metadata::File(f) if is_image(&f.name)))
+                    .filter(|e| !hide || !e.name().starts_with(['_', '.']))
+                    .collect();
+                pics.sort_by_key(|e| e.name().to_lowercase());
+                let cover = pics
+                    .first()
+                    .map(|c| href(&account.alias, &entry_path(c, &path, depth), false));
+                Some((pics.len(), cover))
+            }
+        }))
+        .await;
+        let albums: Vec<Value> = subs
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let path = entry_path(m, folder, depth);
+                let mut album = json!({"name": m.name(), "url": href(&account.alias, &path, true)});
+                if let Some(Some((count, cover))) = described.get(i) {
+                    album["count"] = json!(count);
+                    if let Some(cover) = cover {
+                        album["cover"] = json!(cover);
+                    }
+                }
+                album
+            })
+            .collect();
+        let mut answer = json!({
+            "path": folder,
+            "url": href(&account.alias, folder, true),
+            "complete": complete,
+            "images": entries.into_iter().map(|e| e.2).collect::<Vec<_>>(),
+            "videos": videos,
+            "albums": albums,
+        });
+        if truncated {
+            answer["truncated"] = json!(true);
+        }
+        let body = serde_json::to_vec_pretty(&answer).expect("an album serializes");
+        (Bytes::from(body), complete)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_taken_sort_in_utc() {
+        let keys = [
+            utc_key("2024-05-01T10:00:00+09:00"), // 01:00Z
+            utc_key("2024-05-01T09:00:00+00:00"), // 09:00Z
+            utc_key("2024-05-01T08:30:00Z"),      // 08:30Z
+            utc_key("2024-05-01T05:00:00-05:00"), // 10:00Z
+            utc_key("2024-05-01T09:30:00"),       // no offset: as UTC
+        ];
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by_key(|&i| keys[i].clone());
+        assert_eq!(order, vec![0, 2, 1, 4, 3]);
+        assert_eq!(
+            utc_key("1970-01-01T00:00:00Z"),
+            format!("{:020}", 100_000_000_000i64)
+        );
+        assert!(utc_key("1969-12-31T23:59:59Z") < utc_key("1970-01-01T00:00:00Z"));
+        assert_eq!(utc_key("not a date"), "not a date");
+    }
 
     #[test]
     fn thumbnails_fit_their_box_turned_to_the_image() {

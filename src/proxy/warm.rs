@@ -178,9 +178,9 @@ impl Warmer {
 }
 
 impl Warmer {
-    /// The facts of the new photos in `deltas` whose folder was asked for as an album lately,
-    /// within the budget (a file's first bytes each), by the end of the wait.
-    async fn warm_facts(&self, account: &Arc<Account>, deltas: &[Metadata]) {
+    /// Starts reading the facts of the new photos in `deltas` whose folder was asked for as an
+    /// album lately, within the budget (a file's first bytes each).
+    fn warm_facts(&self, account: &Arc<Account>, deltas: &[Metadata]) {
         let root = account.root.to_lowercase();
         let mut jobs = tokio::task::JoinSet::new();
         for m in deltas {
@@ -218,17 +218,9 @@ impl Warmer {
                 }
             });
         }
-        let deadline = tokio::time::Instant::now() + self.config.wait;
-        loop {
-            match tokio::time::timeout_at(deadline, jobs.join_next()).await {
-                Ok(None) => return,
-                Ok(Some(_)) => {}
-                Err(_) => {
-                    jobs.detach_all();
-                    return;
-                }
-            }
-        }
+        // Facts are kept by the new content hash: they need not come before the switch, and
+        // the switch does not wait for them (an album asked meanwhile joins the same reads).
+        jobs.detach_all();
     }
 }
 
@@ -244,7 +236,7 @@ impl Prefetch for Warmer {
             }
             // Photos of folders seen as albums: their facts, so the next album answer asks
             // Dropbox nothing (a changed photo has a new content hash, and new facts).
-            self.warm_facts(account, deltas).await;
+            self.warm_facts(account, deltas);
             let files = self.wanted(account, deltas);
             if files.is_empty() {
                 return;
