@@ -167,6 +167,11 @@ fn album_photos() -> Result<Vec<(String, Vec<u8>)>, DemoError> {
             continue;
         }
         let jpeg = encode(&img, ImageFormat::Jpeg)?;
+        // A small thumbnail in the EXIF, as cameras embed.
+        let thumb = encode(
+            &image::imageops::thumbnail(&img, (w / 8).max(1), (h / 8).max(1)),
+            ImageFormat::Jpeg,
+        )?;
         let day = 1 + (i * 7) % 28;
         let taken = format!(
             "2026:{:02}:{day:02} {:02}:{:02}:00",
@@ -187,6 +192,7 @@ fn album_photos() -> Result<Vec<(String, Vec<u8>)>, DemoError> {
             make: Some("Demo"),
             model: Some(if i % 3 == 0 { "Pocket 2" } else { "Field 7" }),
             big_endian: i % 2 == 1,
+            thumbnail: Some(&thumb),
         };
         let file = with_exif(&jpeg, &spec).map_err(|e| DemoError::Sample {
             path: format!("photos/photo-{i:02}.jpg"),

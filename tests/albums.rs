@@ -48,6 +48,7 @@ async fn setup() -> (Harness, TestProxy) {
             make: Some("Acme"),
             model: Some("Snap 3"),
             big_endian: true,
+            thumbnail: None,
         },
     )
     .unwrap();
@@ -319,4 +320,36 @@ async fn a_big_folder_is_read_a_bounded_part_per_answer() {
     assert_eq!(with(&album), n);
     assert_eq!(second.header("cache-control"), Some("public, max-age=60"));
     assert_eq!(h.emu().calls("files/download"), n as u64);
+}
+
+/// A camera's photo carries its own small thumbnail in the EXIF: its placeholder is made of
+/// that, and its facts cost one small call in all.
+#[tokio::test]
+async fn an_embedded_thumbnail_saves_the_thumbnail_call() {
+    let h = Harness::start().await;
+    let thumb = jpeg(16, 12, 120);
+    let photo = with_exif(
+        &jpeg(160, 120, 120),
+        &ExifSpec {
+            orientation: Some(1),
+            thumbnail: Some(&thumb),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    h.put("/Public/cam/photo.jpg", photo).await;
+    let p = TestProxy::start(&h.running.base_url, &Settings::default()).await;
+    h.emu().reset_log();
+    let album = p.get("/alice/cam/?album", &[]).await.json();
+    assert!(
+        album["images"][0]["placeholder"]["blurhash"].is_string(),
+        "{album}"
+    );
+    assert_eq!(h.emu().calls("files/download"), 1);
+    assert_eq!(
+        h.emu().calls("files/get_thumbnail_v2"),
+        0,
+        "{:?}",
+        h.emu().log()
+    );
 }

@@ -165,6 +165,30 @@ pub fn placeholder(thumbnail: &[u8]) -> Option<Placeholder> {
     Some(Placeholder { color, blurhash })
 }
 
+/// The thumbnail a camera embeds in a JPEG's EXIF (IFD1), if `head` holds it whole: a
+/// placeholder can be made of it with no call to Dropbox.
+pub fn embedded_thumbnail(head: &[u8]) -> Option<Vec<u8>> {
+    let exif = exif::Reader::new()
+        .read_from_container(&mut Cursor::new(head))
+        .ok()?;
+    let at = |tag| {
+        exif.get_field(tag, exif::In::THUMBNAIL)?
+            .value
+            .get_uint(0)
+            .map(|v| v as usize)
+    };
+    let (offset, len) = (
+        at(exif::Tag::JPEGInterchangeFormat)?,
+        at(exif::Tag::JPEGInterchangeFormatLength)?,
+    );
+    if len == 0 || len > 64 * 1024 {
+        return None;
+    }
+    exif.buf()
+        .get(offset..offset.checked_add(len)?)
+        .map(<[u8]>::to_vec)
+}
+
 /// What a photo's EXIF may say (for the demo's and the tests' generated photos).
 #[derive(Debug, Clone, Default)]
 pub struct ExifSpec<'a> {
@@ -177,6 +201,8 @@ pub struct ExifSpec<'a> {
     pub model: Option<&'a str>,
     /// Big-endian (`MM`) rather than little-endian (`II`) TIFF.
     pub big_endian: bool,
+    /// A small JPEG embedded as the EXIF thumbnail (as cameras do).
+    pub thumbnail: Option<&'a [u8]>,
 }
 
 /// `jpeg` (a baseline JPEG file) with an EXIF APP1 segment saying `spec`, right after SOI.
@@ -208,6 +234,9 @@ pub fn with_exif(jpeg: &[u8], spec: &ExifSpec) -> Result<Vec<u8>, exif::Error> {
     let mut writer = exif::experimental::Writer::new();
     for f in &fields {
         writer.push_field(f);
+    }
+    if let Some(thumb) = spec.thumbnail {
+        writer.set_jpeg(thumb, In::THUMBNAIL);
     }
     let mut tiff = Cursor::new(Vec::new());
     writer.write(&mut tiff, !spec.big_endian)?;
@@ -256,6 +285,7 @@ mod tests {
                     make: Some("Acme"),
                     model: Some("Snap 3"),
                     big_endian,
+                    thumbnail: None,
                 };
                 let file = with_exif(&jpeg, &spec).unwrap();
                 // The TIFF header says which order it is in.
@@ -317,6 +347,32 @@ mod tests {
             let f = read(&encoded(w, h, format)).unwrap_or_else(|| panic!("{format:?}"));
             assert_eq!((f.width, f.height, f.orientation), (w, h, 1), "{format:?}");
         }
+    }
+
+    #[test]
+    fn a_cameras_embedded_thumbnail_is_found() {
+        let thumb = encoded(32, 24, ImageFormat::Jpeg);
+        let spec = ExifSpec {
+            orientation: Some(1),
+            thumbnail: Some(&thumb),
+            ..Default::default()
+        };
+        for big_endian in [false, true] {
+            let file = with_exif(
+                &encoded(64, 48, ImageFormat::Jpeg),
+                &ExifSpec {
+                    big_endian,
+                    ..spec.clone()
+                },
+            )
+            .unwrap();
+            assert_eq!(embedded_thumbnail(&file).as_deref(), Some(&thumb[..]));
+            assert!(placeholder(&embedded_thumbnail(&file).unwrap()).is_some());
+        }
+        assert_eq!(
+            embedded_thumbnail(&encoded(64, 48, ImageFormat::Jpeg)),
+            None
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! their real size); videos with their type; sub-folders as albums with a cover and a count.
 //!
 //! Facts are read once per content hash (`body::facts`, from the file's first bytes: one Range
-//! request, or none when the body is cached; the placeholder from Dropbox's smallest
-//! thumbnail), kept in the store (`facts:<content_hash>`, shared by every instance, account
+//! request, or none when the body is cached; the placeholder from the thumbnail a camera
+//! embeds in the EXIF when there is one, else from Dropbox's smallest thumbnail), kept in the store (`facts:<content_hash>`, shared by every instance, account
 //! and copy, for `FACTS_TTL`) and in memory. The answer has its own strong ETag (a digest of
 //! its bytes); a complete one is kept, so a 304 or a repeat builds nothing.
 //!
@@ -311,7 +311,13 @@ impl Albums {
         // ... and, for an image Dropbox makes thumbnails of, its smallest for the placeholder.
         let thumbnailable =
             crate::upstream::types::thumbnailable(&f.name) && f.size <= THUMBNAIL_MAX_SOURCE;
+        // A camera's own thumbnail in the EXIF, when there is one: no call at all.
+        let embedded = read
+            .as_ref()
+            .and_then(|_| facts::embedded_thumbnail(&head))
+            .and_then(|t| facts::placeholder(&t));
         let placeholder = match &read {
+            Some(_) if embedded.is_some() => embedded,
             Some(_) if thumbnailable => {
                 let spec = Spec {
                     size: "w32h32",
