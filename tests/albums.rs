@@ -353,3 +353,23 @@ async fn an_embedded_thumbnail_saves_the_thumbnail_call() {
         h.emu().log()
     );
 }
+
+/// Facts are kept in the store: another instance on the same Redis (its own body cache, its
+/// own memory) answers the album asking Dropbox for no file.
+#[tokio::test]
+async fn another_instance_reuses_the_facts_through_the_store() {
+    let redis = common::redis::RedisServer::start();
+    let (h, _) = setup().await;
+    let on_redis = || Settings {
+        redis: Some(redis.url.clone()),
+        ..Settings::default()
+    };
+    let p = TestProxy::start(&h.running.base_url, &on_redis()).await;
+    let q = TestProxy::start(&h.running.base_url, &on_redis()).await;
+    let first = p.get("/alice/photos/?album", &[]).await.json();
+    h.emu().reset_log();
+    let second = q.get("/alice/photos/?album", &[]).await.json();
+    assert_eq!(first["images"], second["images"]);
+    assert_eq!(h.emu().calls("files/download"), 0, "{:?}", h.emu().log());
+    assert_eq!(h.emu().calls("files/get_thumbnail_v2"), 0);
+}
