@@ -8,6 +8,11 @@ use crate::http::redirects::Redirects;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// Whether a site never serves a file or folder of this name (`_redirects`, `.git`, `_drafts`).
+pub fn hidden_name(name: &str) -> bool {
+    name.starts_with(['_', '.'])
+}
+
 /// One site, and what was last read of its rule files.
 #[derive(Debug)]
 pub struct Site {
@@ -112,10 +117,7 @@ impl Sites {
                 && lower
                     .strip_prefix(c.folder.to_lowercase().as_str())
                     .filter(|rel| rel.starts_with('/'))
-                    .is_some_and(|rel| {
-                        rel.split('/')
-                            .any(|seg| seg.starts_with('_') || seg.starts_with('.'))
-                    })
+                    .is_some_and(|rel| rel.split('/').any(hidden_name))
         })
     }
 

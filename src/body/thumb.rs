@@ -27,6 +27,21 @@ pub struct Spec {
     pub mode: &'static str,
 }
 
+impl Spec {
+    /// Dropbox's smallest thumbnail, as `?thumb=w32h32` asks for it (albums' placeholders).
+    pub const SMALLEST: Spec = Spec {
+        size: "w32h32",
+        format: "jpeg",
+        mime: "image/jpeg",
+        mode: "strict",
+    };
+
+    /// The blob name this thumbnail of `file` (its blob name, or its rev) is kept under.
+    pub fn blob_name(&self, file: &str) -> String {
+        super::disk::derived_name(&["thumbnail", file, self.size, self.format, self.mode])
+    }
+}
+
 /// Thumbnails being made now, by blob name.
 #[derive(Default)]
 pub struct Thumbs {

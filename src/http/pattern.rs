@@ -173,6 +173,14 @@ pub fn substitute(text: &str, captures: &Captures) -> Option<String> {
     (out.len() <= MAX_SUBSTITUTED).then_some(out)
 }
 
+/// What a single path segment escapes: everything but RFC 3986's unreserved characters
+/// (so `/`, `?`, `#`, `%` and spaces are escaped too).
+pub const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// A decoded path (or part of one), percent-encoded again for a URL: `/` kept, and what a path
 /// segment cannot hold as it is escaped.
 pub fn encode_path(decoded: &str) -> String {

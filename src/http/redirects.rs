@@ -140,12 +140,7 @@ impl Redirects {
 
 /// A query value put back into a path: percent-encoded as a path segment would be.
 fn encode(value: &str) -> String {
-    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(value, SEGMENT).to_string()
+    percent_encoding::utf8_percent_encode(value, super::pattern::SEGMENT).to_string()
 }
 
 const CONDITIONS: [&str; 4] = ["country=", "language=", "role=", "cookie="];

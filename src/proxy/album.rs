@@ -319,22 +319,11 @@ impl Albums {
         let placeholder = match &read {
             Some(_) if embedded.is_some() => embedded,
             Some(_) if thumbnailable => {
-                let spec = Spec {
-                    size: "w32h32",
-                    format: "jpeg",
-                    mime: "image/jpeg",
-                    mode: "strict",
-                };
-                // The name `?thumb=w32h32` keeps it under, so both share it.
+                // Under the name `?thumb=w32h32` keeps it, so both share it.
+                let spec = Spec::SMALLEST;
                 let file =
                     crate::body::blob_name(account, path, f).unwrap_or_else(|| f.rev.clone());
-                let thumb = crate::body::disk::derived_name(&[
-                    "thumbnail",
-                    &file,
-                    "w32h32",
-                    "jpeg",
-                    "strict",
-                ]);
+                let thumb = spec.blob_name(&file);
                 match self.bodies.thumbnail(account, path, f, &thumb, &spec).await {
                     Ok((bytes, _)) => facts::placeholder(&bytes),
                     // Dropbox's answer for this content: none.
@@ -617,7 +606,7 @@ impl Proxy {
                     .entries
                     .iter()
                     .filter(|e| matches!(e, Metadata::File(f) if is_image(&f.name)))
-                    .filter(|e| !hide || !e.name().starts_with(['_', '.']))
+                    .filter(|e| !hide || !crate::account::sites::hidden_name(e.name()))
                     .collect();
                 pics.sort_by_key(|e| e.name().to_lowercase());
                 let cover = pics

@@ -2,18 +2,12 @@
 //! Both are built only from the cached listing, so equal listings give equal bytes and the
 //! listing's digest is a sound strong validator (one per representation).
 
+use crate::http::pattern::SEGMENT;
 use crate::http::representation::content_type;
 use crate::meta::Listing;
 use crate::upstream::types::Metadata;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 use serde_json::{Value, json};
-
-/// Characters escaped in a URL path segment (RFC 3986 unreserved ones stay).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// Which representation of a listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +32,14 @@ impl Format {
             })
         });
         if html { Format::Html } else { Format::Json }
+    }
+
+    /// The media type of this representation.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::Html => "text/html; charset=utf-8",
+        }
     }
 
     /// The entity tag of this representation of a listing.

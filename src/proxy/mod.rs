@@ -318,7 +318,7 @@ impl Proxy {
                             entries: listing
                                 .entries
                                 .iter()
-                                .filter(|e| !e.name().starts_with(['_', '.']))
+                                .filter(|e| !crate::account::sites::hidden_name(e.name()))
                                 .cloned()
                                 .collect(),
                             ..listing.clone()

@@ -70,30 +70,9 @@ pub fn folder(
     source: Source,
 ) -> Response<Body> {
     let format = Format::from_accept(req.headers.get(ACCEPT).and_then(|v| v.to_str().ok()));
-    let etag = EntityTag::strong(format.etag(listing));
-    let validators = Validators {
-        etag: Some(etag.clone()),
-        last_modified: None,
-    };
-    let cache = cache_status(source);
-    let mut resp = match conditional::evaluate(&req.method, &req.headers, &validators) {
-        Outcome::PreconditionFailed => return precondition_failed(),
-        Outcome::NotModified => answer(cc, StatusCode::NOT_MODIFIED, etag_value(&etag), cache),
-        Outcome::Proceed { .. } => {
-            let (bytes, ct) = listing_bytes(format, account, listing);
-            let mut resp = answer(cc, StatusCode::OK, etag_value(&etag), cache);
-            let h = resp.headers_mut();
-            h.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
-            h.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-            if req.method != Method::HEAD {
-                *resp.body_mut() = full(bytes);
-            }
-            resp
-        }
-    };
-    resp.headers_mut()
-        .insert(VARY, HeaderValue::from_static("Accept"));
-    resp
+    listing_answer(cc, req, format, format.etag(listing), None, source, || {
+        listing_bytes(format, account, listing).0.into()
+    })
 }
 
 /// A listing's bytes in `format`, and their media type.
@@ -103,16 +82,11 @@ pub fn listing_bytes(
     listing: &Listing,
 ) -> (Vec<u8>, &'static str) {
     let depth = listing::depth(&account.root);
-    match format {
-        Format::Json => (
-            listing::json(listing, &account.alias, depth),
-            "application/json",
-        ),
-        Format::Html => (
-            listing::html(listing, &account.alias, depth),
-            "text/html; charset=utf-8",
-        ),
-    }
+    let bytes = match format {
+        Format::Json => listing::json(listing, &account.alias, depth),
+        Format::Html => listing::html(listing, &account.alias, depth),
+    };
+    (bytes, format.content_type())
 }
 
 /// A folder listing in a content coding: `coded` are its bytes in `enc`, `tag` its strong
@@ -126,7 +100,21 @@ pub fn coded_folder(
     coded: Bytes,
     source: Source,
 ) -> Response<Body> {
-    let etag = EntityTag::strong(tag.to_owned());
+    listing_answer(cc, req, format, tag.to_owned(), Some(enc), source, || coded)
+}
+
+/// A listing's answer under the strong validator `tag`: 412, 304, or 200 with the bytes
+/// `body` makes (only then), in `coding` if given; with `Vary: Accept`.
+fn listing_answer(
+    cc: &HeaderValue,
+    req: &Parts,
+    format: Format,
+    tag: String,
+    coding: Option<crate::http::encoding::Encoding>,
+    source: Source,
+    body: impl FnOnce() -> Bytes,
+) -> Response<Body> {
+    let etag = EntityTag::strong(tag);
     let validators = Validators {
         etag: Some(etag.clone()),
         last_modified: None,
@@ -136,20 +124,22 @@ pub fn coded_folder(
         Outcome::PreconditionFailed => return precondition_failed(),
         Outcome::NotModified => answer(cc, StatusCode::NOT_MODIFIED, etag_value(&etag), cache),
         Outcome::Proceed { .. } => {
-            let ct = match format {
-                Format::Json => "application/json",
-                Format::Html => "text/html; charset=utf-8",
-            };
+            let bytes = body();
             let mut resp = answer(cc, StatusCode::OK, etag_value(&etag), cache);
             let h = resp.headers_mut();
-            h.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
-            h.insert(CONTENT_LENGTH, HeaderValue::from(coded.len()));
             h.insert(
-                hyper::header::CONTENT_ENCODING,
-                HeaderValue::from_static(enc.token()),
+                CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
             );
+            h.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            if let Some(enc) = coding {
+                h.insert(
+                    hyper::header::CONTENT_ENCODING,
+                    HeaderValue::from_static(enc.token()),
+                );
+            }
             if req.method != Method::HEAD {
-                *resp.body_mut() = full(coded);
+                *resp.body_mut() = full(bytes);
             }
             resp
         }

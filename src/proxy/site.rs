@@ -382,15 +382,20 @@ impl Ctx<'_> {
         })
     }
 
-    /// Whether a site path is a file, a folder or nothing (metadata lookups, cached as any).
-    async fn state(&self, display: &str) -> Result<Kind, ProxyError> {
+    /// The metadata of a site path (`""` for the site's root), cached as any.
+    async fn entry(&self, display: &str) -> Result<Arc<crate::meta::Entry>, ProxyError> {
         let full = format!("{}{display}", self.site.config.folder);
         let looked = self
             .proxy
             .meta
             .lookup(self.account, &full, &full.to_lowercase())
             .await?;
-        Ok(match &looked.entry.state {
+        Ok(looked.entry)
+    }
+
+    /// Whether a site path is a file, a folder or nothing.
+    async fn state(&self, display: &str) -> Result<Kind, ProxyError> {
+        Ok(match &self.entry(display).await?.state {
             State::File(_) => Kind::File,
             State::Folder(_) => Kind::Folder,
             State::Missing => Kind::Missing,
@@ -477,13 +482,7 @@ impl Ctx<'_> {
 
     /// A site path's file metadata, None when it is not a file.
     async fn file_meta(&self, display: &str) -> Result<Option<FileMetadata>, ProxyError> {
-        let full = format!("{}{display}", self.site.config.folder);
-        let looked = self
-            .proxy
-            .meta
-            .lookup(self.account, &full, &full.to_lowercase())
-            .await?;
-        Ok(match &looked.entry.state {
+        Ok(match &self.entry(display).await?.state {
             State::File(f) => Some(f.clone()),
             _ => None,
         })
@@ -529,13 +528,8 @@ impl Ctx<'_> {
         let mut page = None;
         let mut segments = display.split('/').skip(1);
         loop {
-            let full = format!("{}{dir}", self.site.config.folder);
-            let looked = self
-                .proxy
-                .meta
-                .lookup(self.account, &full, &full.to_lowercase())
-                .await?;
-            let State::Folder(listing) = &looked.entry.state else {
+            let entry = self.entry(&dir).await?;
+            let State::Folder(listing) = &entry.state else {
                 break;
             };
             let has = |name: &str, folder: bool| {
@@ -577,9 +571,7 @@ enum Kind {
 
 /// Whether a site path has a segment that is never served (`_…`, `.…`).
 fn hidden(display: &str) -> bool {
-    display
-        .split('/')
-        .any(|seg| seg.starts_with('_') || seg.starts_with('.'))
+    display.split('/').any(crate::account::sites::hidden_name)
 }
 
 /// A redirect to `to` (a path or URL), the request's `query` passed on.

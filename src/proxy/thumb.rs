@@ -83,7 +83,7 @@ pub async fn serve(
         return Err(UpstreamError::Unsupported.into());
     }
     let file = blob_name(account, path, f).unwrap_or_else(|| f.rev.clone());
-    let name = disk::derived_name(&["thumbnail", &file, spec.size, spec.format, spec.mode]);
+    let name = spec.blob_name(&file);
     let etag = EntityTag::strong(name.trim_end_matches(disk::DERIVED)[..32].to_owned());
     let last_modified = humantime::parse_rfc3339(&f.server_modified).ok();
     let validators = Validators {

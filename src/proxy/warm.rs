@@ -91,9 +91,7 @@ impl Warmer {
                     path.strip_prefix(dir.as_str()).is_some_and(|rel| {
                         rel == "_redirects"
                             || rel == "_headers"
-                            || !rel
-                                .split('/')
-                                .any(|s| s.starts_with('_') || s.starts_with('.'))
+                            || !rel.split('/').any(crate::account::sites::hidden_name)
                     })
                 })
             })

@@ -14,12 +14,11 @@ mod write;
 pub use node::{Backing, Content, FileNode, Kind, Node, WriteError, WriteMode, now};
 pub use path::{in_scope, last_component, lower, parent};
 
-use crate::upstream::content_hash::ContentHasher;
 use crate::upstream::types::{DeletedMetadata, Metadata};
 use bytes::Bytes;
 use node::{stable_id, stable_rev, whole_seconds};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// Prefix of temp files written under a disk root; skipped by the scan.
@@ -93,19 +92,7 @@ impl Namespace {
             } else if ty.is_file() {
                 let meta = entry.metadata()?;
                 let mtime = whole_seconds(meta.modified().unwrap_or_else(|_| now()));
-                let mut hasher = ContentHasher::new();
-                let mut file = std::fs::File::open(entry.path())?;
-                let mut buf = vec![0u8; 256 * 1024];
-                let mut size = 0u64;
-                loop {
-                    let n = file.read(&mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    size += n as u64;
-                    hasher.update(&buf[..n]);
-                }
-                let hash = hasher.finish();
+                let (size, hash) = sync::hash_file(&entry.path())?;
                 self.nodes.insert(
                     key.clone(),
                     Node {

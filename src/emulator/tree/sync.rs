@@ -9,7 +9,7 @@ use super::path::{last_component, lower, parent};
 use super::{Backing, FileNode, Kind, Namespace, Node, TEMP_PREFIX, disk_path, now};
 use crate::upstream::content_hash::ContentHasher;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 impl Namespace {
     /// The directory this namespace keeps its files in, if it is disk-backed.
@@ -148,7 +148,7 @@ impl Namespace {
 }
 
 /// A file's size and Dropbox content hash.
-fn hash_file(path: &PathBuf) -> io::Result<(u64, String)> {
+pub(super) fn hash_file(path: &Path) -> io::Result<(u64, String)> {
     let mut hasher = ContentHasher::new();
     let mut file = std::fs::File::open(path)?;
     let mut buf = vec![0u8; 256 * 1024];
