@@ -5,8 +5,10 @@
 mod common;
 
 use common::proxy::{Settings, TestProxy};
-use common::redis::RedisServer;
+use common::redis::{RedisCluster, RedisServer};
 use common::{APP_SECRET, Harness, eventually, join_all, within};
+use dropcache::config::StoreConfig;
+use dropcache::store::Store;
 use hmac::{Hmac, Mac};
 use hyper::StatusCode;
 use serde_json::json;
@@ -15,13 +17,46 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 fn fed() -> Settings {
+    on(None)
+}
+
+/// The feed's settings, over a Redis (or cluster) URL, or the embedded store.
+fn on(redis: Option<&str>) -> Settings {
     Settings {
+        redis: redis.map(str::to_owned),
         feed: true,
         metadata_ttl: "1h",
         negative_ttl: "1h",
         ..Settings::default()
     }
 }
+
+/// Each of these runs on the embedded store and on a real three-primary Redis Cluster.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(None).await
+            })*
+        }
+        mod cluster {
+            $(#[tokio::test]
+            async fn $name() {
+                let cluster = super::RedisCluster::start();
+                super::$name(Some(&cluster.url)).await
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    changes_arrive_through_the_feed_without_asking_for_metadata,
+    a_deleted_folder_takes_everything_under_it,
+    a_restart_resumes_from_the_saved_cursor,
+    a_changed_root_starts_the_feed_afresh,
+    a_reset_cursor_is_resynced,
+);
 
 async fn body(p: &TestProxy, path: &str) -> String {
     p.get(path, &[]).await.text()
@@ -32,12 +67,11 @@ fn metadata_calls(h: &Harness) -> u64 {
     h.emu().calls("files/get_metadata") + h.emu().calls("files/list_folder")
 }
 
-#[tokio::test]
-async fn changes_arrive_through_the_feed_without_asking_for_metadata() {
+async fn changes_arrive_through_the_feed_without_asking_for_metadata(redis: Option<&str>) {
     let h = Harness::start().await;
     h.put("/Public/a.txt", "one").await;
     h.put("/Public/keep.txt", "keep").await;
-    let p = TestProxy::start(&h.running.base_url, &fed()).await;
+    let p = TestProxy::start(&h.running.base_url, &on(redis)).await;
     p.feed_live("alice").await;
     assert_eq!(body(&p, "/alice/a.txt").await, "one");
     let listing = p.get("/alice/", &[("accept", "application/json")]).await;
@@ -136,11 +170,10 @@ async fn an_unchanged_folder_costs_no_metadata_calls_however_often_it_is_read() 
     assert_eq!(non_feed(&after), non_feed(&warm));
 }
 
-#[tokio::test]
-async fn a_deleted_folder_takes_everything_under_it() {
+async fn a_deleted_folder_takes_everything_under_it(redis: Option<&str>) {
     let h = Harness::start().await;
     h.put("/Public/dir/sub/x.txt", "x").await;
-    let p = TestProxy::start(&h.running.base_url, &fed()).await;
+    let p = TestProxy::start(&h.running.base_url, &on(redis)).await;
     p.feed_live("alice").await;
     assert_eq!(body(&p, "/alice/dir/sub/x.txt").await, "x");
     assert_eq!(p.get("/alice/dir/", &[]).await.status, StatusCode::OK);
@@ -157,14 +190,13 @@ async fn a_deleted_folder_takes_everything_under_it() {
     );
 }
 
-#[tokio::test]
-async fn a_restart_resumes_from_the_saved_cursor() {
+async fn a_restart_resumes_from_the_saved_cursor(redis: Option<&str>) {
     let h = Harness::start().await;
     h.put("/Public/a.txt", "one").await;
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
         store_path: Some(dir.path().join("store")),
-        ..fed()
+        ..on(redis)
     };
     let first = TestProxy::start(&h.running.base_url, &settings).await;
     first.feed_live("alice").await;
@@ -183,15 +215,14 @@ async fn a_restart_resumes_from_the_saved_cursor() {
     assert_eq!(h.emu().calls("files/get_metadata"), 1);
 }
 
-#[tokio::test]
-async fn a_changed_root_starts_the_feed_afresh() {
+async fn a_changed_root_starts_the_feed_afresh(redis: Option<&str>) {
     let h = Harness::start().await;
     h.put("/Public/a.txt", "public").await;
     h.put("/Site/a.txt", "site").await;
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings {
         store_path: Some(dir.path().join("store")),
-        ..fed()
+        ..on(redis)
     };
     let first = TestProxy::start(&h.running.base_url, &settings).await;
     first.feed_live("alice").await;
@@ -209,11 +240,10 @@ async fn a_changed_root_starts_the_feed_afresh() {
     .await;
 }
 
-#[tokio::test]
-async fn a_reset_cursor_is_resynced() {
+async fn a_reset_cursor_is_resynced(redis: Option<&str>) {
     let h = Harness::start().await;
     h.put("/Public/a.txt", "one").await;
-    let p = TestProxy::start(&h.running.base_url, &fed()).await;
+    let p = TestProxy::start(&h.running.base_url, &on(redis)).await;
     p.feed_live("alice").await;
     assert_eq!(body(&p, "/alice/a.txt").await, "one");
     h.emu().reset_cursors();
@@ -381,50 +411,71 @@ impl Instance {
     }
 }
 
-async fn lease_holder(redis: &redis::Client) -> Option<String> {
-    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
-    redis::AsyncCommands::get(&mut conn, "dropcache:v1:lease:feed:alice")
-        .await
-        .unwrap()
+async fn lease_holder(store: &Store) -> Option<Vec<u8>> {
+    store.get("lease:feed:alice").await.unwrap()
 }
 
-#[tokio::test]
-async fn two_processes_on_one_redis_follow_once_and_both_see_changes() {
+/// `n` processes on one store (a Redis server or a cluster): one follows the feed, every one
+/// sees each change, and when the follower dies without a word another takes over.
+async fn processes_on_one_store_follow_once_and_all_see_changes(url: &str, n: usize) {
     let h = Harness::start().await;
     h.put("/Public/a.txt", "one").await;
-    let redis = RedisServer::start();
-    let client = redis::Client::open(redis.url.as_str()).unwrap();
-    let a = Instance::start(&h.running.base_url, &redis.url);
-    let first = eventually("instance A takes the lease", || async {
-        lease_holder(&client).await.is_some()
+    let store = Store::open(&StoreConfig::from_redis_url(url).unwrap())
+        .await
+        .unwrap();
+    let mut all = vec![Instance::start(&h.running.base_url, url)];
+    let first = eventually("the first instance takes the lease", || async {
+        lease_holder(&store).await.is_some()
     })
     .await;
-    let holder = lease_holder(&client).await;
-    let b = Instance::start(&h.running.base_url, &redis.url);
-    for i in [&a, &b] {
+    let holder = lease_holder(&store).await;
+    all.extend((1..n).map(|_| Instance::start(&h.running.base_url, url)));
+    for i in &all {
         assert_eq!(i.body("/alice/a.txt").await, "one");
     }
     h.put("/Public/a.txt", "two").await;
-    for (name, i) in [("A", &a), ("B", &b)] {
+    for (n, i) in all.iter().enumerate() {
         let took = eventually("the change reaches every instance", || async {
             i.body("/alice/a.txt").await == "two"
         })
         .await;
-        println!("instance {name} served the change {took:?} after the upload");
+        println!("instance {n} served the change {took:?} after the upload");
     }
-    assert_eq!(lease_holder(&client).await, holder, "A still follows alone");
+    assert_eq!(
+        lease_holder(&store).await,
+        holder,
+        "the first still follows alone"
+    );
     assert_eq!(
         h.emu().calls("files/list_folder/get_latest_cursor"),
         1,
         "one follower, one cursor (lease taken after {first:?})"
     );
-    // The follower dies without a word: B takes over once the lease lapses.
-    drop(a);
+    // The follower dies without a word: another takes over once the lease lapses.
+    drop(all.remove(0));
     h.put("/Public/a.txt", "three").await;
-    eventually("B takes over and sees the change", || async {
-        b.body("/alice/a.txt").await == "three"
-    })
-    .await;
-    let now = lease_holder(&client).await;
-    assert!(now.is_some() && now != holder, "B holds the lease now");
+    for i in &all {
+        eventually(
+            "another takes over and every one sees the change",
+            || async { i.body("/alice/a.txt").await == "three" },
+        )
+        .await;
+    }
+    let now = lease_holder(&store).await;
+    assert!(
+        now.is_some() && now != holder,
+        "another holds the lease now"
+    );
+}
+
+#[tokio::test]
+async fn two_processes_on_one_redis_follow_once_and_both_see_changes() {
+    let redis = RedisServer::start();
+    processes_on_one_store_follow_once_and_all_see_changes(&redis.url, 2).await;
+}
+
+#[tokio::test]
+async fn three_processes_on_a_redis_cluster_follow_once_and_all_see_changes() {
+    let cluster = RedisCluster::start();
+    processes_on_one_store_follow_once_and_all_see_changes(&cluster.url, 3).await;
 }

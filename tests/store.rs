@@ -7,7 +7,7 @@ mod redis_server;
 use dropcache::config::StoreConfig;
 use dropcache::secret::Secret;
 use dropcache::store::Store;
-use redis_server::RedisServer;
+use redis_server::{RedisCluster, RedisServer};
 use std::time::Duration;
 
 async fn contract(store: &Store) {
@@ -193,6 +193,57 @@ async fn redis_backend_keeps_the_contract_under_versioned_keys() {
         .await
         .expect("heard in time");
     assert_eq!(heard.as_deref(), Some(&b"hello"[..]));
+}
+
+#[tokio::test]
+async fn a_redis_cluster_keeps_the_contract_across_its_primaries() {
+    let cluster = RedisCluster::start();
+    let config = StoreConfig::from_redis_url(&cluster.url).unwrap();
+    let store = Store::open(&config).await.unwrap();
+    assert_eq!(store.kind(), "redis");
+    contract(&store).await;
+    // Keys spread over the three primaries, and listing / prefix deletion see all of them.
+    for i in 0..60 {
+        store.set(&format!("spread:{i}"), b"v", None).await.unwrap();
+    }
+    let mut holders = 0;
+    for url in cluster.node_urls() {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let n: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+        holders += usize::from(n > 0);
+    }
+    assert_eq!(holders, 3, "every primary holds some keys");
+    assert_eq!(store.list("spread:").await.unwrap().len(), 60);
+    store
+        .delete_prefixes("spread:", &["spread:".to_owned()])
+        .await
+        .unwrap();
+    assert!(store.list("spread:").await.unwrap().is_empty());
+    // Pub/sub through a cluster: one store publishes on whichever node, another hears on its
+    // own.
+    let other = Store::open(&config).await.unwrap();
+    let mut sub = other.subscribe().expect("redis subscribes");
+    tokio::time::timeout(Duration::from_secs(5), sub.healthy.wait_for(|up| *up))
+        .await
+        .expect("subscribed")
+        .unwrap();
+    for i in 0..5 {
+        store
+            .publish(format!("hello {i}").as_bytes())
+            .await
+            .unwrap();
+        let heard = tokio::time::timeout(Duration::from_secs(5), sub.messages.recv())
+            .await
+            .expect("heard in time");
+        assert_eq!(heard, Some(format!("hello {i}").into_bytes()));
+    }
+    // Two lease holders on different instances: one wins, as on one server.
+    let (a, b) = tokio::join!(
+        store.hold_lease("lease:c", "a", Duration::from_secs(60)),
+        other.hold_lease("lease:c", "b", Duration::from_secs(60))
+    );
+    assert!(a.unwrap() ^ b.unwrap(), "exactly one holds the lease");
 }
 
 #[tokio::test]

@@ -177,10 +177,18 @@ pub(super) struct RawDropbox {
     pub(super) refresh_ahead: Option<String>,
 }
 
+/// One URL, or a list of cluster seed nodes.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawRedisUrl {
+    One(String),
+    Many(Vec<String>),
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
-    pub(super) redis_url: Option<String>,
+    pub(super) redis_url: Option<RawRedisUrl>,
     pub(super) path: Option<PathBuf>,
 }
 

@@ -63,6 +63,10 @@ impl Store {
     pub async fn open(config: &StoreConfig) -> Result<Store, StoreError> {
         Ok(match config {
             StoreConfig::Redis { url } => Store::Redis(RedisStore::connect(url.expose()).await?),
+            StoreConfig::RedisCluster { nodes } => {
+                let nodes: Vec<&str> = nodes.iter().map(|n| n.expose().as_str()).collect();
+                Store::Redis(RedisStore::connect_cluster(&nodes).await?)
+            }
             StoreConfig::Embedded { path } => Store::Embedded(EmbeddedStore::open(path).await?),
         })
     }

@@ -2,10 +2,18 @@
 //! the store answers `Unavailable` at once for a moment instead of making every request wait on
 //! a dead server; the next call after that tries again (the manager reconnects by itself).
 //! Pub/sub runs on its own connection, re-subscribed by a task whenever it drops.
+//!
+//! A Redis Cluster works the same way through the crate's cluster connection, which follows
+//! MOVED / ASK and re-reads the topology. Every script touches one key (so no hash tags are
+//! needed: nothing is ever asked of two slots at once); SCAN visits each primary in turn; and
+//! pub/sub listens on one node at a time, since a cluster passes every PUBLISH to all nodes.
 
 use super::StoreError;
-use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{AsyncCommands, Cmd, Pipeline, RedisFuture, Value};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -38,8 +46,9 @@ const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
 
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
-    conn: ConnectionManager,
+    /// Where pub/sub connects: the server, or each node of a cluster in turn.
+    subscribe_to: Arc<[redis::Client]>,
+    conn: Conn,
     /// Unix ms until which calls fail fast.
     down_until: Arc<AtomicU64>,
 }
@@ -60,8 +69,34 @@ impl RedisStore {
             .await
             .map_err(StoreError::Redis)?;
         Ok(RedisStore {
-            client,
-            conn,
+            subscribe_to: Arc::new([client]),
+            conn: Conn::Single(conn),
+            down_until: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Connects to a Redis Cluster through its seed nodes (it learns the rest from them).
+    pub async fn connect_cluster(nodes: &[&str]) -> Result<RedisStore, StoreError> {
+        let clients = nodes
+            .iter()
+            .map(|n| redis::Client::open(*n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::Redis)?;
+        let cluster = ClusterClientBuilder::new(nodes.to_vec())
+            .retries(2)
+            .min_retry_wait(50)
+            .max_retry_wait(200)
+            .connection_timeout(Duration::from_secs(1))
+            .response_timeout(Duration::from_secs(1))
+            .build()
+            .map_err(StoreError::Redis)?;
+        let conn = cluster
+            .get_async_connection()
+            .await
+            .map_err(StoreError::Redis)?;
+        Ok(RedisStore {
+            subscribe_to: clients.into(),
+            conn: Conn::Cluster(conn),
             down_until: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -69,7 +104,7 @@ impl RedisStore {
     /// Runs a command unless the breaker is open; opens it on failure.
     async fn call<T>(
         &self,
-        f: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
+        f: impl AsyncFnOnce(Conn) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
         if now_ms() < self.down_until.load(Ordering::Relaxed) {
             return Err(StoreError::Unavailable);
@@ -123,11 +158,13 @@ impl RedisStore {
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.call(async |mut c| {
             let mut found = Vec::new();
-            let mut scan = Scan::new(prefix);
-            while let Some(keys) = scan.next(&mut c).await? {
-                for k in keys {
-                    if let Some(v) = c.get::<_, Option<Vec<u8>>>(&k).await? {
-                        found.push((k, v));
+            for route in c.primaries().await? {
+                let mut scan = Scan::new(prefix, route);
+                while let Some(keys) = scan.next(&mut c).await? {
+                    for k in keys {
+                        if let Some(v) = c.get::<_, Option<Vec<u8>>>(&k).await? {
+                            found.push((k, v));
+                        }
                     }
                 }
             }
@@ -140,14 +177,17 @@ impl RedisStore {
     /// so Redis is never blocked).
     pub async fn delete_prefixes(&self, base: &str, prefixes: &[String]) -> Result<(), StoreError> {
         self.call(async |mut c| {
-            let mut scan = Scan::new(base);
-            while let Some(keys) = scan.next(&mut c).await? {
-                let doomed: Vec<String> = keys
-                    .into_iter()
-                    .filter(|k| prefixes.iter().any(|p| k.starts_with(p.as_str())))
-                    .collect();
-                if !doomed.is_empty() {
-                    c.unlink::<_, ()>(doomed).await?;
+            for route in c.primaries().await? {
+                let mut scan = Scan::new(base, route);
+                while let Some(keys) = scan.next(&mut c).await? {
+                    let doomed: Vec<String> = keys
+                        .into_iter()
+                        .filter(|k| prefixes.iter().any(|p| k.starts_with(p.as_str())))
+                        .collect();
+                    if !doomed.is_empty() {
+                        // A cluster splits a many-key UNLINK by slot.
+                        c.unlink::<_, ()>(doomed).await?;
+                    }
                 }
             }
             Ok(())
@@ -219,10 +259,14 @@ impl RedisStore {
     ) {
         use futures_util::StreamExt;
         let mut failures = 0usize;
+        let mut attempts = 0usize;
         while !tx.is_closed() {
+            // A cluster node that is down is passed over for the next one.
+            let client = &self.subscribe_to[attempts % self.subscribe_to.len()];
+            attempts += 1;
             let subscribed = async {
                 let mut pubsub =
-                    tokio::time::timeout(Duration::from_secs(2), self.client.get_async_pubsub())
+                    tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
                         .await
                         .map_err(|_| "timed out connecting".to_string())?
                         .map_err(|e| e.to_string())?;
@@ -276,34 +320,106 @@ impl RedisStore {
     }
 }
 
-/// One SCAN pass over the keys starting with a prefix, a batch at a time.
+/// The connection: one server (reconnecting by itself) or a cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    /// Where a SCAN must go to see every key: the server (None), or, in a cluster, one route
+    /// per primary (by the first slot of one of its ranges).
+    async fn primaries(&mut self) -> redis::RedisResult<Vec<Option<Route>>> {
+        let Conn::Cluster(c) = self else {
+            return Ok(vec![None]);
+        };
+        let slots: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(c).await?;
+        let mut seen = std::collections::HashSet::new();
+        let mut routes = Vec::new();
+        for range in slots {
+            let Value::Array(fields) = range else {
+                continue;
+            };
+            let (Some(Value::Int(start)), Some(Value::Array(primary))) =
+                (fields.first(), fields.get(2))
+            else {
+                continue;
+            };
+            // A primary is named by host and port (its id is not sent by every version).
+            let name = format!("{:?}{:?}", primary.first(), primary.get(1));
+            if seen.insert(name) {
+                routes.push(Some(Route::new(*start as u16, SlotAddr::Master)));
+            }
+        }
+        Ok(routes)
+    }
+}
+
+/// One SCAN pass over the keys starting with a prefix, on one server, a batch at a time.
 struct Scan {
     pattern: String,
+    /// The cluster primary scanned (None: the only server).
+    route: Option<Route>,
     /// None once Redis said the pass is over.
     cursor: Option<u64>,
 }
 
 impl Scan {
-    fn new(prefix: &str) -> Scan {
+    fn new(prefix: &str, route: Option<Route>) -> Scan {
         Scan {
             pattern: format!("{}*", glob_escape(prefix)),
+            route,
             cursor: Some(0),
         }
     }
 
     /// The next batch (possibly empty), or None when the pass is done.
-    async fn next(&mut self, c: &mut ConnectionManager) -> redis::RedisResult<Option<Vec<String>>> {
+    async fn next(&mut self, c: &mut Conn) -> redis::RedisResult<Option<Vec<String>>> {
         let Some(cursor) = self.cursor else {
             return Ok(None);
         };
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
             .arg("MATCH")
             .arg(&self.pattern)
             .arg("COUNT")
-            .arg(1000)
-            .query_async(c)
-            .await?;
+            .arg(1000);
+        let (next, keys): (u64, Vec<String>) = match (&self.route, c) {
+            (Some(route), Conn::Cluster(cluster)) => {
+                let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(*route));
+                redis::from_redis_value(cluster.route_command(cmd, to).await?)?
+            }
+            (_, c) => cmd.query_async(c).await?,
+        };
         self.cursor = (next != 0).then_some(next);
         Ok(Some(keys))
     }
