@@ -298,6 +298,13 @@ fn nginx_in_front_and_prometheus_scraping_with_the_shipped_files() {
         .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
     assert!(site.contains(&format!("server {upstream};")) && site.contains(&format!(":{port};")));
     std::fs::write(dir.join("site.conf"), site).unwrap();
+    // The snippet it includes, where nginx looks for it (beside nginx.conf).
+    std::fs::create_dir_all(dir.join("snippets")).unwrap();
+    std::fs::write(
+        dir.join("snippets/dropcache-proxy.conf"),
+        read("deploy/nginx/snippets/dropcache-proxy.conf"),
+    )
+    .unwrap();
     let d = dir.display();
     std::fs::write(
         dir.join("nginx.conf"),

@@ -65,7 +65,7 @@ impl Emulator {
         let creds = parse_authorization(header_auth.or(param("authorization")));
         let caller = self.authenticate(auth, creds);
         // 4. the request log counts every call that names a route, failed or not.
-        {
+        let account = {
             let account = match &caller {
                 Ok(Caller::User { account, .. }) => {
                     self.world().accounts[*account].account_id.clone()
@@ -74,7 +74,8 @@ impl Emulator {
                 _ => "-".to_owned(),
             };
             lock(&self.inner.log).record(route, &account);
-        }
+            account
+        };
         let caller = match caller {
             Ok(c) => c,
             Err(e) => return e.into_response(route),
@@ -83,6 +84,7 @@ impl Emulator {
         let fault = lock(&self.inner.faults).draw(route, false);
         match fault {
             Some(FaultKind::RateLimit { retry_after }) => {
+                lock(&self.inner.log).told_to_wait(&account, retry_after);
                 return ApiError::RateLimited { retry_after }.into_response(route);
             }
             Some(FaultKind::Status(code)) => {

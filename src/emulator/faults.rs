@@ -209,7 +209,20 @@ pub struct RequestLog {
     pub peak_in_flight: u64,
     /// Bytes of file bodies (downloads, links, thumbnails) answered, by their length.
     pub body_bytes: u64,
+    /// 429s answered, and calls for an account that arrived while a 429 had told it to wait
+    /// (more than `EARLY_GRACE` after the 429, before its Retry-After was over): what Dropbox
+    /// would count against the app.
+    pub rate_limited: u64,
+    pub early: u64,
+    /// The early calls by route and account (`route account`).
+    pub early_calls: BTreeMap<String, u64>,
+    /// Per account: when the last 429 was answered, and until when it said to wait.
+    #[serde(skip)]
+    pub waits: BTreeMap<String, (std::time::Instant, std::time::Instant)>,
 }
+
+/// Calls already on their way when a 429 was answered are not early: they arrive within this.
+pub const EARLY_GRACE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct RouteCount {
@@ -219,10 +232,28 @@ pub struct RouteCount {
 
 impl RequestLog {
     pub fn record(&mut self, route: &str, account: &str) {
+        if let Some((told, until)) = self.waits.get(account) {
+            let now = std::time::Instant::now();
+            if now > *told + EARLY_GRACE && now < *until {
+                self.early += 1;
+                *self
+                    .early_calls
+                    .entry(format!("{route} {account}"))
+                    .or_default() += 1;
+            }
+        }
         self.total += 1;
         let r = self.routes.entry(route.to_owned()).or_default();
         r.total += 1;
         *r.accounts.entry(account.to_owned()).or_default() += 1;
+    }
+
+    /// A 429 told `account` to wait `secs`.
+    pub fn told_to_wait(&mut self, account: &str, secs: u64) {
+        self.rate_limited += 1;
+        let now = std::time::Instant::now();
+        self.waits
+            .insert(account.to_owned(), (now, now + Duration::from_secs(secs)));
     }
 
     pub fn enter(&mut self) {

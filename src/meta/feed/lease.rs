@@ -107,6 +107,8 @@ struct Lease<'a> {
     record: Record,
     /// The last feed call worked.
     healthy: bool,
+    /// The last failure was a 429: its Retry-After.
+    told_to_wait: Duration,
 }
 
 impl Lease<'_> {
@@ -159,6 +161,7 @@ impl Lease<'_> {
     }
 
     fn fail(&mut self, e: &UpstreamError) {
+        self.told_to_wait = e.retry_after().unwrap_or_default();
         if self.healthy {
             tracing::warn!(alias = %self.account.alias, error = %e,
                 "the change feed failed; metadata falls back to TTLs");
@@ -234,12 +237,19 @@ async fn hold(ctx: &Ctx, account: &Arc<Account>, tick: &mut Interval) -> Option<
         tick,
         record,
         healthy: !behind,
+        told_to_wait: Duration::ZERO,
     };
     lease.announce().await;
     let mut failures = 0usize;
     loop {
         if failures > 0 {
-            lease.keep(tokio::time::sleep(backoff(failures))).await?;
+            // A 429 (to the feed, or to any call for the account here or in another
+            // instance) says how long to wait, at the least.
+            let told = std::mem::take(&mut lease.told_to_wait)
+                .max(account.tokens.blocked_for().unwrap_or_default());
+            lease
+                .keep(tokio::time::sleep(backoff(failures).max(told)))
+                .await?;
         }
         let cursor = lease.record.cursor.clone();
         if std::mem::take(&mut behind) {

@@ -24,7 +24,7 @@ use listen::listen;
 
 use super::{MetaCache, lock};
 use crate::account::{Account, Accounts};
-use crate::store::Store;
+use crate::store::{Store, now_ms};
 use crate::upstream::client::Dropbox;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -89,6 +89,10 @@ pub struct Message {
     /// The alias was linked, re-linked or unlinked: read it again from the store.
     #[serde(default)]
     pub account: bool,
+    /// Dropbox answered the sender 429 for this account: no call before this Unix ms (the
+    /// account's rate limit is Dropbox's, shared by every instance).
+    #[serde(default)]
+    pub rate_limited_until_ms: Option<u64>,
 }
 
 impl Message {
@@ -187,6 +191,7 @@ impl Feeds {
             followers: Default::default(),
         });
         for a in accounts.all() {
+            shared.share_rate_limits(&a);
             shared.follow(a);
         }
         let listener = ctx.store.subscribe().map(|sub| {
@@ -215,6 +220,7 @@ impl Feeds {
     /// Follows a newly linked (or re-linked) account, in place of any before it.
     pub async fn follow(&self, account: Arc<Account>) {
         let Some(shared) = &self.shared else { return };
+        shared.share_rate_limits(&account);
         if let Some(old) = shared.follow(account) {
             shared.release(old).await;
         }
@@ -289,6 +295,23 @@ impl Feeds {
 }
 
 impl Shared {
+    /// A 429 this instance gets for `account` is told to the others (feed or not), so they
+    /// hold off too instead of each spending a call to learn it.
+    fn share_rate_limits(&self, account: &Arc<Account>) {
+        if self.ctx.store.kind() != "redis" {
+            return;
+        }
+        let (ctx, alias) = (self.ctx.clone(), account.alias.clone());
+        account.tokens.on_block(Box::new(move |wait| {
+            let msg = Message {
+                rate_limited_until_ms: Some(now_ms() + wait.as_millis() as u64),
+                ..Message::new(&ctx.instance, &alias)
+            };
+            let ctx = ctx.clone();
+            tokio::spawn(async move { ctx.publish(&msg).await });
+        }));
+    }
+
     /// Starts following `account`; returns the follower it replaces.
     fn follow(&self, account: Arc<Account>) -> Option<Follower> {
         if !self.enabled {

@@ -40,10 +40,22 @@ pub struct TokenSet {
     relink: AtomicBool,
     /// No call to Dropbox before this (a 429's Retry-After).
     blocked_until: Mutex<Option<Instant>>,
+    /// Told of each 429 this process gets for the account, with its wait (so that the other
+    /// instances, which share the account's rate limit, hold off too).
+    on_block: std::sync::OnceLock<BlockHook>,
     /// Calls in flight for this account.
     pub(super) calls: Arc<Semaphore>,
     /// `Bearer` (a user's token) or `Basic` (the app's key and secret).
     scheme: &'static str,
+}
+
+/// What a 429 is told to (see `TokenSet::on_block`).
+struct BlockHook(Box<dyn Fn(Duration) + Send + Sync>);
+
+impl std::fmt::Debug for BlockHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlockHook")
+    }
 }
 
 /// After a failed refresh ahead of expiry, the next try waits this long (or until expiry).
@@ -61,6 +73,7 @@ impl TokenSet {
             refreshing: tokio::sync::Mutex::new(()),
             relink: AtomicBool::new(false),
             blocked_until: Mutex::new(None),
+            on_block: std::sync::OnceLock::new(),
             calls: Arc::new(Semaphore::new(UNCAPPED)),
             scheme: "Bearer",
         }
@@ -122,12 +135,27 @@ impl TokenSet {
         (!left.is_zero()).then_some(left)
     }
 
+    /// Dropbox answered 429: no call before `wait` is over, here and (through the hook) in
+    /// the other instances.
     pub(super) fn block(&self, wait: Duration) {
+        self.block_here(wait);
+        if let Some(hook) = self.on_block.get() {
+            (hook.0)(wait);
+        }
+    }
+
+    /// Another instance was told to wait: so is this one (no hook: it was told already).
+    pub fn block_here(&self, wait: Duration) {
         let until = Instant::now() + wait;
         let mut b = self.blocked_until.lock().unwrap_or_else(|p| p.into_inner());
         if b.is_none_or(|old| old < until) {
             *b = Some(until);
         }
+    }
+
+    /// Sets what is told of each 429 (once per token set).
+    pub fn on_block(&self, hook: Box<dyn Fn(Duration) + Send + Sync>) {
+        let _ = self.on_block.set(BlockHook(hook));
     }
 
     fn current(&self) -> Option<Access> {
