@@ -35,6 +35,13 @@ struct ListFolder {
     accounts: Vec<String>,
 }
 
+/// The account ids a notification names (`{"list_folder": {"accounts": [...]}}`), or None
+/// when the body is not a notification.
+pub fn named_accounts(raw: &[u8]) -> Option<Vec<String>> {
+    let note = serde_json::from_slice::<Notification>(raw).ok()?;
+    Some(note.list_folder.map(|l| l.accounts).unwrap_or_default())
+}
+
 /// Answers `/webhook`.
 pub async fn handle(app: &Arc<App>, parts: &Parts, body: Incoming) -> Response<Body> {
     match parts.method {
@@ -136,12 +143,11 @@ async fn notification(app: &Arc<App>, parts: &Parts, body: Incoming) -> Response
         tracing::warn!("webhook refused: bad signature");
         return forbidden();
     }
-    let Ok(note) = serde_json::from_slice::<Notification>(&raw) else {
+    let Some(named) = named_accounts(&raw) else {
         outcome("malformed");
         return plain(StatusCode::BAD_REQUEST, "not a Dropbox notification\n");
     };
     outcome("accepted");
-    let named = note.list_folder.map(|l| l.accounts).unwrap_or_default();
     if !app.config.feed.enabled {
         tracing::info!(
             accounts = named.len(),

@@ -151,14 +151,23 @@ impl Dropbox {
     /// Maps a non-2xx answer from Dropbox's error shapes (reference §1.6).
     async fn error_from(&self, resp: Response<Incoming>) -> UpstreamError {
         let status = resp.status();
-        let retry_header = resp
+        let retry_after = resp
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+            .map(str::to_owned);
         let body = self.read_all(resp).await.unwrap_or_default();
-        let parsed: Option<ApiErrorBody> = serde_json::from_slice(&body).ok();
-        match status.as_u16() {
+        error_from_answer(status.as_u16(), retry_after.as_deref(), &body)
+    }
+}
+
+/// Maps a non-2xx answer (its status, `Retry-After` and body) from Dropbox's error shapes
+/// (reference §1.6).
+pub fn error_from_answer(status: u16, retry_after: Option<&str>, body: &[u8]) -> UpstreamError {
+    let retry_header = retry_after.and_then(|v| v.trim().parse::<u64>().ok());
+    let parsed: Option<ApiErrorBody> = serde_json::from_slice(body).ok();
+    {
+        match status {
             // SECURITY: a 400's text can echo what was sent (the Authorization header, a link's
             // key): only its redacted form is kept, for logs.
             400 => UpstreamError::BadRequest(redact(&String::from_utf8_lossy(
@@ -206,9 +215,7 @@ impl Dropbox {
                     retry_after: Duration::from_secs(secs),
                 }
             }
-            500..=599 => UpstreamError::Server {
-                status: status.as_u16(),
-            },
+            500..=599 => UpstreamError::Server { status },
             other => UpstreamError::Unexpected { status: other },
         }
     }

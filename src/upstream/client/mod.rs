@@ -16,6 +16,7 @@ mod oauth;
 mod sharing;
 mod tokens;
 
+pub use call::error_from_answer;
 pub use oauth::{AccountName, CurrentAccount};
 pub use tokens::{RefreshGrant, TokenSet};
 
