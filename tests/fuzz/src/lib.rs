@@ -108,10 +108,10 @@ pub fn conditional(data: &[u8]) {
     ];
     let mut headers = HeaderMap::new();
     for (name, value) in names.iter().zip(&f[1..]) {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            if !value.is_empty() {
-                headers.insert(HeaderName::from_static(name), v);
-            }
+        if let Ok(v) = HeaderValue::from_str(value)
+            && !value.is_empty()
+        {
+            headers.insert(HeaderName::from_static(name), v);
         }
     }
     let etag = EntityTag::parse(&f[0]);
@@ -238,8 +238,11 @@ pub fn config(data: &[u8]) {
     }
 }
 
+/// A target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name (for the smoke test and the runner).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("path", path),
     ("range", range),
     ("conditional", conditional),
