@@ -193,6 +193,19 @@ async fn redis_backend_keeps_the_contract_under_versioned_keys() {
         .await
         .expect("heard in time");
     assert_eq!(heard.as_deref(), Some(&b"hello"[..]));
+    // The subscription's liveness probe (every 5 s) keeps it up: it once took the subscribed
+    // PING's answer for a failure, and dropped the channel (and L1) every 5 s.
+    let _ = sub.healthy.borrow_and_update();
+    let dropped = tokio::time::timeout(Duration::from_secs(7), sub.healthy.changed()).await;
+    assert!(
+        dropped.is_err(),
+        "the subscription stayed up through a probe"
+    );
+    store.publish(b"still").await.unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(5), sub.messages.recv())
+        .await
+        .expect("heard in time");
+    assert_eq!(heard.as_deref(), Some(&b"still"[..]));
 }
 
 #[tokio::test]

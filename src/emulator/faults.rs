@@ -232,8 +232,11 @@ pub struct RouteCount {
 
 impl RequestLog {
     pub fn record(&mut self, route: &str, account: &str) {
+        self.record_at(route, account, std::time::Instant::now());
+    }
+
+    fn record_at(&mut self, route: &str, account: &str, now: std::time::Instant) {
         if let Some((told, until)) = self.waits.get(account) {
-            let now = std::time::Instant::now();
             if now > *told + EARLY_GRACE && now < *until {
                 self.early += 1;
                 *self
@@ -250,8 +253,11 @@ impl RequestLog {
 
     /// A 429 told `account` to wait `secs`.
     pub fn told_to_wait(&mut self, account: &str, secs: u64) {
+        self.told_to_wait_at(account, secs, std::time::Instant::now());
+    }
+
+    fn told_to_wait_at(&mut self, account: &str, secs: u64, now: std::time::Instant) {
         self.rate_limited += 1;
-        let now = std::time::Instant::now();
         self.waits
             .insert(account.to_owned(), (now, now + Duration::from_secs(secs)));
     }
@@ -280,6 +286,22 @@ impl RequestLog {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn calls_made_while_a_429_says_wait_are_counted_early() {
+        let mut log = RequestLog::default();
+        let t = std::time::Instant::now();
+        log.told_to_wait_at("acct", 5, t);
+        // On their way when the 429 was answered: not early. Another account: not early.
+        log.record_at("files/download", "acct", t + EARLY_GRACE / 2);
+        log.record_at("files/download", "other", t + Duration::from_secs(1));
+        assert_eq!(log.early, 0);
+        // After the grace, before the wait is over: early. After it: fine again.
+        log.record_at("files/get_metadata", "acct", t + Duration::from_secs(1));
+        log.record_at("files/get_metadata", "acct", t + Duration::from_secs(6));
+        assert_eq!((log.rate_limited, log.early), (1, 1));
+        assert_eq!(log.early_calls["files/get_metadata acct"], 1);
+    }
+
     use super::*;
 
     #[test]

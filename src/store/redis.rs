@@ -296,7 +296,8 @@ impl RedisStore {
                                 None => break,
                             },
                             _ = probe.tick() => {
-                                let pong = tokio::time::timeout(PROBE_TIMEOUT, sink.ping::<String>());
+                                // Any answer will do: subscribed, Redis answers `["pong", ""]`, not `PONG`.
+                                let pong = tokio::time::timeout(PROBE_TIMEOUT, sink.ping::<redis::Value>());
                                 if !matches!(pong.await, Ok(Ok(_))) {
                                     break;
                                 }

@@ -93,6 +93,13 @@ class Relay:
             except OSError:
                 c.close()
                 continue
+            # Connected: from now on a connection waits as long as its peers do (a longpoll
+            # is idle for 30 s and more).
+            up.settimeout(None)
+            # Small writes go out at once, as they would without the relay (Nagle's wait
+            # against a delayed ACK would add 40 ms to an answer).
+            for sock in (c, up):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self.lock:
                 self.conns.update((c, up))
             for a, b in ((c, up), (up, c)):
@@ -201,7 +208,8 @@ class Fleet:
     """The emulator (through a relay), a store, `n` instances and nginx over them."""
 
     def __init__(self, work, n=3, cluster=False, hot=40, cold=400, big=0, cache_dir=None,
-                 hot_size=(512, 96 * 1024), big_size=1 << 20, metadata_ttl="2s"):
+                 hot_size=(512, 96 * 1024), big_size=1 << 20, metadata_ttl="2s",
+                 populate=None):
         self.work = work
         self.procs = []
         self.root = os.path.join(work, "dropbox")
@@ -216,6 +224,8 @@ class Fleet:
                 with open(self.root + name, "wb") as f:
                     f.write(data)
                 self.files[name] = data
+        if populate:
+            populate(self.root)
         self.emu_proc, self.emu_url = self._start(
             ["emulator", "--listen", "127.0.0.1:0", "--root", self.root, "--admin"],
             env={"DROPCACHE_EMULATOR_TOKEN": TOKEN}, log=os.path.join(work, "emulator.log"))
