@@ -236,14 +236,15 @@ impl RequestLog {
     }
 
     fn record_at(&mut self, route: &str, account: &str, now: std::time::Instant) {
-        if let Some((told, until)) = self.waits.get(account) {
-            if now > *told + EARLY_GRACE && now < *until {
-                self.early += 1;
-                *self
-                    .early_calls
-                    .entry(format!("{route} {account}"))
-                    .or_default() += 1;
-            }
+        if let Some((told, until)) = self.waits.get(account)
+            && now > *told + EARLY_GRACE
+            && now < *until
+        {
+            self.early += 1;
+            *self
+                .early_calls
+                .entry(format!("{route} {account}"))
+                .or_default() += 1;
         }
         self.total += 1;
         let r = self.routes.entry(route.to_owned()).or_default();
