@@ -201,10 +201,13 @@ def main():
     fleet = None
     rows = []
     try:
-        fleet = Fleet(work, n=3, hot=40, cold=4000, big=100 if "kill" in only else 0,
+        # Misses at up to 20 a second, each of a file never asked for: enough files for all.
+        per_scenario = args.lead + max(args.fault_secs, args.redis_secs) + args.tail + 10
+        cold = int(per_scenario * len(only) * 20 * 1.2) + 200
+        fleet = Fleet(work, n=3, hot=40, cold=cold, big=100 if "kill" in only else 0,
                       cache_dir=cache_root, metadata_ttl="2s")
         fleet.cache_on_tmpfs = on_tmpfs
-        load = Load(fleet, fleet.front, threads=args.threads, pace=0.002)
+        load = Load(fleet, fleet.front, threads=args.threads, pace=0.002, miss_pace=0.05)
         load.warm()
         for name in only:
             secs = args.redis_secs if name == "redis" else args.fault_secs

@@ -390,12 +390,14 @@ class Load:
     answer is checked against the file's bytes. `threads` lanes of cached requests, one of
     misses."""
 
-    def __init__(self, fleet, hostport, threads=6, misses=True, cold=None, pace=0.0):
+    def __init__(self, fleet, hostport, threads=6, misses=True, cold=None, pace=0.0,
+                 miss_pace=0.0):
         self.fleet = fleet
         self.hostport = hostport
         self.threads = threads
         self.misses = misses
         self.pace = pace
+        self.miss_pace = miss_pace
         self.hot = sorted(n for n in fleet.files if n.startswith("/hot/"))
         self.cold = list(cold if cold is not None else
                          sorted(n for n in fleet.files if n.startswith("/cold/")))
@@ -452,7 +454,7 @@ class Load:
                 ok = False
         return True, status, ok, status == 200 and not ok
 
-    def _lane(self, kinds, seed):
+    def _lane(self, kinds, seed, pace):
         rnd = random.Random(seed)
         conn = Conn(self.hostport)
         while not self.stop_flag.is_set():
@@ -468,16 +470,18 @@ class Load:
                 cached, status, ok, corrupt = kind != "miss", type(e).__name__, False, False
             with self.lock:
                 self.records.append((t, time.time(), kind, cached, status, ok, corrupt))
-            if self.pace:
-                time.sleep(self.pace)
+            if pace:
+                time.sleep(pace)
 
     def start(self):
         self.stop_flag.clear()
         cached = ["hit", "hit", "hit", "cond", "cond", "range", "list"]
-        self.workers = [threading.Thread(target=self._lane, args=(cached, i), daemon=True)
+        self.workers = [threading.Thread(target=self._lane, args=(cached, i, self.pace),
+                                         daemon=True)
                         for i in range(self.threads)]
         if self.misses:
-            self.workers.append(threading.Thread(target=self._lane, args=(["miss"], 99),
+            self.workers.append(threading.Thread(target=self._lane,
+                                                 args=(["miss"], 99, self.miss_pace),
                                                  daemon=True))
         for w in self.workers:
             w.start()
