@@ -5,7 +5,6 @@
 use super::{Message, Shared, VERSION};
 use crate::meta::{MetaCache, lock};
 use crate::store::Subscription;
-use crate::store::now_ms;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -36,9 +35,8 @@ async fn hear(shared: &Shared, mut sub: Subscription) {
                     continue;
                 }
                 let Some(account) = shared.accounts.lookup(&msg.alias) else { continue };
-                if let Some(until) = msg.rate_limited_until_ms {
-                    let left = until.saturating_sub(now_ms());
-                    account.tokens.block_here(Duration::from_millis(left));
+                if let Some(wait) = msg.rate_limited_ms {
+                    account.tokens.block_here(Duration::from_millis(wait));
                 }
                 if !msg.keys.is_empty() || !msg.prefixes.is_empty() {
                     account.feed.bump();

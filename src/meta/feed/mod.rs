@@ -24,7 +24,7 @@ use listen::listen;
 
 use super::{MetaCache, lock};
 use crate::account::{Account, Accounts};
-use crate::store::{Store, now_ms};
+use crate::store::Store;
 use crate::upstream::client::Dropbox;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -89,10 +89,11 @@ pub struct Message {
     /// The alias was linked, re-linked or unlinked: read it again from the store.
     #[serde(default)]
     pub account: bool,
-    /// Dropbox answered the sender 429 for this account: no call before this Unix ms (the
-    /// account's rate limit is Dropbox's, shared by every instance).
+    /// Dropbox answered the sender 429 for this account: no call for this many ms (the
+    /// account's rate limit is Dropbox's, shared by every instance). A wait, not a time, so
+    /// that clocks apart between hosts do not shorten it.
     #[serde(default)]
-    pub rate_limited_until_ms: Option<u64>,
+    pub rate_limited_ms: Option<u64>,
 }
 
 impl Message {
@@ -304,7 +305,7 @@ impl Shared {
         let (ctx, alias) = (self.ctx.clone(), account.alias.clone());
         account.tokens.on_block(Box::new(move |wait| {
             let msg = Message {
-                rate_limited_until_ms: Some(now_ms() + wait.as_millis() as u64),
+                rate_limited_ms: Some(wait.as_millis() as u64),
                 ..Message::new(&ctx.instance, &alias)
             };
             let ctx = ctx.clone();
