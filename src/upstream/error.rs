@@ -89,7 +89,10 @@ pub fn redact(text: &str) -> String {
         } else {
             out.push_str(core);
             if !core.is_empty() {
-                hide_next = matches!(lower.as_str(), "bearer" | "basic");
+                // `Bearer`, but also `Authorization=Bearer` or `x:basic`: a word that ends in
+                // a scheme hides the next (found by fuzzing: only the bare word did).
+                let scheme = lower.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+                hide_next = scheme.ends_with("bearer") || scheme.ends_with("basic");
             }
         }
         out.push_str(tail);
@@ -162,6 +165,23 @@ impl UpstreamError {
 #[cfg(test)]
 mod tests {
     use super::redact;
+
+    #[test]
+    fn a_token_after_a_glued_scheme_is_hidden() {
+        // The fuzzer's case, and a realistic one.
+        for text in [
+            "token_ty5Bearer sl.}",
+            "bad header Authorization=Bearer sl.short",
+            "auth:basic abc",
+        ] {
+            let out = redact(text);
+            assert!(
+                !out.contains("sl.") && !out.contains("abc"),
+                "{text:?} → {out:?}"
+            );
+            assert!(out.contains("[redacted]"), "{out}");
+        }
+    }
 
     #[test]
     fn echoed_credentials_never_reach_a_log() {
