@@ -65,14 +65,14 @@ fn parse_error(text: &str, e: &toml::de::Error) -> ConfigError {
 }
 
 /// serde's messages quote the value they were given (`invalid type: string "…"`, `unknown
-/// variant `…``): that value is left out, since it may be a secret in the wrong place.
+/// variant `…``): that value is left out, since it may be a secret in the wrong place. An
+/// unknown key is still named: a key is not a secret, and naming it is the help.
 fn without_values(message: &str) -> String {
     let message = message.trim();
     for (lead, open, close) in [
         ("invalid type: string \"", '"', '"'),
         ("invalid value: string \"", '"', '"'),
         ("unknown variant `", '`', '`'),
-        ("unknown field `", '`', '`'),
     ] {
         if let Some(rest) = message.strip_prefix(lead) {
             // The value ends at the last close quote before ", expected" (it may hold quotes).
