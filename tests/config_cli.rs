@@ -66,7 +66,7 @@ fn bad_files_fail_naming_the_key() {
             "cache.metadata_ttl",
         ),
         ("[cache]\nttl = \"1s\"\n", "unknown field `ttl`"),
-        ("[server\n", "TOML parse error"),
+        ("[server\n", "not valid TOML at line 1, column 8"),
     ];
     for (text, want) in cases {
         let path = dir.path().join("bad.toml");
