@@ -6,7 +6,7 @@ mod redis_server;
 
 use dropcache::config::StoreConfig;
 use dropcache::secret::Secret;
-use dropcache::store::Store;
+use dropcache::store::{Store, Subscription};
 use redis_server::{RedisCluster, RedisServer};
 use std::time::Duration;
 
@@ -151,6 +151,23 @@ async fn contract(store: &Store) {
     assert_eq!(store.get("bin").await.unwrap(), Some(bin));
 }
 
+/// A subscription of `store`'s, once it is up.
+async fn subscribed(store: &Store) -> Subscription {
+    let mut sub = store.subscribe().expect("redis subscribes");
+    tokio::time::timeout(Duration::from_secs(5), sub.healthy.wait_for(|up| *up))
+        .await
+        .expect("subscribed")
+        .unwrap();
+    sub
+}
+
+/// The next message `sub` hears, within 5 s.
+async fn heard(sub: &mut Subscription) -> Option<Vec<u8>> {
+    tokio::time::timeout(Duration::from_secs(5), sub.messages.recv())
+        .await
+        .expect("heard in time")
+}
+
 #[tokio::test]
 async fn redis_backend_keeps_the_contract_under_versioned_keys() {
     let server = RedisServer::start();
@@ -183,16 +200,9 @@ async fn redis_backend_keeps_the_contract_under_versioned_keys() {
     );
     // Pub/sub: what one store publishes, another's subscription hears.
     let other = Store::open(&config).await.unwrap();
-    let mut sub = other.subscribe().expect("redis subscribes");
-    tokio::time::timeout(Duration::from_secs(5), sub.healthy.wait_for(|up| *up))
-        .await
-        .expect("subscribed")
-        .unwrap();
+    let mut sub = subscribed(&other).await;
     store.publish(b"hello").await.unwrap();
-    let heard = tokio::time::timeout(Duration::from_secs(5), sub.messages.recv())
-        .await
-        .expect("heard in time");
-    assert_eq!(heard.as_deref(), Some(&b"hello"[..]));
+    assert_eq!(heard(&mut sub).await.as_deref(), Some(&b"hello"[..]));
     // The subscription's liveness probe (every 5 s) keeps it up: it once took the subscribed
     // PING's answer for a failure, and dropped the channel (and L1) every 5 s.
     let _ = sub.healthy.borrow_and_update();
@@ -202,10 +212,7 @@ async fn redis_backend_keeps_the_contract_under_versioned_keys() {
         "the subscription stayed up through a probe"
     );
     store.publish(b"still").await.unwrap();
-    let heard = tokio::time::timeout(Duration::from_secs(5), sub.messages.recv())
-        .await
-        .expect("heard in time");
-    assert_eq!(heard.as_deref(), Some(&b"still"[..]));
+    assert_eq!(heard(&mut sub).await.as_deref(), Some(&b"still"[..]));
 }
 
 #[tokio::test]
@@ -236,20 +243,16 @@ async fn a_redis_cluster_keeps_the_contract_across_its_primaries() {
     // Pub/sub through a cluster: one store publishes on whichever node, another hears on its
     // own.
     let other = Store::open(&config).await.unwrap();
-    let mut sub = other.subscribe().expect("redis subscribes");
-    tokio::time::timeout(Duration::from_secs(5), sub.healthy.wait_for(|up| *up))
-        .await
-        .expect("subscribed")
-        .unwrap();
+    let mut sub = subscribed(&other).await;
     for i in 0..5 {
         store
             .publish(format!("hello {i}").as_bytes())
             .await
             .unwrap();
-        let heard = tokio::time::timeout(Duration::from_secs(5), sub.messages.recv())
-            .await
-            .expect("heard in time");
-        assert_eq!(heard, Some(format!("hello {i}").into_bytes()));
+        assert_eq!(
+            heard(&mut sub).await,
+            Some(format!("hello {i}").into_bytes())
+        );
     }
     // Two lease holders on different instances: one wins, as on one server.
     let (a, b) = tokio::join!(

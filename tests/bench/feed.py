@@ -26,14 +26,8 @@ import time
 import urllib.parse
 import urllib.request
 
-from spawn import BIN, start
+from spawn import BIN, free_port, start
 TOKEN = "bench-token"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def redis_server(work):

@@ -29,16 +29,10 @@ import threading
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("DROPCACHE_BIN") or os.path.join(ROOT, "target", "release", "dropcache")
+from spawn import BIN, ROOT, free_port, start
+
 TOKEN = "fleet-token"
 ALIAS = "site"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port, secs=20, what="a server"):
@@ -242,15 +236,11 @@ class Fleet:
         self.front = f"127.0.0.1:{self.nginx_port}"
 
     def _start(self, args, env=None, log=None):
-        out = open(log, "a") if log else subprocess.DEVNULL
-        p = subprocess.Popen([BIN] + args, stdout=subprocess.PIPE, stderr=out,
-                             env={**os.environ, **(env or {})}, text=True)
-        line = p.stdout.readline().strip()
-        if not line.startswith("listening on "):
-            p.kill()
-            raise RuntimeError(f"{args[0]} did not start: {line!r}")
+        """`start`, with the log appended to (a restart keeps the first run's lines), and the
+        process stopped by `close`."""
+        p, url = start(args, env=env, log=open(log, "a"))
         self.procs.append(p)
-        return p, line[len("listening on "):]
+        return p, url
 
     def config(self, i):
         relay = f"http://127.0.0.1:{self.relay.port}"

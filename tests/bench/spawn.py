@@ -1,10 +1,18 @@
-"""What the benchmark scripts share: the release binary, and starting one of its commands."""
+"""What the benchmark scripts share: the release binary ($DROPCACHE_BIN instead, if set),
+a free port, and starting one of the binary's commands."""
 import os
+import socket
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "target", "release", "dropcache")
+BIN = os.environ.get("DROPCACHE_BIN") or os.path.join(ROOT, "target", "release", "dropcache")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def start(args, env=None, log=None):
