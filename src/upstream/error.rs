@@ -72,6 +72,17 @@ pub enum UpstreamError {
 /// SECURITY: a 400's body quotes what it refused, e.g. `Invalid authorization value in HTTP
 /// header "Authorization": "Bearer sl.abc…"`.
 pub fn redact(text: &str) -> String {
+    // Control characters go first, so none can split a scheme from its token and vanish
+    // afterwards (found by fuzzing: `Beare\0r sl.…` came out as `Bearer sl.…`); line breaks and
+    // tabs count as the spaces they stand for.
+    let text: String = text
+        .chars()
+        .filter_map(|c| match c {
+            '\t' | '\n' | '\r' | '\u{b}' | '\u{c}' => Some(' '),
+            c if c.is_control() => None,
+            c => Some(c),
+        })
+        .collect();
     let mut out = String::new();
     let mut hide_next = false;
     for word in text.split_inclusive(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
@@ -97,10 +108,7 @@ pub fn redact(text: &str) -> String {
         }
         out.push_str(tail);
     }
-    out.chars()
-        .filter(|c| !c.is_control() || *c == ' ')
-        .take(200)
-        .collect()
+    out.chars().take(200).collect()
 }
 
 impl UpstreamError {
@@ -173,6 +181,9 @@ mod tests {
             "token_ty5Bearer sl.}",
             "bad header Authorization=Bearer sl.short",
             "auth:basic abc",
+            // Fuzzing: a NUL inside the scheme, which used to go only after the check.
+            "too/\"Beare\u{0}\u{0}r sl. \t\to",
+            "Bear\u{7}er\nsl.abc",
         ] {
             let out = redact(text);
             assert!(
@@ -200,12 +211,12 @@ mod tests {
                 "token [redacted] is wrong",
             ),
             ("path/not_found/..", "path/not_found/.."),
-            ("line\nbreak\u{7}", "linebreak"),
+            ("line\nbreak\u{7}", "line break"),
         ];
         for (input, want) in cases {
             assert_eq!(redact(input), want, "{input}");
         }
         assert_eq!(redact(&"x".repeat(500)).len(), 200);
-        assert_eq!(redact("a\u{0}b\nc"), "abc");
+        assert_eq!(redact("a\u{0}b\nc"), "ab c");
     }
 }
