@@ -119,7 +119,11 @@ impl Account {
     /// SECURITY: `display` has been through `normalize`, so it has no `.`/`..` segments and
     /// cannot leave the root; this is the only place request paths become Dropbox paths.
     pub fn dropbox_path(&self, display: &str) -> String {
-        format!("{}{display}", self.root)
+        // Not `format!`: this runs on every request (a hundredth of a 304's CPU that way).
+        let mut path = String::with_capacity(self.root.len() + display.len());
+        path.push_str(&self.root);
+        path.push_str(display);
+        path
     }
 
     /// The store key prefix of this account's entries.

@@ -50,15 +50,25 @@ impl Route {
 
     /// The route of a request path (`uri.path()`).
     pub fn of(path: &str) -> Route {
-        let exact = Route::ALL
-            .into_iter()
-            .find(|r| !r.template().contains('{') && r.template() == path);
-        match exact {
-            Some(r) => r,
-            None if path.starts_with("/admin/accounts/") => Route::AdminAccount,
-            None if path.starts_with("/admin/") => Route::AdminUnknown,
-            None if path.starts_with("/s/") => Route::Link,
-            None => Route::Published,
+        // One match on the whole path (the templates without a `{`; the test keeps the two
+        // lists in step): scanning every template per request was a hundredth of a 304's CPU.
+        match path {
+            "/healthz" => Route::Healthz,
+            "/readyz" => Route::Readyz,
+            "/webhook" => Route::Webhook,
+            "/metrics" => Route::Metrics,
+            "/oauth/start" => Route::OauthStart,
+            "/oauth/callback" => Route::OauthCallback,
+            "/admin/accounts" => Route::AdminAccounts,
+            "/admin/purge" => Route::AdminPurge,
+            "/admin/cache" => Route::AdminCache,
+            "/admin/feeds" => Route::AdminFeeds,
+            "/admin/log" => Route::AdminLog,
+            "/admin/sites" => Route::AdminSites,
+            _ if path.starts_with("/admin/accounts/") => Route::AdminAccount,
+            _ if path.starts_with("/admin/") => Route::AdminUnknown,
+            _ if path.starts_with("/s/") => Route::Link,
+            _ => Route::Published,
         }
     }
 

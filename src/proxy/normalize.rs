@@ -66,7 +66,7 @@ pub fn normalize(raw: &str) -> Result<Target, NormalizeError> {
     let (display, trailing_slash) = checked_path(path)?;
     Ok(Target {
         alias: alias.to_owned(),
-        lower: display.to_lowercase(),
+        lower: lowercase(&display),
         display,
         trailing_slash,
     })
@@ -80,8 +80,18 @@ pub fn site_path(raw: &str) -> Result<(String, String, bool), NormalizeError> {
         return Err(NormalizeError::Segment);
     }
     let (display, trailing_slash) = checked_path(&decoded)?;
-    let lower = display.to_lowercase();
+    let lower = lowercase(&display);
     Ok((display, lower, trailing_slash))
+}
+
+/// `to_lowercase`, byte by byte when the path is ASCII (most are; the same answer, without
+/// decoding each character).
+fn lowercase(display: &str) -> String {
+    if display.is_ascii() {
+        display.to_ascii_lowercase()
+    } else {
+        display.to_lowercase()
+    }
 }
 
 /// Percent-decodes once and refuses what no path may hold.

@@ -58,7 +58,9 @@ fn new_id() -> String {
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&z.to_be_bytes());
     bytes[8..].copy_from_slice(&process.to_be_bytes());
-    hex::encode(bytes)
+    let mut out = [0u8; 32];
+    hex::encode_to_slice(bytes, &mut out).expect("32 digits for 16 bytes");
+    std::str::from_utf8(&out).expect("hex digits").to_owned()
 }
 
 /// The client's address: the peer's, unless the peer is a trusted proxy; then the last
