@@ -10,7 +10,7 @@
 //!
 //! Invalid dates and malformed tag lists are ignored, as the RFC requires of invalid fields.
 
-use super::etag::{EntityTag, TagList};
+use super::etag::{EntityTag, list_matches};
 use hyper::Method;
 use hyper::header::{self, HeaderMap};
 use std::time::SystemTime;
@@ -57,8 +57,11 @@ fn secs(t: SystemTime) -> u64 {
 pub fn evaluate(method: &Method, req: &HeaderMap, v: &Validators) -> Outcome {
     let safe = method == Method::GET || method == Method::HEAD;
     // 1–2
-    if let Some(list) = header(req, header::IF_MATCH).and_then(TagList::parse) {
-        if !list.matches(v.etag.as_ref(), EntityTag::strong_eq) {
+    let current = v.etag.as_ref();
+    if let Some(matched) =
+        header(req, header::IF_MATCH).and_then(|s| list_matches(s, current, true))
+    {
+        if !matched {
             return Outcome::PreconditionFailed;
         }
     } else if let (Some(ius), Some(lm)) = (date(req, header::IF_UNMODIFIED_SINCE), v.last_modified)
@@ -67,8 +70,10 @@ pub fn evaluate(method: &Method, req: &HeaderMap, v: &Validators) -> Outcome {
         return Outcome::PreconditionFailed;
     }
     // 3–4
-    if let Some(list) = header(req, header::IF_NONE_MATCH).and_then(TagList::parse) {
-        if list.matches(v.etag.as_ref(), EntityTag::weak_eq) {
+    if let Some(matched) =
+        header(req, header::IF_NONE_MATCH).and_then(|s| list_matches(s, current, false))
+    {
+        if matched {
             return if safe {
                 Outcome::NotModified
             } else {

@@ -29,21 +29,45 @@ impl EntityTag {
 
     /// Parses one entity tag; `None` when malformed.
     pub fn parse(s: &str) -> Option<EntityTag> {
-        let s = s.trim();
-        let (weak, rest) = match s.strip_prefix("W/") {
-            Some(r) => (true, r),
-            None => (false, s),
-        };
-        let tag = rest.strip_prefix('"')?.strip_suffix('"')?;
-        // etagc = %x21 / %x23-7E / obs-text: no quotes, no spaces, no controls.
-        if tag.bytes().any(|b| b == b'"' || b <= 0x20 || b == 0x7f) {
-            return None;
-        }
+        let (weak, tag) = parse_borrowed(s)?;
         Some(EntityTag {
             weak,
             tag: tag.to_owned(),
         })
     }
+}
+
+/// One entity tag as `(weak, opaque)`, borrowed from `s`; `None` when malformed.
+fn parse_borrowed(s: &str) -> Option<(bool, &str)> {
+    let s = s.trim();
+    let (weak, rest) = match s.strip_prefix("W/") {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let tag = rest.strip_prefix('"')?.strip_suffix('"')?;
+    // etagc = %x21 / %x23-7E / obs-text: no quotes, no spaces, no controls.
+    if tag.bytes().any(|b| b == b'"' || b <= 0x20 || b == 0x7f) {
+        return None;
+    }
+    Some((weak, tag))
+}
+
+/// Whether the `If-Match` (`strong`) or `If-None-Match` list `s` matches the current tag, read
+/// in place (what `TagList::parse` then `matches` answer, without building the list: the
+/// request path asks this of every conditional request). `None`: the list is malformed or
+/// empty, and the header is ignored.
+pub fn list_matches(s: &str, current: Option<&EntityTag>, strong: bool) -> Option<bool> {
+    if s.trim() == "*" {
+        return Some(current.is_some());
+    }
+    let mut members = false;
+    let mut matched = false;
+    for part in split_list(s) {
+        let (weak, tag) = parse_borrowed(part)?;
+        members = true;
+        matched |= current.is_some_and(|cur| cur.tag == tag && (!strong || (!weak && !cur.weak)));
+    }
+    members.then_some(matched)
 }
 
 impl std::fmt::Display for EntityTag {
@@ -87,23 +111,33 @@ impl TagList {
     }
 }
 
-/// Splits a list on commas outside quoted strings.
+/// Splits a list on commas outside quoted strings (trimmed, empty members left out).
 fn split_list(s: &str) -> impl Iterator<Item = &str> {
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let mut quoted = false;
-    for (i, c) in s.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
-                parts.push(&s[start..i]);
-                start = i + 1;
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        let mut quoted = false;
+        let end = text.char_indices().find_map(|(i, c)| match c {
+            '"' => {
+                quoted = !quoted;
+                None
             }
-            _ => {}
+            ',' if !quoted => Some(i),
+            _ => None,
+        });
+        match end {
+            Some(i) => {
+                rest = Some(&text[i + 1..]);
+                Some(&text[..i])
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
         }
-    }
-    parts.push(&s[start..]);
-    parts.into_iter().map(str::trim).filter(|p| !p.is_empty())
+    })
+    .map(str::trim)
+    .filter(|p| !p.is_empty())
 }
 
 #[cfg(test)]
@@ -155,5 +189,50 @@ mod tests {
             assert_eq!(got, want, "{s}");
         }
         assert!(!TagList::Any.matches(None, EntityTag::weak_eq));
+    }
+
+    #[test]
+    fn a_list_read_in_place_answers_as_the_built_one() {
+        let lists = [
+            "*",
+            " * ",
+            r#""x""#,
+            r#"W/"x""#,
+            r#""a", "x""#,
+            r#""a",W/"x""#,
+            r#""a", "b""#,
+            r#""a,x", "b""#,
+            r#""x", bad"#,
+            r#"bad, "x""#,
+            r#""x",,"#,
+            ", ,",
+            "",
+            "\"caf\u{e9}\", \"x\"",
+            r#""x"#,
+        ];
+        let currents = [
+            None,
+            Some(EntityTag::strong("x")),
+            Some(EntityTag::parse(r#"W/"x""#).unwrap()),
+            Some(EntityTag::strong("a,x")),
+        ];
+        for s in lists {
+            for cur in &currents {
+                for (strong, cmp) in [
+                    (
+                        true,
+                        EntityTag::strong_eq as fn(&EntityTag, &EntityTag) -> bool,
+                    ),
+                    (false, EntityTag::weak_eq),
+                ] {
+                    let built = TagList::parse(s).map(|l| l.matches(cur.as_ref(), cmp));
+                    assert_eq!(
+                        list_matches(s, cur.as_ref(), strong),
+                        built,
+                        "{s:?} {cur:?} strong={strong}"
+                    );
+                }
+            }
+        }
     }
 }

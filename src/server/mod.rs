@@ -207,7 +207,9 @@ pub async fn serve<H, F>(
                     addr: peer,
                     sendfile: jobs.clone().filter(|_| h1),
                 };
-                let fut = handler(req, client);
+                // Boxed once here: hyper moves the service's future into its slot, and an
+                // unboxed request future was copied whole on the way (a 304's largest memcpy).
+                let fut = Box::pin(handler(req, client));
                 async move {
                     let resp = fut.await;
                     Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, in_flight)))
