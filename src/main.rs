@@ -14,8 +14,22 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // The access log's lines are gathered per worker and written when it runs out of work
+    // (`telemetry::flush_parked`): one write per batch of requests, not one per request.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(dropcache::telemetry::flush_parked)
+        .on_thread_stop(dropcache::telemetry::flush_access)
+        .build()
+        .context("cannot start the runtime")?;
+    let outcome = runtime.block_on(run());
+    // Stops the workers (each writes its gathered lines as it stops).
+    drop(runtime);
+    outcome
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
         dropcache::telemetry::init();

@@ -5,6 +5,13 @@
 //! or pipe, the access lines are written by `access_line` itself, as the formatter would write
 //! them but without its per-character escaping (the line is escaped already): a tenth of a hit's
 //! time, measured.
+//!
+//! On the runtime's worker threads those lines are gathered and written together: when the
+//! worker runs out of work (`flush_parked`, the runtime's park hook), when they reach
+//! `ACCESS_BATCH` bytes, or when the oldest is a second old. One `write` per batch instead of
+//! one per request: a fifth of a logged 1 KiB hit's CPU, measured. An idle proxy has written
+//! every line; a SIGKILL under full load can lose the batch under way (at most 32 KiB, a
+//! second). Other threads, and every other line, write at once.
 
 use crate::config::{LogConfig, LogFormat};
 use std::io::Write;
@@ -20,8 +27,61 @@ pub const ACCESS: &str = "access";
 /// Whether `access_line` writes to stderr itself (set by `init_with` for text to a non-terminal).
 static DIRECT: AtomicBool = AtomicBool::new(false);
 
+/// A batch of access lines is written once it holds this many bytes.
+const ACCESS_BATCH: usize = 32 << 10;
+
+/// This thread's access lines not yet written.
+struct Batch {
+    buf: Vec<u8>,
+    /// Whether this thread gathers lines (a worker of the runtime, seen parking): others write
+    /// each line at once.
+    gathers: bool,
+    /// When (unix seconds) the oldest line in `buf` was added.
+    since: u64,
+}
+
+impl Batch {
+    fn write_out(&mut self) {
+        if !self.buf.is_empty() {
+            let _ = std::io::stderr().lock().write_all(&self.buf);
+            self.buf.clear();
+        }
+        // A pathological line does not keep its memory.
+        self.buf.shrink_to(ACCESS_BATCH + 4096);
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        self.write_out();
+    }
+}
+
 thread_local! {
-    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static BATCH: std::cell::RefCell<Batch> = const {
+        std::cell::RefCell::new(Batch { buf: Vec::new(), gathers: false, since: 0 })
+    };
+}
+
+/// The runtime's park hook (`on_thread_park`): writes this worker's gathered access lines,
+/// and from now on lets it gather them.
+pub fn flush_parked() {
+    let _ = BATCH.try_with(|b| {
+        if let Ok(mut b) = b.try_borrow_mut() {
+            b.gathers = true;
+            b.write_out();
+        }
+    });
+}
+
+/// Writes this thread's gathered access lines (the runtime's `on_thread_stop` hook, and at
+/// shutdown).
+pub fn flush_access() {
+    let _ = BATCH.try_with(|b| {
+        if let Ok(mut b) = b.try_borrow_mut() {
+            b.write_out();
+        }
+    });
 }
 
 /// Writes one access-log line (the target `access` at INFO, if the filter lets it through):
@@ -36,14 +96,19 @@ pub fn access_line(line: &impl std::fmt::Display) {
     if !tracing::enabled!(target: ACCESS, tracing::Level::INFO) {
         return;
     }
-    LINE.with_borrow_mut(|buf| {
-        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
-        let _ = writeln!(buf, "{now}  INFO {ACCESS}: {line}");
-        // Unbuffered, as every other line: nothing is lost if the process is killed.
-        let _ = std::io::stderr().lock().write_all(buf);
-        // Empty for the next line; a pathological one does not keep its memory.
-        buf.clear();
-        buf.shrink_to(4096);
+    BATCH.with_borrow_mut(|b| {
+        let now = std::time::SystemTime::now();
+        let second = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if b.buf.is_empty() {
+            b.since = second;
+        }
+        let now = humantime::format_rfc3339_micros(now);
+        let _ = writeln!(b.buf, "{now}  INFO {ACCESS}: {line}");
+        if !b.gathers || b.buf.len() >= ACCESS_BATCH || second > b.since {
+            b.write_out();
+        }
     });
 }
 

@@ -365,11 +365,50 @@ fn serve_writes_no_access_lines_when_the_access_log_is_off() {
         for _ in 0..3 {
             assert_eq!(curl(&format!("{url}/site/a.txt"), &[]).0, 200);
         }
+        // Then 200 over 16 connections at once: the workers gather their lines and write them
+        // when out of work, so once the answers are in, every line is written, whole (the
+        // SIGKILL below leaves no time for anything else).
+        let urls: Vec<String> = (0..200)
+            .map(|i| format!("{url}/site/a.txt?n={i}"))
+            .collect();
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}\n", "-Z"])
+            .args(["--parallel-max", "16"])
+            .args(&urls)
+            .output()
+            .unwrap();
+        let codes = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            codes.lines().filter(|c| *c == "200").count(),
+            200,
+            "{codes}"
+        );
         let logs = proxy.stop();
-        let lines = logs
+        let lines: Vec<&str> = logs
             .lines()
             .filter(|l| l.contains(" INFO access: "))
-            .count();
-        assert_eq!(lines, if on { 3 } else { 0 }, "access_log = {on}: {logs}");
+            .collect();
+        assert_eq!(
+            lines.len(),
+            if on { 203 } else { 0 },
+            "access_log = {on}: {logs}"
+        );
+        let mut seen: Vec<u32> = lines
+            .iter()
+            .filter_map(|l| {
+                // Each line whole: its own timestamp, the request, the status, the id at the end.
+                assert!(l.starts_with("20"), "{l}");
+                assert!(l.contains("\" 200 "), "{l}");
+                assert!(
+                    l.split(" id=").nth(1).is_some_and(|id| id.len() == 32),
+                    "{l}"
+                );
+                let n = l.split("?n=").nth(1)?.split(' ').next()?;
+                Some(n.parse().unwrap())
+            })
+            .collect();
+        seen.sort_unstable();
+        let want: Vec<u32> = if on { (0..200).collect() } else { vec![] };
+        assert_eq!(seen, want);
     }
 }
