@@ -300,15 +300,16 @@ def big_rate(url, secs, bufsz=1 << 20):
             left -= n
         total += length
     s.close()
-    return total / (1 << 20) / (time.perf_counter() - t0)
+    return total / (1 << 20) / (time.perf_counter() - t0), total / (1 << 30)
 
 
 def big(bench, targets):
     print("\n### 16 MiB over one keep-alive connection, GETs in a loop, read 1 MiB at a time\n")
-    print("| target | MiB/s (median) | spread | ratio to nginx |")
-    print("|---|---:|---:|---:|")
+    print("| target | MiB/s (median) | spread | ratio to nginx | server CPU ms/GiB | CPU ratio |")
+    print("|---|---:|---:|---:|---:|---:|")
     secs = float(bench.a.duration.rstrip("s"))
     rates = {t: [] for t in targets}
+    cpu = {t: [] for t in targets}
     cpus = os.sched_getaffinity(0)
     if NCPU > 1:
         os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the client on wrk's CPU, as wrk
@@ -316,13 +317,18 @@ def big(bench, targets):
         for rep in range(bench.a.reps):
             for t in targets[rep % len(targets):] + targets[:rep % len(targets)]:
                 wait_quiet()
-                rates[t].append(big_rate(f"{bench.targets[t]}/16m.bin", secs))
+                before = cpu_seconds(bench.pids(t))
+                rate, gib = big_rate(f"{bench.targets[t]}/16m.bin", secs)
+                rates[t].append(rate)
+                cpu[t].append(1e3 * (cpu_seconds(bench.pids(t)) - before) / max(gib, 1e-9))
     finally:
         os.sched_setaffinity(0, cpus)
     med = {t: statistics.median(v) for t, v in rates.items()}
+    mcpu = {t: statistics.median(v) for t, v in cpu.items()}
     for t in targets:
         spread = 100.0 * (max(rates[t]) - min(rates[t])) / med[t]
-        print(f"| {t} | {med[t]:,.0f} | {spread:.0f}% | {med[t] / med['nginx']:.2f}x |", flush=True)
+        print(f"| {t} | {med[t]:,.0f} | {spread:.0f}% | {med[t] / med['nginx']:.2f}x | {mcpu[t]:.0f} | "
+              f"{mcpu['nginx'] / max(mcpu[t], 1e-9):.2f}x |", flush=True)
 
 
 def fanin(bench, clients=200):
