@@ -234,11 +234,13 @@ mod tests {
     fn the_memory_tier_is_sized_in_one_key_or_two() {
         let c = |text: &str| Config::parse(text, &no_env).map(|c| c.cache);
         let d = c("").unwrap();
-        assert_eq!((d.memory_size, d.memory_max_object), (64 << 20, 1 << 20));
-        let small = c("[cache]\nmemory_size = \"256KiB\"\n").unwrap();
+        assert_eq!((d.memory_size, d.memory_max_object), (64 << 20, 256 << 10));
+        let unsent = c("[cache]\nsendfile = false\n").unwrap();
+        assert_eq!(unsent.memory_max_object, 1 << 20, "without sendfile");
+        let small = c("[cache]\nmemory_size = \"128KiB\"\n").unwrap();
         assert_eq!(
             small.memory_max_object,
-            256 << 10,
+            128 << 10,
             "all of a smaller budget"
         );
         let off = c("[cache]\nmemory_size = \"0B\"\n").unwrap();

@@ -19,7 +19,7 @@ requests per second and in the server's CPU time per request (user + system, fro
 shared VM whose speed moves from run to run, the steadier of the two).
 
 Modes: hit (200s: 1 KiB, 64 KiB, 1 MiB at each --conns), log (1 KiB 200s with and without the
-access log), cond (304 by each target's own ETag), range (206 for the first 64 KiB of 1 MiB),
+access log), cond (304 by each target's own ETag), range (206 for the first 64 KiB of 1 MiB, beside 200s of 64 KiB),
 big (16 MiB in a loop over one keep-alive connection, read 1 MiB at a time), fanin (200 clients at once on one cold 16 MiB file: downloads from the origin, first and
 last byte), profile (not by default: where dropcache's CPU goes under 1 KiB 200s, 304s and 200s
 with the access log on, 64 KiB 200s and 206s of 64 KiB, with `perf`; BENCH_CHILDREN=1 adds inclusive times, BENCH_PERF_DIR=DIR keeps
@@ -454,8 +454,10 @@ def main():
             matrix(bench, "304 (If-None-Match: the target's own ETag)",
                    [("1k.bin", c, lambda t: [f"If-None-Match: {tags[t]}"]) for c in conns], main3)
         if "range" in modes:
-            matrix(bench, "206 (Range: bytes=0-65535 of 1 MiB)",
-                   [("1m.bin", c, lambda t: ["Range: bytes=0-65535"]) for c in conns], main3)
+            # Beside the 200 of the same size (64k.bin, no Range), in the same run.
+            matrix(bench, "206 (Range: bytes=0-65535 of 1 MiB), beside 200s of 64 KiB",
+                   [(o, c, (lambda t: ["Range: bytes=0-65535"]) if o == "1m.bin" else none)
+                    for c in conns for o in ("1m.bin", "64k.bin")], main3)
         if "big" in modes:
             big(bench, main3)
         if "fanin" in modes:
