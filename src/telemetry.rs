@@ -96,20 +96,29 @@ pub fn access_line(line: &impl std::fmt::Display) {
     if !tracing::enabled!(target: ACCESS, tracing::Level::INFO) {
         return;
     }
-    BATCH.with_borrow_mut(|b| {
-        let now = std::time::SystemTime::now();
-        let second = now
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+    let now = std::time::SystemTime::now();
+    let second = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let stamp = humantime::format_rfc3339_micros(now);
+    let batched = BATCH.try_with(|b| {
+        let Ok(mut b) = b.try_borrow_mut() else {
+            return false;
+        };
         if b.buf.is_empty() {
             b.since = second;
         }
-        let now = humantime::format_rfc3339_micros(now);
-        let _ = writeln!(b.buf, "{now}  INFO {ACCESS}: {line}");
+        let _ = writeln!(b.buf, "{stamp}  INFO {ACCESS}: {line}");
         if !b.gathers || b.buf.len() >= ACCESS_BATCH || second > b.since {
             b.write_out();
         }
+        true
     });
+    // A request finished while its thread is being torn down (the runtime stopping): its
+    // batch is gone, so the line goes out alone.
+    if batched != Ok(true) {
+        let _ = writeln!(std::io::stderr().lock(), "{stamp}  INFO {ACCESS}: {line}");
+    }
 }
 
 /// Changes the running process's log filter.
