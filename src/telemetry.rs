@@ -63,25 +63,26 @@ thread_local! {
     };
 }
 
+/// Runs `f` on this thread's batch; false if there is none to use (the thread is being torn
+/// down, or the batch is in use further up the stack).
+fn with_batch(f: impl FnOnce(&mut Batch)) -> bool {
+    BATCH
+        .try_with(|b| b.try_borrow_mut().map(|mut b| f(&mut b)).is_ok())
+        .unwrap_or(false)
+}
+
 /// The runtime's park hook (`on_thread_park`): writes this worker's gathered access lines,
 /// and from now on lets it gather them.
 pub fn flush_parked() {
-    let _ = BATCH.try_with(|b| {
-        if let Ok(mut b) = b.try_borrow_mut() {
-            b.gathers = true;
-            b.write_out();
-        }
+    with_batch(|b| {
+        b.gathers = true;
+        b.write_out();
     });
 }
 
-/// Writes this thread's gathered access lines (the runtime's `on_thread_stop` hook, and at
-/// shutdown).
+/// Writes this thread's gathered access lines (the runtime's `on_thread_stop` hook).
 pub fn flush_access() {
-    let _ = BATCH.try_with(|b| {
-        if let Ok(mut b) = b.try_borrow_mut() {
-            b.write_out();
-        }
-    });
+    with_batch(Batch::write_out);
 }
 
 /// Writes one access-log line (the target `access` at INFO, if the filter lets it through):
@@ -101,10 +102,7 @@ pub fn access_line(line: &impl std::fmt::Display) {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let stamp = humantime::format_rfc3339_micros(now);
-    let batched = BATCH.try_with(|b| {
-        let Ok(mut b) = b.try_borrow_mut() else {
-            return false;
-        };
+    let batched = with_batch(|b| {
         if b.buf.is_empty() {
             b.since = second;
         }
@@ -112,11 +110,10 @@ pub fn access_line(line: &impl std::fmt::Display) {
         if !b.gathers || b.buf.len() >= ACCESS_BATCH || second > b.since {
             b.write_out();
         }
-        true
     });
     // A request finished while its thread is being torn down (the runtime stopping): its
     // batch is gone, so the line goes out alone.
-    if batched != Ok(true) {
+    if !batched {
         let _ = writeln!(std::io::stderr().lock(), "{stamp}  INFO {ACCESS}: {line}");
     }
 }

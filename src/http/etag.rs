@@ -19,12 +19,18 @@ impl EntityTag {
 
     /// Strong comparison: both strong and identical (§8.8.3.2).
     pub fn strong_eq(&self, other: &EntityTag) -> bool {
-        !self.weak && !other.weak && self.tag == other.tag
+        self.compares(other.weak, &other.tag, true)
     }
 
     /// Weak comparison: identical opaque parts, weakness ignored.
     pub fn weak_eq(&self, other: &EntityTag) -> bool {
-        self.tag == other.tag
+        self.compares(other.weak, &other.tag, false)
+    }
+
+    /// The comparison (strong or weak) with the tag `weak`, `tag`, given in parts so a tag
+    /// read in place (`list_matches`) is compared without being built.
+    fn compares(&self, weak: bool, tag: &str, strong: bool) -> bool {
+        self.tag == tag && (!strong || (!self.weak && !weak))
     }
 
     /// Parses one entity tag; `None` when malformed.
@@ -65,7 +71,7 @@ pub fn list_matches(s: &str, current: Option<&EntityTag>, strong: bool) -> Optio
     for part in split_list(s) {
         let (weak, tag) = parse_borrowed(part)?;
         members = true;
-        matched |= current.is_some_and(|cur| cur.tag == tag && (!strong || (!weak && !cur.weak)));
+        matched |= current.is_some_and(|cur| cur.compares(weak, tag, strong));
     }
     members.then_some(matched)
 }
