@@ -736,13 +736,24 @@ fn the_process_logs_json_takes_a_new_level_and_drains_on_sigterm() {
             .and_then(|v| v["in_flight"].as_u64())
     };
     eventually("no call to Dropbox in flight", || in_flight() == Some(0));
+    // The calls a request for the file makes (another call in flight, the change feed's, say,
+    // would not tell that this request has arrived).
+    let file_calls = || {
+        let log = curl(&format!("{emu_url}/_emulator/log"), &[]);
+        let log = serde_json::from_slice::<Value>(&log.body).unwrap_or_default();
+        ["files/download", "files/get_metadata"]
+            .iter()
+            .filter_map(|r| log["routes"][r]["total"].as_u64())
+            .sum::<u64>()
+    };
+    let before = file_calls();
     let slow = {
         let url = url.clone();
         std::thread::spawn(move || curl(&format!("{url}/site/slow.txt"), &[]))
     };
-    // Once it waits on Dropbox (the emulator's log has it in flight).
+    // Once it waits on Dropbox (the emulator has its call, still in flight).
     eventually("the request waits on Dropbox", || {
-        in_flight().is_some_and(|n| n >= 1)
+        file_calls() > before && in_flight().is_some_and(|n| n >= 1)
     });
     let asked = Instant::now();
     p.signal("-TERM");

@@ -269,7 +269,7 @@ impl AccountRecord {
 /// Every account, by alias.
 #[derive(Debug)]
 pub struct Accounts {
-    by_alias: RwLock<HashMap<String, Arc<Account>>>,
+    by_alias: RwLock<HashMap<String, Arc<Account>, foldhash::fast::RandomState>>,
     dropbox: DropboxConfig,
     configured: Vec<AccountConfig>,
     /// None when `oauth.secret_key` is unset: nothing can be linked or unsealed.
@@ -333,11 +333,17 @@ impl Accounts {
         self.configured.iter().any(|a| a.alias == alias)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Account>>> {
+    fn read(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Account>, foldhash::fast::RandomState>>
+    {
         self.by_alias.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Account>>> {
+    fn write(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Account>, foldhash::fast::RandomState>>
+    {
         self.by_alias.write().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 pub struct Handles {
-    lru: LruCache<String, Arc<File>>,
+    lru: LruCache<String, Arc<File>, foldhash::fast::RandomState>,
     max: usize,
 }
 
@@ -16,7 +16,7 @@ impl Handles {
     /// At most `max` handles (0: none kept).
     pub fn new(max: usize) -> Handles {
         Handles {
-            lru: LruCache::unbounded(),
+            lru: LruCache::unbounded_with_hasher(Default::default()),
             max,
         }
     }

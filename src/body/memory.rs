@@ -6,7 +6,7 @@ use bytes::Bytes;
 use lru::LruCache;
 
 pub struct Memory {
-    lru: LruCache<String, Bytes>,
+    lru: LruCache<String, Bytes, foldhash::fast::RandomState>,
     bytes: u64,
     budget: u64,
     /// Blobs up to this size are kept.
@@ -16,7 +16,7 @@ pub struct Memory {
 impl Memory {
     pub fn new(budget: u64, object_max: u64) -> Memory {
         Memory {
-            lru: LruCache::unbounded(),
+            lru: LruCache::unbounded_with_hasher(Default::default()),
             bytes: 0,
             budget,
             object_max: object_max.min(budget),

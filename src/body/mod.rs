@@ -290,7 +290,7 @@ impl Bodies {
         {
             return Ok(opened);
         }
-        Box::pin(self.open_beyond_memory(account, path, f, span, hash)).await
+        Box::pin(self.open_beyond_memory(account, path, f, span, hash.into_owned())).await
     }
 
     /// `open`, from disk, a fill or Dropbox, for the blob `hash`.
@@ -508,20 +508,28 @@ impl Bodies {
 
 /// The blob that keeps a file's bytes: its content hash; for a shared link's file, which has
 /// none, a name derived from the link, the path in it and the rev (checked by size).
-pub fn blob_name(account: &Account, path: &str, f: &FileMetadata) -> Option<String> {
+pub fn blob_name<'f>(
+    account: &Account,
+    path: &str,
+    f: &'f FileMetadata,
+) -> Option<std::borrow::Cow<'f, str>> {
     if let Some(hash) = f
         .content_hash
-        .clone()
+        .as_deref()
         .filter(|h| disk::is_hashed(h) && disk::is_blob_name(h))
     {
-        return Some(hash);
+        // Borrowed: a hit names its blob without a copy.
+        return Some(hash.into());
     }
     let link = account.link()?;
-    Some(disk::derived_name(&[
-        "link file",
-        link.url.expose(),
-        &path.to_lowercase(),
-        &f.rev,
-        &f.size.to_string(),
-    ]))
+    Some(
+        disk::derived_name(&[
+            "link file",
+            link.url.expose(),
+            &path.to_lowercase(),
+            &f.rev,
+            &f.size.to_string(),
+        ])
+        .into(),
+    )
 }

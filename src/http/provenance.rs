@@ -1,7 +1,7 @@
-//! Where an answer came from, as the read path marks it on the response and the access log and
-//! metrics read it back: `X-Cache-Status` (an enum, set once as the header and as an extension,
-//! as nginx's `$upstream_cache_status` names it), where the body's bytes come from, and how
-//! long the request waited on Dropbox.
+//! Where an answer came from, as the read path notes it on the response (one `Provenance`
+//! extension) and the access log and metrics read it back: its `X-Cache-Status` (an enum, set
+//! as the header too, as nginx's `$upstream_cache_status` names it), where the body's bytes
+//! come from, and how long the request waited on Dropbox.
 
 use hyper::Response;
 use hyper::header::{HeaderName, HeaderValue};
@@ -50,22 +50,40 @@ impl CacheStatus {
     pub fn mark<B>(self, resp: &mut Response<B>) {
         resp.headers_mut()
             .insert(X_CACHE_STATUS, HeaderValue::from_static(self.as_str()));
-        resp.extensions_mut().insert(self);
+        of_mut(resp).cache = Some(self);
     }
 
     /// The status `mark` set on `resp`, if any.
     pub fn of<B>(resp: &Response<B>) -> Option<CacheStatus> {
-        resp.extensions().get::<CacheStatus>().copied()
+        Provenance::of(resp).cache
     }
 }
 
-/// Where a response's body bytes come from, as a response extension (absent: "generated").
-#[derive(Debug, Clone, Copy)]
-pub struct BodySource(pub &'static str);
-
-/// How long the request waited on Dropbox, as a response extension (absent: it did not).
+/// What the read path tells the access log and the metrics about an answer, as one response
+/// extension (each extension costs allocations; a hit's answer makes one).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct UpstreamTime(pub Duration);
+pub struct Provenance {
+    /// `X-Cache-Status`, as `CacheStatus::mark` set it.
+    pub cache: Option<CacheStatus>,
+    /// Where the body's bytes come from (None: "generated").
+    pub source: Option<&'static str>,
+    /// How long the request waited on Dropbox (None: it did not).
+    pub upstream: Option<Duration>,
+}
+
+impl Provenance {
+    /// What was noted on `resp` (all None if nothing was).
+    pub fn of<B>(resp: &Response<B>) -> Provenance {
+        resp.extensions()
+            .get::<Provenance>()
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+fn of_mut<B>(resp: &mut Response<B>) -> &mut Provenance {
+    resp.extensions_mut().get_or_insert_default::<Provenance>()
+}
 
 /// Notes where a file's body comes from, by its cache status as the body cache gave it: a HIT
 /// is read from disk; anything else is a download, and the time since `asked` was spent
@@ -77,14 +95,13 @@ pub fn body_from<B>(resp: &mut Response<B>, cache: CacheStatus, asked: Instant) 
         add_upstream(resp, asked.elapsed());
         "dropbox"
     };
-    resp.extensions_mut().insert(BodySource(from));
+    of_mut(resp).source = Some(from);
 }
 
 /// Adds `d` to the response's Dropbox time.
 pub fn add_upstream<B>(resp: &mut Response<B>, d: Duration) {
-    let ext = resp.extensions_mut();
-    let total = ext.get::<UpstreamTime>().map_or(d, |t| t.0 + d);
-    ext.insert(UpstreamTime(total));
+    let upstream = &mut of_mut(resp).upstream;
+    *upstream = Some(upstream.map_or(d, |t| t + d));
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ pub struct Representation {
     pub last_modified_value: Option<HeaderValue>,
     pub content_type: HeaderValue,
     pub len: u64,
+    /// `len` as a `Content-Length`.
+    pub len_value: HeaderValue,
     /// Its type is worth compressing (`encoding::compressible`).
     pub compressible: bool,
 }
@@ -38,6 +40,7 @@ impl Representation {
             content_type: HeaderValue::from_str(&ct).expect("media types are ASCII"),
             compressible: super::encoding::compressible(&ct),
             len,
+            len_value: HeaderValue::from(len),
         }
     }
 }
@@ -64,6 +67,7 @@ impl Representation {
             content_type: self.content_type.clone(),
             compressible: self.compressible,
             len,
+            len_value: HeaderValue::from(len),
         }
     }
 }
@@ -104,6 +108,7 @@ mod tests {
             "Sun, 22 Nov 2026 10:00:00 GMT"
         );
         assert_eq!(r.content_type, "text/plain; charset=utf-8");
+        assert_eq!(r.len_value, "5");
         let none = Representation::new("abc123", "not a date", "x", 0);
         assert!(none.validators.last_modified.is_none() && none.last_modified_value.is_none());
     }

@@ -14,7 +14,7 @@ pub struct Http {
     duration: HistogramVec,
     bytes: IntCounterVec,
     /// The series of each label set seen, resolved once: a request costs no label lookup.
-    resolved: Arc<Mutex<HashMap<Labels, (IntCounter, Histogram)>>>,
+    resolved: Arc<Mutex<Resolved>>,
     /// `bytes` by source: disk, dropbox, generated.
     by_source: [IntCounter; 3],
 }
@@ -22,6 +22,9 @@ pub struct Http {
 /// A request's labels, by the addresses and lengths of their static strings (the same text
 /// at two addresses is two keys for one series: harmless).
 type Labels = [(usize, usize); 4];
+
+/// Each label set's series (hashed with foldhash: a request looks one up).
+type Resolved = HashMap<Labels, (IntCounter, Histogram), foldhash::fast::RandomState>;
 
 /// One finished request, as `Http::observe` records it.
 pub struct Served<'a> {

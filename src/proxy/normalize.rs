@@ -49,14 +49,10 @@ pub fn normalize(raw: &str) -> Result<Target, NormalizeError> {
     let rest = decoded.strip_prefix('/').ok_or(NormalizeError::Alias)?;
     // Every segment, the alias's too, before anything else: `/../x` is traversal, not a name.
     let inner = rest.strip_suffix('/').unwrap_or(rest);
-    if !inner.is_empty()
-        && inner
-            .split('/')
-            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-    {
+    if !inner.is_empty() && has_bad_segment(inner) {
         return Err(NormalizeError::Segment);
     }
-    let (alias, path) = match rest.find('/') {
+    let (alias, path) = match rest.bytes().position(|b| b == b'/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
@@ -66,8 +62,8 @@ pub fn normalize(raw: &str) -> Result<Target, NormalizeError> {
     let (display, trailing_slash) = checked_path(path)?;
     Ok(Target {
         alias: alias.to_owned(),
-        lower: lowercase(&display),
-        display,
+        lower: lowercase(display),
+        display: display.to_owned(),
         trailing_slash,
     })
 }
@@ -80,8 +76,7 @@ pub fn site_path(raw: &str) -> Result<(String, String, bool), NormalizeError> {
         return Err(NormalizeError::Segment);
     }
     let (display, trailing_slash) = checked_path(&decoded)?;
-    let lower = lowercase(&display);
-    Ok((display, lower, trailing_slash))
+    Ok((display.to_owned(), lowercase(display), trailing_slash))
 }
 
 /// `to_lowercase`, byte by byte when the path is ASCII (most are; the same answer, without
@@ -94,8 +89,8 @@ fn lowercase(display: &str) -> String {
     }
 }
 
-/// Percent-decodes once and refuses what no path may hold.
-fn decode(raw: &str) -> Result<String, NormalizeError> {
+/// Percent-decodes once and refuses what no path may hold (borrowed when nothing was escaped).
+fn decode(raw: &str) -> Result<std::borrow::Cow<'_, str>, NormalizeError> {
     if raw.len() > MAX_PATH_BYTES * 3 {
         return Err(NormalizeError::TooLong);
     }
@@ -108,38 +103,51 @@ fn decode(raw: &str) -> Result<String, NormalizeError> {
     }) {
         return Err(NormalizeError::Encoding);
     }
-    let decoded = percent_decode_str(raw)
-        .decode_utf8()
-        .map_err(|_| NormalizeError::Encoding)?;
+    // Nothing escaped (most paths): the text is already the decoded path.
+    let decoded = match bytes.contains(&b'%') {
+        false => std::borrow::Cow::Borrowed(raw),
+        true => percent_decode_str(raw)
+            .decode_utf8()
+            .map_err(|_| NormalizeError::Encoding)?,
+    };
     if decoded.len() > MAX_PATH_BYTES {
         return Err(NormalizeError::TooLong);
     }
-    if decoded.chars().any(|c| c.is_control()) {
+    // By bytes (a hit runs this on every request); C1 controls (U+0080–U+009F) need chars.
+    let d = decoded.as_bytes();
+    if d.iter().any(u8::is_ascii_control) || !d.is_ascii() && decoded.chars().any(char::is_control)
+    {
         return Err(NormalizeError::Control);
     }
-    if decoded.contains('\\') {
+    if d.contains(&b'\\') {
         return Err(NormalizeError::Backslash);
     }
-    Ok(decoded.into_owned())
+    Ok(decoded)
+}
+
+/// Whether `/`-separated `path` has an empty, `.` or `..` segment (by bytes: `/` is never
+/// part of a UTF-8 sequence).
+fn has_bad_segment(path: &str) -> bool {
+    path.as_bytes()
+        .split(|&b| b == b'/')
+        .any(|seg| seg.is_empty() || seg == b"." || seg == b"..")
 }
 
 /// `""`, `/` or `/a/b[/]` (decoded): the display form without the trailing `/`, and whether
 /// there was one.
-fn checked_path(path: &str) -> Result<(String, bool), NormalizeError> {
+fn checked_path(path: &str) -> Result<(&str, bool), NormalizeError> {
     let trailing_slash = path.len() > 1 && path.ends_with('/') || path == "/";
     let path = path.strip_suffix('/').unwrap_or(path);
-    if path
-        .split('/')
-        .skip(1)
-        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-    {
+    // Every segment after the first `/` (before it: nothing, as `path` starts with one).
+    let after_first = path.bytes().position(|b| b == b'/').map(|i| &path[i + 1..]);
+    if after_first.is_some_and(has_bad_segment) {
         return Err(NormalizeError::Segment);
     }
     // Dropbox's other rule after its pattern: no white space at the end (`/a /b` is fine).
     if path.ends_with(char::is_whitespace) {
         return Err(NormalizeError::TrailingSpace);
     }
-    Ok((path.to_owned(), trailing_slash))
+    Ok((path, trailing_slash))
 }
 
 #[cfg(test)]
@@ -209,5 +217,94 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(normalize(raw), Err(want.clone()), "{raw}");
         }
+    }
+
+    /// The checks as first written (by chars and `str::split`), kept as the oracle for the
+    /// byte-wise ones the read path runs: both must agree on every path.
+    fn by_chars(raw: &str) -> Result<Target, NormalizeError> {
+        if raw.len() > MAX_PATH_BYTES * 3 {
+            return Err(TooLong);
+        }
+        let b = raw.as_bytes();
+        if b.iter().enumerate().any(|(i, &c)| {
+            c == b'%'
+                && !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+        }) {
+            return Err(Encoding);
+        }
+        let decoded = percent_decode_str(raw)
+            .decode_utf8()
+            .map_err(|_| Encoding)?
+            .into_owned();
+        if decoded.len() > MAX_PATH_BYTES {
+            return Err(TooLong);
+        }
+        if decoded.chars().any(|c| c.is_control()) {
+            return Err(Control);
+        }
+        if decoded.contains('\\') {
+            return Err(Backslash);
+        }
+        let bad = |s: &str| s.is_empty() || s == "." || s == "..";
+        let rest = decoded.strip_prefix('/').ok_or(Alias)?;
+        let inner = rest.strip_suffix('/').unwrap_or(rest);
+        if !inner.is_empty() && inner.split('/').any(bad) {
+            return Err(Segment);
+        }
+        let (alias, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if !valid_alias(alias) {
+            return Err(Alias);
+        }
+        let trailing_slash = path.len() > 1 && path.ends_with('/') || path == "/";
+        let path = path.strip_suffix('/').unwrap_or(path);
+        if path.split('/').skip(1).any(bad) {
+            return Err(Segment);
+        }
+        if path.ends_with(char::is_whitespace) {
+            return Err(TrailingSpace);
+        }
+        Ok(Target {
+            alias: alias.to_owned(),
+            display: path.to_owned(),
+            lower: path.to_lowercase(),
+            trailing_slash,
+        })
+    }
+
+    #[test]
+    fn the_byte_wise_checks_agree_with_the_char_wise_ones_on_every_short_path() {
+        // Every path of up to 5 symbols after `/a`, from the characters each check is about.
+        let symbols = [
+            "/", ".", "a", "%", "2e", "%2f", "%5c", " ", "\\", "é", "\u{85}", "%c2%85", "%0a",
+            "\u{7f}",
+        ];
+        let mut paths = vec![String::from("/a")];
+        let mut checked = 0;
+        for _ in 0..5 {
+            let mut longer = Vec::new();
+            for p in &paths {
+                assert_eq!(normalize(p), by_chars(p), "{p:?}");
+                checked += 1;
+                longer.extend(symbols.iter().map(|s| format!("{p}{s}")));
+            }
+            paths = longer;
+        }
+        for p in &paths {
+            let want = by_chars(p);
+            assert_eq!(normalize(p), want, "{p:?}");
+            // A site's path is what follows its prefix: here, `/a`.
+            if p[2..].starts_with('/') {
+                assert_eq!(
+                    site_path(&p[2..]).ok(),
+                    want.ok().map(|t| (t.display, t.lower, t.trailing_slash)),
+                    "{p:?}"
+                );
+            }
+        }
+        assert!(checked + paths.len() > 500_000);
     }
 }

@@ -82,7 +82,8 @@ pub async fn serve(
     if !thumbnailable(&f.name) {
         return Err(UpstreamError::Unsupported.into());
     }
-    let file = blob_name(account, path, f).unwrap_or_else(|| f.rev.clone());
+    let file =
+        blob_name(account, path, f).map_or_else(|| f.rev.clone(), std::borrow::Cow::into_owned);
     let name = spec.blob_name(&file);
     let etag = EntityTag::strong(name.trim_end_matches(disk::DERIVED)[..32].to_owned());
     let last_modified = humantime::parse_rfc3339(&f.server_modified).ok();

@@ -122,7 +122,7 @@ impl Warmer {
         let mut jobs = tokio::task::JoinSet::new();
         for f in files {
             let path = f.path_display.clone().unwrap_or_default();
-            let Some(name) = blob_name(account, &path, f) else {
+            let Some(name) = blob_name(account, &path, f).map(std::borrow::Cow::into_owned) else {
                 continue;
             };
             if !self.take(f.size) {

@@ -9,12 +9,12 @@
 
 use crate::config::LogFormat;
 use crate::http::CacheStatus;
-use crate::http::provenance::{BodySource, UpstreamTime};
+use crate::http::provenance::Provenance;
 use crate::http::{Body, BoxError};
 use crate::metrics::{Http, Served};
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
-use hyper::header::{HeaderMap, HeaderValue};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Response, Version};
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -23,28 +23,60 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-/// The response header (and accepted request header) carrying the request id.
-pub const X_REQUEST_ID: &str = "x-request-id";
+/// The response header (and accepted request header) carrying the request id. A
+/// `HeaderName`, not a `&str`: a name given as text is parsed (and copied, on insert) at
+/// each use.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A request's id: 1–64 of `A-Za-z0-9._-`, held inline (a request allocates nothing for it).
+#[derive(Clone, Copy)]
+pub struct RequestId {
+    bytes: [u8; 64],
+    len: u8,
+}
+
+impl RequestId {
+    /// `text` if it is a sane id.
+    fn parse(text: &[u8]) -> Option<RequestId> {
+        let sane = (1..=64).contains(&text.len())
+            && text
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b));
+        sane.then(|| {
+            let mut bytes = [0; 64];
+            bytes[..text.len()].copy_from_slice(text);
+            RequestId {
+                bytes,
+                len: text.len() as u8,
+            }
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len as usize]).expect("checked to be ASCII")
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The request's id: the one a trusted proxy (nginx) sent if it looks like an id (1–64 of
 /// `A-Za-z0-9._-`), else a new one.
-pub fn request_id(headers: &HeaderMap, from_trusted: bool) -> String {
-    headers
-        .get(X_REQUEST_ID)
-        .filter(|_| from_trusted)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            (1..=64).contains(&v.len())
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        })
-        .map_or_else(new_id, str::to_owned)
+pub fn request_id(headers: &HeaderMap, from_trusted: bool) -> RequestId {
+    from_trusted
+        .then(|| headers.get(X_REQUEST_ID))
+        .flatten()
+        .and_then(|v| RequestId::parse(v.as_bytes()))
+        .unwrap_or_else(new_id)
 }
 
 /// A new request id: 32 hex digits, a count scrambled by a bijection keyed by this process
 /// (so unique within it, and no two ids share a prefix) then this process's random half
 /// (unique across processes but for a 1 in 2^64 chance). No random draw per request.
-fn new_id() -> String {
+fn new_id() -> RequestId {
     static PROCESS: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let (key, process) = *PROCESS.get_or_init(rand::random);
@@ -60,7 +92,7 @@ fn new_id() -> String {
     bytes[8..].copy_from_slice(&process.to_be_bytes());
     let mut out = [0u8; 32];
     hex::encode_to_slice(bytes, &mut out).expect("32 digits for 16 bytes");
-    std::str::from_utf8(&out).expect("hex digits").to_owned()
+    RequestId::parse(&out).expect("hex digits are an id")
 }
 
 /// The client's address: the peer's, unless the peer is a trusted proxy; then the last
@@ -201,7 +233,7 @@ pub struct Record {
     pub client: IpAddr,
     pub referer: String,
     pub user_agent: String,
-    pub id: String,
+    pub id: RequestId,
     pub arrived: SystemTime,
     pub started: Instant,
     pub status: u16,
@@ -279,11 +311,12 @@ impl Record {
     /// Notes the answer's head.
     pub fn answered<B>(&mut self, resp: &Response<B>) {
         self.status = resp.status().as_u16();
-        self.cache = CacheStatus::of(resp).map_or("none", CacheStatus::as_str);
-        if let Some(s) = resp.extensions().get::<BodySource>() {
-            self.source = s.0;
+        let noted = Provenance::of(resp);
+        self.cache = noted.cache.map_or("none", CacheStatus::as_str);
+        if let Some(s) = noted.source {
+            self.source = s;
         }
-        self.upstream = resp.extensions().get::<UpstreamTime>().map(|t| t.0);
+        self.upstream = noted.upstream;
     }
 
     /// Counts the request and writes its access-log line, once.
@@ -404,12 +437,14 @@ impl ClfCache {
 /// went away), finishes its `Record` once.
 pub struct Metered {
     inner: Body,
-    record: Option<Record>,
+    /// Boxed: a response is moved a dozen times on its way out, and a record is hundreds
+    /// of bytes (one allocation costs less than copying it each time).
+    record: Option<Box<Record>>,
     bytes: u64,
 }
 
 impl Metered {
-    pub fn new(inner: Body, record: Record) -> Metered {
+    pub fn new(inner: Body, record: Box<Record>) -> Metered {
         Metered {
             inner,
             record: Some(record),
@@ -517,17 +552,22 @@ mod tests {
     fn request_ids_are_taken_when_sane_and_made_otherwise() {
         let mut h = HeaderMap::new();
         h.insert(X_REQUEST_ID, HeaderValue::from_static("abc-123.X_y"));
-        assert_eq!(request_id(&h, true), "abc-123.X_y");
+        assert_eq!(request_id(&h, true).as_str(), "abc-123.X_y");
         assert_ne!(
-            request_id(&h, false),
+            request_id(&h, false).as_str(),
             "abc-123.X_y",
             "only from a trusted proxy"
         );
-        h.insert(X_REQUEST_ID, HeaderValue::from_static("has space"));
-        let made = request_id(&h, true);
-        assert_eq!(made.len(), 32);
-        assert!(made.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_ne!(request_id(&HeaderMap::new(), true), made);
+        let longest = "a".repeat(64);
+        h.insert(X_REQUEST_ID, HeaderValue::from_str(&longest).unwrap());
+        assert_eq!(request_id(&h, true).as_str(), longest);
+        for bad in ["has space", &"a".repeat(65), ""] {
+            h.insert(X_REQUEST_ID, HeaderValue::from_str(bad).unwrap());
+            let made = request_id(&h, true);
+            assert_eq!(made.as_str().len(), 32, "{bad:?}");
+            assert!(made.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+            assert_ne!(request_id(&HeaderMap::new(), true).as_str(), made.as_str());
+        }
     }
 
     #[test]

@@ -11,7 +11,6 @@ pub mod tls;
 pub mod watchdog;
 pub mod webhook;
 
-use crate::http::Body;
 use crate::http::sendfile::{Jobs, SendfileIo};
 
 use crate::app::App;
@@ -141,7 +140,7 @@ pub async fn run(
 /// Accepts connections until `shutdown` resolves, then lets the requests under way finish
 /// for up to `limits.drain` (idle connections are closed at once). At most
 /// `limits.max_connections` are open at once; each lives under its `watchdog` deadlines.
-pub async fn serve<H, F>(
+pub async fn serve<H, F, B>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     limits: Limits,
@@ -149,7 +148,12 @@ pub async fn serve<H, F>(
     shutdown: impl Future<Output = ()>,
 ) where
     H: Fn(Request<Incoming>, Client) -> F + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    // Any body (the proxy's `access::Metered`, unboxed: one allocation less per request).
+    B: hyper::body::Body<Data = bytes::Bytes, Error = crate::http::BoxError>
+        + Send
+        + Unpin
+        + 'static,
 {
     let handler = Arc::new(handler);
     let graceful = GracefulShutdown::new();

@@ -9,7 +9,6 @@ use crate::http::{Body, cors, plain, sendfile};
 use crate::metrics::{AccountFigures, CacheFigures, FeedFigures, Snapshot};
 use crate::proxy::ProxyError;
 use crate::server::access;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
 use hyper::http::request::Parts;
@@ -34,7 +33,7 @@ pub fn handle(
     front: Arc<Front>,
     req: Request<Incoming>,
     client: super::Client,
-) -> impl Future<Output = Response<Body>> + Send {
+) -> impl Future<Output = Response<access::Metered>> + Send {
     let (parts, body) = req.into_parts();
     // A site's host or prefix first (`[[site]]`); then the proxy's own namespace.
     let host = parts
@@ -61,12 +60,13 @@ pub fn handle(
             }
         }
     };
-    let mut record = access::Record::begin(
+    // Boxed from the start: the request's future holds it, and is moved whole more than once.
+    let mut record = Box::new(access::Record::begin(
         front.access.clone(),
         route.template(),
         &parts,
         client.addr.ip(),
-    );
+    ));
     let span = tracing::info_span!(
         "request",
         id = %record.id,
@@ -106,7 +106,7 @@ pub fn handle(
         if let Some(policy) = cors.filter(|_| parts.method != Method::OPTIONS) {
             cors::decorate(policy, &parts.headers, resp.headers_mut());
         }
-        if let Ok(v) = HeaderValue::from_str(&record.id) {
+        if let Ok(v) = HeaderValue::from_str(record.id.as_str()) {
             resp.headers_mut().insert(access::X_REQUEST_ID, v);
         }
         record.answered(&resp);
@@ -114,7 +114,7 @@ pub fn handle(
         if let Some(jobs) = &client.sendfile {
             sendfile::take(&mut resp, jobs);
         }
-        resp.map(|b| access::Metered::new(b, record).boxed())
+        resp.map(|b| access::Metered::new(b, record))
     }
     .instrument(span);
     // Each request's future is moved whole, more than once: at 68 KiB, before the read path
