@@ -18,8 +18,8 @@ pub struct Blob {
 }
 
 pub struct Index {
-    /// Hashed with foldhash, as every map a hit reads (SipHash was a twentieth of its
-    /// instructions).
+    /// Hashed with foldhash, as the memory tier and the handles (SipHash was a twentieth of a
+    /// hit's instructions); the names are content hashes, not chosen by clients.
     lru: LruCache<String, Blob, foldhash::fast::RandomState>,
     /// Bytes of the blobs plus the bytes reserved by fills under way.
     total: u64,

@@ -51,11 +51,15 @@ fn parse_borrowed(s: &str) -> Option<(bool, &str)> {
         None => (false, s),
     };
     let tag = rest.strip_prefix('"')?.strip_suffix('"')?;
-    // etagc = %x21 / %x23-7E / obs-text: no quotes, no spaces, no controls.
-    if tag.bytes().any(|b| b == b'"' || b <= 0x20 || b == 0x7f) {
+    if !tag.bytes().all(is_etagc) {
         return None;
     }
     Some((weak, tag))
+}
+
+/// etagc = %x21 / %x23-7E / obs-text: no quotes, no spaces, no controls.
+fn is_etagc(b: u8) -> bool {
+    !(b == b'"' || b <= 0x20 || b == 0x7f)
 }
 
 /// Whether the `If-Match` (`strong`) or `If-None-Match` list `s` matches the current tag, read
@@ -63,6 +67,12 @@ fn parse_borrowed(s: &str) -> Option<(bool, &str)> {
 /// request path asks this of every conditional request). `None`: the list is malformed or
 /// empty, and the header is ignored.
 pub fn list_matches(s: &str, current: Option<&EntityTag>, strong: bool) -> Option<bool> {
+    // One strong tag and nothing else (what a client sends back): no list to split.
+    if let Some(tag) = s.strip_prefix('"').and_then(|r| r.strip_suffix('"'))
+        && tag.bytes().all(is_etagc)
+    {
+        return Some(current.is_some_and(|cur| cur.compares(false, tag, strong)));
+    }
     if s.trim() == "*" {
         return Some(current.is_some());
     }
@@ -215,6 +225,15 @@ mod tests {
             "",
             "\"caf\u{e9}\", \"x\"",
             r#""x"#,
+            // One quoted string: read without splitting, when it is one valid tag.
+            r#""a,x""#,
+            r#""""#,
+            r#"""#,
+            r#""x" "#,
+            r#""x y""#,
+            r#""x"x""#,
+            "\"\u{e9}x\"",
+            "\"x\u{7f}\"",
         ];
         let currents = [
             None,

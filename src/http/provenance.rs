@@ -60,7 +60,7 @@ impl CacheStatus {
 }
 
 /// What the read path tells the access log and the metrics about an answer, as one response
-/// extension (each extension costs allocations; a hit's answer makes one).
+/// extension (each extension costs allocations: one for the three facts).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Provenance {
     /// `X-Cache-Status`, as `CacheStatus::mark` set it.

@@ -69,14 +69,24 @@ pub struct Freshness {
     pub stale_while_revalidate: Duration,
 }
 
+/// SECURITY: request paths choose the L1's keys (an unknown name is remembered too), so its
+/// hasher is keyed from the OS's random source, not foldhash's default seed (made of addresses
+/// and the clock): collisions cannot be aimed at it.
+fn keyed_hasher() -> foldhash::fast::SeedableRandomState {
+    static SHARED: std::sync::OnceLock<foldhash::SharedSeed> = std::sync::OnceLock::new();
+    let shared = SHARED.get_or_init(|| foldhash::SharedSeed::from_u64(rand::random()));
+    foldhash::fast::SeedableRandomState::with_seed(rand::random(), shared)
+}
+
 thread_local! {
     /// The buffer `lookup` builds its L1 key in.
     static L1_KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 pub struct MetaCache {
-    /// Hashed with foldhash: SipHash was a twentieth of a hit's instructions (issue 16).
-    l1: Mutex<LruCache<String, Arc<Entry>, foldhash::fast::RandomState>>,
+    /// Hashed with foldhash (SipHash was a twentieth of a hit's instructions), keyed by
+    /// `keyed_hasher`.
+    l1: Mutex<LruCache<String, Arc<Entry>, foldhash::fast::SeedableRandomState>>,
     store: Store,
     dropbox: Arc<Dropbox>,
     fresh: Freshness,
@@ -122,7 +132,7 @@ impl MetaCache {
         fresh: Freshness,
     ) -> MetaCache {
         MetaCache {
-            l1: Mutex::new(LruCache::with_hasher(l1_entries, Default::default())),
+            l1: Mutex::new(LruCache::with_hasher(l1_entries, keyed_hasher())),
             listening: AtomicBool::new(true),
             answered: Default::default(),
             behind: Arc::new(tokio::sync::watch::Sender::new(0)),

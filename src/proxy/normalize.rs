@@ -299,12 +299,15 @@ mod tests {
             // A site's path is what follows its prefix: here, `/a`.
             if p[2..].starts_with('/') {
                 assert_eq!(
-                    site_path(&p[2..]).ok(),
-                    want.ok().map(|t| (t.display, t.lower, t.trailing_slash)),
+                    site_path(&p[2..]),
+                    want.map(|t| (t.display, t.lower, t.trailing_slash)),
                     "{p:?}"
                 );
             }
         }
         assert!(checked + paths.len() > 500_000);
+        for not_rooted in ["", "x", "x/y", "%2e"] {
+            assert_eq!(site_path(not_rooted), Err(Segment), "{not_rooted:?}");
+        }
     }
 }

@@ -43,7 +43,8 @@ fn answer(
     answer_with(cc, status, etag, cache, empty())
 }
 
-/// Headers a file's answer may carry (its own, the router's, CORS): room made once, not grown.
+/// Headers a file's answer usually carries (its own, the router's, some CORS): room made once
+/// rather than grown on the way (a compressed 206 with CORS grows it once).
 const FILE_HEADERS: usize = 12;
 
 /// `answer` with its body.

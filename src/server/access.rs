@@ -28,6 +28,9 @@ use std::time::{Duration, Instant, SystemTime};
 /// each use.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The header a trusted proxy names the client in.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 /// A request's id: 1–64 of `A-Za-z0-9._-`, held inline (a request allocates nothing for it).
 #[derive(Clone, Copy)]
 pub struct RequestId {
@@ -52,8 +55,12 @@ impl RequestId {
         })
     }
 
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len as usize]).expect("checked to be ASCII")
+        std::str::from_utf8(self.as_bytes()).expect("checked to be ASCII")
     }
 }
 
@@ -102,8 +109,11 @@ pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAd
     if !is_trusted(&peer, trusted) {
         return peer;
     }
-    let hops: Vec<&str> = headers
-        .get_all("x-forwarded-for")
+    let forwarded = headers.get_all(X_FORWARDED_FOR);
+    if forwarded.iter().next().is_none() {
+        return peer;
+    }
+    let hops: Vec<&str> = forwarded
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))

@@ -106,7 +106,7 @@ pub fn handle(
         if let Some(policy) = cors.filter(|_| parts.method != Method::OPTIONS) {
             cors::decorate(policy, &parts.headers, resp.headers_mut());
         }
-        if let Ok(v) = HeaderValue::from_str(record.id.as_str()) {
+        if let Ok(v) = HeaderValue::from_bytes(record.id.as_bytes()) {
             resp.headers_mut().insert(access::X_REQUEST_ID, v);
         }
         record.answered(&resp);

@@ -138,13 +138,15 @@ mod tests {
         assert!(is_content_hash(&whole));
         assert!(!is_content_hash("ABC"));
         // Any one byte wrong, wherever it is, and any other length, is not a hash.
-        for i in [0, 31, 32, 63] {
-            for bad in [b'A', b'g', b'/', b'.', 0xc3] {
-                let mut b = whole.clone().into_bytes();
-                b[i] = bad;
-                let text = String::from_utf8_lossy(&b);
+        for i in [0, 31, 32, 62] {
+            for bad in ["A", "g", "/", ".", " "] {
+                let text = format!("{}{bad}{}", &whole[..i], &whole[i + 1..]);
                 assert!(!is_content_hash(&text), "{text}");
             }
+            // Non-ASCII, the length kept: "é" is two bytes.
+            let text = format!("{}\u{e9}{}", &whole[..i], &whole[i + 2..]);
+            assert_eq!(text.len(), 64);
+            assert!(!is_content_hash(&text), "{text}");
         }
         assert!(!is_content_hash(&whole[..63]));
         assert!(!is_content_hash(&format!("{whole}0")));
