@@ -52,11 +52,6 @@ impl CacheStatus {
             .insert(X_CACHE_STATUS, HeaderValue::from_static(self.as_str()));
         of_mut(resp).cache = Some(self);
     }
-
-    /// The status `mark` set on `resp`, if any.
-    pub fn of<B>(resp: &Response<B>) -> Option<CacheStatus> {
-        Provenance::of(resp).cache
-    }
 }
 
 /// What the read path tells the access log and the metrics about an answer, as one response
@@ -112,9 +107,9 @@ mod tests {
     fn marked_responses_carry_the_header_and_the_status() {
         for s in CacheStatus::ALL {
             let mut resp = Response::new(());
-            assert_eq!(CacheStatus::of(&resp), None);
+            assert_eq!(Provenance::of(&resp).cache, None);
             s.mark(&mut resp);
-            assert_eq!(CacheStatus::of(&resp), Some(s));
+            assert_eq!(Provenance::of(&resp).cache, Some(s));
             assert_eq!(resp.headers()[X_CACHE_STATUS], s.as_str());
         }
         let names: std::collections::HashSet<_> = CacheStatus::ALL.map(|s| s.as_str()).into();

@@ -19,7 +19,8 @@ ETag, 206 of the first 64 KiB of 1 MiB, and the 1 KiB 200 with the access log on
 redis-server, a release build.
 """
 import argparse, http.client, os, re, shutil, signal, subprocess, sys, tempfile, threading, time
-import urllib.request
+
+import spawn
 
 PORTS = dict(emu=18385, redis=18386, dropcache=18387, log=18388, other=18389, other_log=18390)
 OBJECTS = {"1k.bin": 1024, "64k.bin": 65536, "1m.bin": 1 << 20}
@@ -105,33 +106,14 @@ class Server:
     def __init__(self, d, name, binary, log):
         self.d, self.name, self.port = d, name, PORTS[name]
         cfg = os.path.join(d, name + ".toml")
-        emu = f"http://127.0.0.1:{PORTS['emu']}"
-        open(cfg, "w").write(f"""[server]
-listen = "127.0.0.1:{self.port}"
-[log]
-level = "warn"
-access_log = {log}
-[dropbox]
-api_url = "{emu}"
-content_url = "{emu}"
-notify_url = "{emu}"
-oauth_url = "{emu}"
-[store]
-redis_url = "redis://127.0.0.1:{PORTS['redis']}/{list(PORTS).index(name)}"
-[cache]
-dir = "{d}/cache-{name}"
-max_size = "1GiB"
-min_free = "64MiB"
-[[account]]
-alias = "b"
-root = "/site"
-access_token = "BENCHTOKEN"
-""")
+        open(cfg, "w").write(spawn.hit_config(
+            self.port, f"http://127.0.0.1:{PORTS['emu']}",
+            f"redis://127.0.0.1:{PORTS['redis']}/{list(PORTS).index(name)}", f"{d}/cache-{name}",
+            access_log=log, max_size="1GiB"))
         self.out = os.path.join(d, f"cg-{name}")
         self.proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}.%p", binary, "serve",
              "--config", cfg], stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, name + ".err"), "w"))
-        self.dumps = 0
 
     def measure(self, path, headers, n, conns, status, keep=None):
         send(self.port, path, headers, min(n, 200), conns, status)  # warm: fills, memory tier
@@ -187,8 +169,8 @@ def main():
             builds.append(("against", a.against, "other", "other_log"))
         servers = {}
         for label, binary, plain, logged in builds:
-            servers[(label, "")] = Server(d, plain, binary, "false")
-            servers[(label, "log")] = Server(d, logged, binary, "true")
+            servers[(label, "")] = Server(d, plain, binary, False)
+            servers[(label, "log")] = Server(d, logged, binary, True)
             procs += [servers[(label, "")].proc, servers[(label, "log")].proc]
         for s in servers.values():
             wait_up(s.port, "/b/1k.bin")

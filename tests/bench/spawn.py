@@ -15,6 +15,34 @@ def free_port():
         return s.getsockname()[1]
 
 
+def hit_config(port, emu, redis_url, cache_dir, access_log=False, max_size="4GiB", cache_extra=""):
+    """The config of a `dropcache serve` on `port` in front of the emulator at `emu` (every
+    Dropbox host), with Redis at `redis_url`, publishing `/site` as the account `b` (token
+    BENCHTOKEN): what the hit-path benchmarks measure. `cache_extra`: more `[cache]` lines."""
+    return f"""[server]
+listen = "127.0.0.1:{port}"
+[log]
+level = "warn"
+access_log = {"true" if access_log else "false"}
+[dropbox]
+api_url = "{emu}"
+content_url = "{emu}"
+notify_url = "{emu}"
+oauth_url = "{emu}"
+[store]
+redis_url = "{redis_url}"
+[cache]
+dir = "{cache_dir}"
+max_size = "{max_size}"
+min_free = "64MiB"
+{cache_extra}
+[[account]]
+alias = "b"
+root = "/site"
+access_token = "BENCHTOKEN"
+"""
+
+
 def start(args, env=None, log=None):
     """Runs `dropcache ARGS` and waits for its first line, `listening on URL`; returns
     (process, URL). Its log goes to `log` (a file), or nowhere."""

@@ -28,6 +28,8 @@ the perf data). Needs: nginx, wrk, redis-server, a release build (cargo build --
 import argparse, http.client, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile
 import threading, time, urllib.error, urllib.parse, urllib.request
 
+import spawn
+
 NCPU = os.cpu_count() or 1
 SERVER_CPU, CLIENT_CPU = str(NCPU - 1), "0"
 PORTS = dict(static=18280, origin=18281, nginx=18282, dropcache=18283, log=18284, emu=18285, redis=18286,
@@ -109,32 +111,14 @@ http {{
         wait_up(emu + "/2/check/app", method="POST")
         self.dc = {}
         # (name, access log, binary): "other" is --against's build, beside this one.
-        instances = [("dropcache", "false", self.a.bin), ("log", "true", self.a.bin)]
+        instances = [("dropcache", False, self.a.bin), ("log", True, self.a.bin)]
         if self.a.against or self.a.other_cache:
-            instances.append(("other", "false", self.a.against or self.a.bin))
+            instances.append(("other", False, self.a.against or self.a.bin))
         for name, log, binary in instances:
-            cfg = f"""[server]
-listen = "127.0.0.1:{PORTS[name]}"
-[log]
-level = "warn"
-access_log = {log}
-[dropbox]
-api_url = "{emu}"
-content_url = "{emu}"
-notify_url = "{emu}"
-oauth_url = "{emu}"
-[store]
-redis_url = "redis://127.0.0.1:{PORTS['redis']}/{dict(dropcache=0, log=1, other=2)[name]}"
-[cache]
-dir = "{t}/cache/{name}"
-max_size = "4GiB"
-min_free = "64MiB"
-{self.a.other_cache.replace(";", chr(10)) if name == "other" else ""}
-[[account]]
-alias = "b"
-root = "/site"
-access_token = "BENCHTOKEN"
-"""
+            cfg = spawn.hit_config(
+                PORTS[name], emu, f"redis://127.0.0.1:{PORTS['redis']}/{dict(dropcache=0, log=1, other=2)[name]}",
+                f"{t}/cache/{name}", access_log=log,
+                cache_extra=self.a.other_cache.replace(";", chr(10)) if name == "other" else "")
             open(self.path(name + ".toml"), "w").write(cfg)
             # The access log goes to /dev/null: the cost measured is writing it, not the disk.
             self.dc[name] = subprocess.Popen(pinned(SERVER_CPU, [binary, "serve", "--config", self.path(name + ".toml")]),
