@@ -57,7 +57,7 @@ class Relay:
 
     def __init__(self, target_port):
         self.target = target_port
-        self.port = free_port()
+        self.port = steady_ports(1)[0]
         self.mode = "pass"
         self.lock = threading.Lock()
         self.conns = set()
@@ -143,7 +143,7 @@ class Redis:
     def __init__(self, work, cluster=False):
         self.work = work
         self.cluster = cluster
-        self.ports = cluster_ports(3) if cluster else [free_port()]
+        self.ports = steady_ports(3, bus=True) if cluster else steady_ports(1)
         self.procs = {}
         self.start()
         if cluster:
@@ -182,12 +182,16 @@ class Redis:
         self.stop()
 
 
-def cluster_ports(n):
+def steady_ports(n, bus=False):
+    """`n` free ports below the kernel's ephemeral range, for servers stopped and started again
+    on them (the relay, Redis): a client retrying `connect` to a closed port in that range can
+    be given that very port as its own, connect to itself and hold it, and the server's bind
+    then fails. `bus`: each port + 10000 free too (a cluster node's bus)."""
     ports = []
     while len(ports) < n:
         p = random.randint(20000, 29999)
         ok = True
-        for q in (p, p + 10000):
+        for q in (p, p + 10000) if bus else (p,):
             with socket.socket() as s:
                 try:
                     s.bind(("127.0.0.1", q))
