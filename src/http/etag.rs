@@ -59,7 +59,7 @@ fn parse_borrowed(s: &str) -> Option<(bool, &str)> {
 
 /// etagc = %x21 / %x23-7E / obs-text: no quotes, no spaces, no controls.
 fn is_etagc(b: u8) -> bool {
-    !(b == b'"' || b <= 0x20 || b == 0x7f)
+    !((b == b'"') | (b <= 0x20) | (b == 0x7f))
 }
 
 /// Whether the `If-Match` (`strong`) or `If-None-Match` list `s` matches the current tag, read
@@ -68,8 +68,10 @@ fn is_etagc(b: u8) -> bool {
 /// empty, and the header is ignored.
 pub fn list_matches(s: &str, current: Option<&EntityTag>, strong: bool) -> Option<bool> {
     // One strong tag and nothing else (what a client sends back): no list to split.
+    // Every byte looked at, no early exit: the compiler checks them 32 at a time (a 304's
+    // tag is 64 bytes; byte by byte, this check was 3% of its instructions).
     if let Some(tag) = s.strip_prefix('"').and_then(|r| r.strip_suffix('"'))
-        && tag.bytes().all(is_etagc)
+        && tag.bytes().fold(true, |ok, b| ok & is_etagc(b))
     {
         return Some(current.is_some_and(|cur| cur.compares(false, tag, strong)));
     }

@@ -70,6 +70,10 @@ pub fn decide(header: &str, len: u64, max_ranges: usize) -> Decision {
         Ranges::Satisfiable(r) if r.len() > max_ranges => return Decision::Whole,
         Ranges::Satisfiable(r) => r,
     };
+    // One range (nearly every request): nothing to sort or merge.
+    if ranges.len() == 1 {
+        return Decision::Single(ranges.swap_remove(0));
+    }
     ranges.sort_by_key(|r| *r.start());
     let mut merged: Vec<RangeInclusive<u64>> = Vec::with_capacity(ranges.len());
     for r in ranges {
