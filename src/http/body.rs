@@ -31,7 +31,19 @@ pub fn plain(status: hyper::StatusCode, text: impl Into<Bytes>) -> Response<Body
     resp
 }
 
-/// An empty body.
+/// An empty body. Zero-sized, so boxing it allocates nothing (a 304's, a HEAD's).
 pub fn empty() -> Body {
-    full(Bytes::new())
+    http_body_util::Empty::new().map_err(|e| match e {}).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use hyper::body::Body as _;
+
+    #[test]
+    fn the_empty_body_is_done_and_says_it_has_no_bytes() {
+        let b = super::empty();
+        assert!(b.is_end_stream());
+        assert_eq!(b.size_hint().exact(), Some(0));
+    }
 }

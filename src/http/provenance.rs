@@ -1,7 +1,8 @@
-//! Where an answer came from, as the read path notes it on the response (one `Provenance`
-//! extension) and the access log and metrics read it back: its `X-Cache-Status` (an enum, set
-//! as the header too, as nginx's `$upstream_cache_status` names it), where the body's bytes
-//! come from, and how long the request waited on Dropbox.
+//! Where an answer came from, as the read path notes it on the response and the access log and
+//! metrics read it back: its `X-Cache-Status` (an enum, set as the header alone, as nginx's
+//! `$upstream_cache_status` names it: what the client was told is what is counted), and, in one
+//! `Provenance` extension, where the body's bytes come from and how long the request waited on
+//! Dropbox.
 
 use hyper::Response;
 use hyper::header::{HeaderName, HeaderValue};
@@ -46,20 +47,28 @@ impl CacheStatus {
         }
     }
 
-    /// Sets the header and the extension on `resp`.
+    /// Sets the header on `resp`: the record of its status (`CacheStatus::of` reads it back;
+    /// no extension, whose map costs a 304 three allocations). Only this sets it: a site's
+    /// `_headers` may not (`http::header_rules`).
     pub fn mark<B>(self, resp: &mut Response<B>) {
         resp.headers_mut()
             .insert(X_CACHE_STATUS, HeaderValue::from_static(self.as_str()));
-        of_mut(resp).cache = Some(self);
+    }
+
+    /// What `mark` set on `resp`, if anything.
+    pub fn of<B>(resp: &Response<B>) -> Option<CacheStatus> {
+        let v = resp.headers().get(X_CACHE_STATUS)?;
+        CacheStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str().as_bytes() == v.as_bytes())
     }
 }
 
-/// What the read path tells the access log and the metrics about an answer, as one response
-/// extension (each extension costs allocations: one for the three facts).
+/// What the read path tells the access log and the metrics about an answer's body, beyond its
+/// `X-Cache-Status`, as one response extension (each extension costs allocations: one for
+/// both facts). Answers with no body of their own (a 304) carry none.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Provenance {
-    /// `X-Cache-Status`, as `CacheStatus::mark` set it.
-    pub cache: Option<CacheStatus>,
     /// Where the body's bytes come from (None: "generated").
     pub source: Option<&'static str>,
     /// How long the request waited on Dropbox (None: it did not).
@@ -107,10 +116,19 @@ mod tests {
     fn marked_responses_carry_the_header_and_the_status() {
         for s in CacheStatus::ALL {
             let mut resp = Response::new(());
-            assert_eq!(Provenance::of(&resp).cache, None);
+            assert_eq!(CacheStatus::of(&resp), None);
             s.mark(&mut resp);
-            assert_eq!(Provenance::of(&resp).cache, Some(s));
+            assert_eq!(CacheStatus::of(&resp), Some(s));
             assert_eq!(resp.headers()[X_CACHE_STATUS], s.as_str());
+            // The status alone: no extension made for it.
+            assert!(resp.extensions().is_empty());
+        }
+        // A value no `mark` sets is no status (counted as "none").
+        let mut resp = Response::new(());
+        for v in ["hit", "HIT ", "", "EXPIRED"] {
+            resp.headers_mut()
+                .insert(X_CACHE_STATUS, HeaderValue::from_static(v));
+            assert_eq!(CacheStatus::of(&resp), None, "{v:?}");
         }
         let names: std::collections::HashSet<_> = CacheStatus::ALL.map(|s| s.as_str()).into();
         assert_eq!(names.len(), 6);

@@ -94,8 +94,19 @@ fn decode(raw: &str) -> Result<std::borrow::Cow<'_, str>, NormalizeError> {
     if raw.len() > MAX_PATH_BYTES * 3 {
         return Err(NormalizeError::TooLong);
     }
-    // A `%` must start an escape of two hex digits (RFC 3986 §2.1); a stray one is malformed.
     let bytes = raw.as_bytes();
+    // Most paths: nothing escaped, plain ASCII. One pass over every byte, no early exit (the
+    // compiler checks them 32 at a time), says whether the checks below are all passed.
+    let (escaped, odd) = bytes.iter().fold((false, false), |(escaped, odd), &b| {
+        (
+            escaped | (b == b'%'),
+            odd | !(0x20..0x7f).contains(&b) | (b == b'\\'),
+        )
+    });
+    if !escaped && !odd && raw.len() <= MAX_PATH_BYTES {
+        return Ok(std::borrow::Cow::Borrowed(raw));
+    }
+    // A `%` must start an escape of two hex digits (RFC 3986 §2.1); a stray one is malformed.
     if bytes.iter().enumerate().any(|(i, &b)| {
         b == b'%'
             && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)

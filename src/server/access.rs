@@ -321,8 +321,8 @@ impl Record {
     /// Notes the answer's head.
     pub fn answered<B>(&mut self, resp: &Response<B>) {
         self.status = resp.status().as_u16();
+        self.cache = CacheStatus::of(resp).map_or("none", CacheStatus::as_str);
         let noted = Provenance::of(resp);
-        self.cache = noted.cache.map_or("none", CacheStatus::as_str);
         if let Some(s) = noted.source {
             self.source = s;
         }
