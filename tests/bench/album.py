@@ -9,7 +9,9 @@ so a whole-file read would show in the bytes. Prints a markdown table.
 
 usage: python3 tests/bench/album.py [--bin target/release/dropcache] [--photos 500] [--latency 20ms]
 """
-import argparse, json, os, re, shutil, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, re, subprocess, sys, tempfile, time, urllib.request
+
+import spawn
 
 
 def start(cmd, what):
@@ -101,13 +103,7 @@ access_token = "bench-token"
         for which, n, facts, took, calls, dl, th, b in rows:
             print(f"| {which} | {n} | {facts} | {took:.2f} | {calls} | {dl} | {th} | {b / 1024:,.0f} KiB |")
     finally:
-        for p in procs:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(d, ignore_errors=True)
+        spawn.stop(procs, remove=d)
 
 
 if __name__ == "__main__":

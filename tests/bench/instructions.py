@@ -18,7 +18,7 @@ ETag, 206 of the first 64 KiB of 1 MiB, and the 1 KiB 200 with the access log on
 (the socket calls) is not counted: `perf stat` or `vs_nginx.py` see that. Needs: valgrind,
 redis-server, a release build.
 """
-import argparse, http.client, os, re, shutil, signal, subprocess, sys, tempfile, threading, time
+import argparse, http.client, os, re, shutil, subprocess, sys, tempfile, threading, time
 
 import spawn
 
@@ -207,14 +207,7 @@ def main():
             else:
                 print(f"| {r[0]} | {r[1]:,.0f} | {r[2]:.1f} |")
     finally:
-        for pr in reversed(procs):
-            pr.send_signal(signal.SIGTERM)
-        for pr in procs:
-            try:
-                pr.wait(20)
-            except subprocess.TimeoutExpired:
-                pr.kill()
-        shutil.rmtree(d, ignore_errors=True)
+        spawn.stop(procs, grace=20, remove=d)  # callgrind writes its dumps on the way out
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """What the benchmark scripts share: the release binary ($DROPCACHE_BIN instead, if set),
 a free port, and starting one of the binary's commands."""
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -54,3 +56,17 @@ def start(args, env=None, log=None):
         p.kill()
         sys.exit(f"{args[0]} did not start: {line!r}")
     return p, line[len("listening on "):]
+
+
+def stop(procs, grace=10, remove=None):
+    """SIGTERM to `procs` (the last started first), then up to `grace` seconds each to exit
+    before SIGKILL; then deletes the directory `remove`, if given."""
+    for p in reversed(procs):
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    if remove:
+        shutil.rmtree(remove, ignore_errors=True)

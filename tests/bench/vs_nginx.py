@@ -25,7 +25,7 @@ last byte), profile (not by default: where dropcache's CPU goes under 1 KiB 200s
 with the access log on, 64 KiB 200s and 206s of 64 KiB, with `perf`; BENCH_CHILDREN=1 adds inclusive times, BENCH_PERF_DIR=DIR keeps
 the perf data). Needs: nginx, wrk, redis-server, a release build (cargo build --release).
 """
-import argparse, http.client, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile
+import argparse, http.client, json, os, shutil, socket, statistics, subprocess, sys, tempfile
 import threading, time, urllib.error, urllib.parse, urllib.request
 
 import spawn
@@ -67,14 +67,7 @@ class Bench:
         return p
 
     def stop(self):
-        for p in reversed(self.procs):
-            p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        spawn.stop(self.procs, remove=self.dir)
 
     def start(self):
         for name, size in OBJECTS.items():
