@@ -266,10 +266,13 @@ impl AccountRecord {
     }
 }
 
+/// The accounts by alias (hashed with foldhash: a request looks its account up).
+type ByAlias = HashMap<String, Arc<Account>, foldhash::fast::RandomState>;
+
 /// Every account, by alias.
 #[derive(Debug)]
 pub struct Accounts {
-    by_alias: RwLock<HashMap<String, Arc<Account>, foldhash::fast::RandomState>>,
+    by_alias: RwLock<ByAlias>,
     dropbox: DropboxConfig,
     configured: Vec<AccountConfig>,
     /// None when `oauth.secret_key` is unset: nothing can be linked or unsealed.
@@ -333,17 +336,11 @@ impl Accounts {
         self.configured.iter().any(|a| a.alias == alias)
     }
 
-    fn read(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Account>, foldhash::fast::RandomState>>
-    {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, ByAlias> {
         self.by_alias.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Account>, foldhash::fast::RandomState>>
-    {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, ByAlias> {
         self.by_alias.write().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -114,8 +114,8 @@ fn decode(raw: &str) -> Result<std::borrow::Cow<'_, str>, NormalizeError> {
     }) {
         return Err(NormalizeError::Encoding);
     }
-    // Nothing escaped (most paths): the text is already the decoded path.
-    let decoded = match bytes.contains(&b'%') {
+    // Nothing escaped (only odd bytes, checked below): the text is already the decoded path.
+    let decoded = match escaped {
         false => std::borrow::Cow::Borrowed(raw),
         true => percent_decode_str(raw)
             .decode_utf8()
