@@ -4,7 +4,7 @@
 //! `server::access`); `log.access_log` keeps it on whatever the level says. In text to a file
 //! or pipe, the access lines are written by `access_line` itself, as the formatter would write
 //! them but without its per-character escaping (the line is escaped already): a tenth of a hit's
-//! time, measured.
+//! time, measured. The line is written byte by byte into the batch, not through `fmt`.
 //!
 //! On the runtime's worker threads those lines are gathered and written together: when the
 //! worker runs out of work (`flush_parked`, the runtime's park hook), when they reach
@@ -86,35 +86,86 @@ pub fn flush_access() {
 }
 
 /// Writes one access-log line (the target `access` at INFO, if the filter lets it through):
-/// `2026-11-22T10:00:00.000000Z  INFO access: <line>`, in one write, as the text formatter
-/// would (without colour), or through `tracing` where the proxy's subscriber is not in charge
-/// (a terminal; tests that capture events).
-pub fn access_line(line: &impl std::fmt::Display) {
+/// `2026-11-22T10:00:00.000000Z  INFO access: <line>`, `line` written by `write` (ASCII, escaped
+/// already) straight into the batch, in one write, as the text formatter would (without
+/// colour); or through `tracing` where the proxy's subscriber is not in charge (a terminal;
+/// tests that capture events). `now` is the line's time.
+pub fn access_line(now: std::time::SystemTime, write: impl FnOnce(&mut Vec<u8>)) {
     if !DIRECT.load(Ordering::Relaxed) {
-        tracing::info!(target: ACCESS, "{line}");
+        let mut line = Vec::new();
+        write(&mut line);
+        tracing::info!(target: ACCESS, "{}", String::from_utf8_lossy(&line));
         return;
     }
     if !tracing::enabled!(target: ACCESS, tracing::Level::INFO) {
         return;
     }
-    let now = std::time::SystemTime::now();
-    let second = now
+    let since_epoch = now
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let stamp = humantime::format_rfc3339_micros(now);
+        .unwrap_or_default();
+    let head = |out: &mut Vec<u8>| {
+        STAMP.with_borrow_mut(|s| s.write(out, since_epoch));
+        out.extend_from_slice(b"  INFO ");
+        out.extend_from_slice(ACCESS.as_bytes());
+        out.extend_from_slice(b": ");
+    };
+    let mut write = Some(write);
     let batched = with_batch(|b| {
         if b.buf.is_empty() {
-            b.since = second;
+            b.since = since_epoch.as_secs();
         }
-        let _ = writeln!(b.buf, "{stamp}  INFO {ACCESS}: {line}");
-        if !b.gathers || b.buf.len() >= ACCESS_BATCH || second > b.since {
+        head(&mut b.buf);
+        (write.take().expect("written once"))(&mut b.buf);
+        b.buf.push(b'\n');
+        if !b.gathers || b.buf.len() >= ACCESS_BATCH || since_epoch.as_secs() > b.since {
             b.write_out();
         }
     });
     // A request finished while its thread is being torn down (the runtime stopping): its
     // batch is gone, so the line goes out alone.
-    if !batched {
-        let _ = writeln!(std::io::stderr().lock(), "{stamp}  INFO {ACCESS}: {line}");
+    if let Some(write) = write.filter(|_| !batched) {
+        let mut line = Vec::new();
+        head(&mut line);
+        write(&mut line);
+        line.push(b'\n');
+        let _ = std::io::stderr().lock().write_all(&line);
+    }
+}
+
+thread_local! {
+    static STAMP: std::cell::RefCell<Stamp> = const {
+        std::cell::RefCell::new(Stamp { second: u64::MAX, text: [0; 20] })
+    };
+}
+
+/// The last second's `2026-11-22T10:00:00.`, per thread: a line's time is that and its
+/// microseconds (humantime's RFC 3339 with microseconds, without working the date out again).
+struct Stamp {
+    second: u64,
+    text: [u8; 20],
+}
+
+impl Stamp {
+    fn write(&mut self, out: &mut Vec<u8>, since_epoch: std::time::Duration) {
+        let second = since_epoch.as_secs();
+        if second != self.second {
+            let whole = std::time::UNIX_EPOCH + std::time::Duration::from_secs(second);
+            // `2026-11-22T10:00:00Z`: the second's 19 bytes, then the fraction's dot.
+            let text = humantime::format_rfc3339_seconds(whole).to_string();
+            self.text[..19].copy_from_slice(&text.as_bytes()[..19]);
+            self.text[19] = b'.';
+            self.second = second;
+        }
+        out.extend_from_slice(&self.text);
+        let micros = since_epoch.subsec_micros();
+        let mut digits = [b'0'; 6];
+        let mut n = micros;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        out.extend_from_slice(&digits);
+        out.push(b'Z');
     }
 }
 
@@ -202,4 +253,32 @@ pub fn init() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn line_times_are_humantimes_rfc3339_with_microseconds() {
+        let mut stamp = Stamp {
+            second: u64::MAX,
+            text: [0; 20],
+        };
+        // The same second twice (the cached text), the next, and a far one.
+        for micros in [
+            1_795_345_200_000_000u64,
+            1_795_345_200_123_456,
+            1_795_345_201_000_007,
+            4_102_444_799_999_999,
+            0,
+        ] {
+            let since = Duration::from_micros(micros);
+            let mut out = Vec::new();
+            stamp.write(&mut out, since);
+            let want = humantime::format_rfc3339_micros(UNIX_EPOCH + since).to_string();
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
+    }
 }

@@ -150,27 +150,44 @@ pub fn clf_time(t: SystemTime) -> String {
     )
 }
 
-/// A header's value for the log: `-` when absent, quotes and control bytes escaped as `\xHH`
-/// (as nginx does), at most 512 bytes.
-fn logged(v: Option<&HeaderValue>) -> String {
-    match v {
-        None => "-".into(),
-        Some(v) => escape(v.as_bytes()),
+/// The most of a target or header value the log writes (its first bytes, before escaping).
+const LOGGED_MAX: usize = 512;
+
+/// `bytes` as the log writes them, into `out`: quotes, backslashes and control bytes escaped
+/// as `\xHH` (as nginx does), at most `*budget` of them (what is left is taken off it).
+fn escape_into(out: &mut Vec<u8>, bytes: &[u8], budget: &mut usize) {
+    let bytes = &bytes[..bytes.len().min(*budget)];
+    *budget -= bytes.len();
+    let plain = |b: u8| (0x20..0x7f).contains(&b) & (b != b'"') & (b != b'\\');
+    // Nearly always nothing to escape: one pass (a fold with no early exit), then one copy.
+    if bytes.iter().fold(true, |ok, &b| ok & plain(b)) {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in bytes {
+        if plain(b) {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[
+                b'\\',
+                b'x',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]);
+        }
     }
 }
 
-fn escape(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let bytes = &bytes[..bytes.len().min(512)];
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
-            let _ = write!(out, "\\x{b:02X}");
-        } else {
-            out.push(b as char);
+/// A header's value for the log: `-` when absent, else escaped (`escape_into`).
+fn write_header(out: &mut Vec<u8>, v: Option<&HeaderValue>) {
+    match v {
+        None => out.push(b'-'),
+        Some(v) => {
+            let mut budget = LOGGED_MAX;
+            escape_into(out, v.as_bytes(), &mut budget);
         }
     }
-    out
 }
 
 /// The request target as the access log writes it, escaped.
@@ -178,48 +195,59 @@ fn escape(bytes: &[u8]) -> String {
 /// SECURITY: an OAuth callback's query holds the authorization code and state; a shared link
 /// named by URL holds its key (`rlkey`) in its first segment. Both are redacted; a configured
 /// link's name is kept.
-fn logged_target(route: &str, uri: &hyper::Uri) -> String {
+fn write_target(out: &mut Vec<u8>, route: &str, uri: &hyper::Uri) {
+    let mut budget = LOGGED_MAX;
+    let budget = &mut budget;
     let path = uri.path();
-    let path: std::borrow::Cow<str> = match path.strip_prefix("/s/") {
+    match path.strip_prefix("/s/") {
         Some(rest) if route.starts_with("/s/") => {
             let (segment, inner) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
             if crate::http::route::valid_alias(segment) {
-                path.into()
+                escape_into(out, path.as_bytes(), budget);
             } else {
-                format!("/s/[redacted]{inner}").into()
+                escape_into(out, b"/s/[redacted]", budget);
+                escape_into(out, inner.as_bytes(), budget);
             }
         }
-        _ => path.into(),
-    };
+        _ => escape_into(out, path.as_bytes(), budget),
+    }
     match uri.query() {
-        Some(_) if route.starts_with("/oauth/") => {
-            format!("{}?[redacted]", escape(path.as_bytes()))
+        Some(_) if route.starts_with("/oauth/") => out.extend_from_slice(b"?[redacted]"),
+        Some(q) => {
+            escape_into(out, b"?", budget);
+            escape_into(out, q.as_bytes(), budget);
         }
-        Some(q) => escape(format!("{path}?{q}").as_bytes()),
-        None => escape(path.as_bytes()),
+        None => {}
     }
 }
 
 /// The `Referer` as the access log writes it. SECURITY: a page served from a link named by
 /// URL sends that URL (its key) as the Referer of everything it loads: such a referer is
 /// redacted as the request target is.
-fn logged_referer(v: Option<&HeaderValue>) -> String {
-    let Some(uri) = v
+fn write_referer(out: &mut Vec<u8>, v: Option<&HeaderValue>) {
+    // Only a referer with `/s/` in it can have a path that starts so: no other is parsed.
+    let link = v
+        .filter(|v| v.as_bytes().windows(3).any(|w| w == b"/s/"))
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse::<hyper::Uri>().ok())
-    else {
-        return logged(v);
+        .filter(|uri| uri.path().starts_with("/s/"));
+    let Some(uri) = link else {
+        return write_header(out, v);
     };
-    if !uri.path().starts_with("/s/") {
-        return logged(v);
+    if let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.authority()) {
+        out.extend_from_slice(scheme.as_bytes());
+        out.extend_from_slice(b"://");
+        let mut budget = LOGGED_MAX;
+        escape_into(out, host.as_str().as_bytes(), &mut budget);
     }
-    let target = logged_target("/s/{link}/{path}", &uri);
-    match (uri.scheme_str(), uri.authority()) {
-        (Some(scheme), Some(host)) => {
-            format!("{scheme}://{}{target}", escape(host.as_str().as_bytes()))
-        }
-        _ => target,
-    }
+    write_target(out, "/s/{link}/{path}", &uri);
+}
+
+/// What `write` writes, as text (the JSON log's fields, tests).
+fn text(write: impl FnOnce(&mut Vec<u8>)) -> String {
+    let mut out = Vec::new();
+    write(&mut out);
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// What the edge needs to count and log requests: the request metrics, the log settings, and
@@ -237,12 +265,14 @@ pub struct Record {
     pub log: Arc<Log>,
     pub route: &'static str,
     pub method: Method,
-    /// The request target as sent (path and query).
-    pub target: String,
+    /// For the access log only (when it is off: `/` and none), as sent: the request target, its
+    /// `Referer` and `User-Agent` (clones of hyper's buffers, not copies), escaped and
+    /// redacted as the line is written.
+    pub uri: hyper::Uri,
+    pub referer: Option<HeaderValue>,
+    pub user_agent: Option<HeaderValue>,
     pub version: Version,
     pub client: IpAddr,
-    pub referer: String,
-    pub user_agent: String,
     pub id: RequestId,
     pub arrived: SystemTime,
     pub started: Instant,
@@ -281,28 +311,24 @@ impl Record {
         let id = request_id(&parts.headers, is_trusted(&peer, trusted));
         let client = client_addr(peer, &parts.headers, trusted);
         let logged_now = log.enabled;
+        let header = |name| {
+            logged_now
+                .then(|| parts.headers.get(name).cloned())
+                .flatten()
+        };
         Record {
             log,
             route,
             method: parts.method.clone(),
-            // Made only for the access log (the metrics need none of it).
-            target: if logged_now {
-                logged_target(route, &parts.uri)
+            uri: if logged_now {
+                parts.uri.clone()
             } else {
-                String::new()
+                hyper::Uri::default()
             },
+            referer: header(hyper::header::REFERER),
+            user_agent: header(hyper::header::USER_AGENT),
             version: parts.version,
             client,
-            referer: if logged_now {
-                logged_referer(parts.headers.get(hyper::header::REFERER))
-            } else {
-                String::new()
-            },
-            user_agent: if logged_now {
-                logged(parts.headers.get(hyper::header::USER_AGENT))
-            } else {
-                String::new()
-            },
             id,
             arrived: if logged_now {
                 SystemTime::now()
@@ -354,68 +380,114 @@ impl Record {
             elapsed,
         };
         match self.log.format {
-            LogFormat::Text => crate::telemetry::access_line(&line),
+            LogFormat::Text => {
+                crate::telemetry::access_line(self.arrived + elapsed, |out| line.write(out))
+            }
             LogFormat::Json => tracing::info!(
                 target: "access",
                 client = %self.client,
                 method = %self.method,
-                target_uri = %self.target,
+                target_uri = text(|o| write_target(o, self.route, &self.uri)),
                 status = self.status,
                 bytes,
-                referer = %self.referer,
-                user_agent = %self.user_agent,
+                referer = text(|o| write_referer(o, self.referer.as_ref())),
+                user_agent = text(|o| write_header(o, self.user_agent.as_ref())),
                 cache = self.cache,
                 upstream_seconds = self.upstream.map(|d| d.as_secs_f64()),
                 seconds = elapsed.as_secs_f64(),
                 request_id = %self.id,
                 route = self.route,
-                "{line}"
+                "{}",
+                text(|o| line.write(o))
             ),
         }
     }
 }
 
-/// A finished request's access line, written where it is displayed.
+/// A finished request's access line.
 struct Line<'a> {
     record: &'a Record,
     bytes: u64,
     elapsed: Duration,
 }
 
-impl std::fmt::Display for Line<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Line<'_> {
+    /// Writes the line into `out`, byte by byte (through `fmt`, a logged hit's line cost as
+    /// much as the rest of its answer).
+    fn write(&self, out: &mut Vec<u8>) {
         let r = self.record;
-        write!(f, "{} - - [", r.client)?;
-        CLF_NOW.with_borrow_mut(|t| f.write_str(t.of(r.arrived)))?;
-        write!(
-            f,
-            "] \"{} {} {:?}\" {} {} \"{}\" \"{}\" cache={} upstream=",
-            r.method,
-            r.target,
-            r.version,
-            r.status,
-            self.bytes,
-            r.referer,
-            r.user_agent,
-            if r.cache == "none" { "-" } else { r.cache },
-        )?;
-        match r.upstream {
-            Some(d) => write!(f, "{}", Seconds(d))?,
-            None => f.write_str("-")?,
+        let mut n = itoa::Buffer::new();
+        match r.client {
+            IpAddr::V4(ip) => {
+                for (i, octet) in ip.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    out.extend_from_slice(n.format(octet).as_bytes());
+                }
+            }
+            IpAddr::V6(ip) => {
+                use std::io::Write;
+                let _ = write!(out, "{ip}");
+            }
         }
-        write!(f, " rt={} id={}", Seconds(self.elapsed), r.id)
+        out.extend_from_slice(b" - - [");
+        CLF_NOW.with_borrow_mut(|t| out.extend_from_slice(t.of(r.arrived).as_bytes()));
+        out.extend_from_slice(b"] \"");
+        out.extend_from_slice(r.method.as_str().as_bytes());
+        out.push(b' ');
+        write_target(out, r.route, &r.uri);
+        out.push(b' ');
+        out.extend_from_slice(version(r.version).as_bytes());
+        out.extend_from_slice(b"\" ");
+        out.extend_from_slice(n.format(r.status).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(n.format(self.bytes).as_bytes());
+        out.extend_from_slice(b" \"");
+        write_referer(out, r.referer.as_ref());
+        out.extend_from_slice(b"\" \"");
+        write_header(out, r.user_agent.as_ref());
+        out.extend_from_slice(b"\" cache=");
+        out.extend_from_slice(if r.cache == "none" { "-" } else { r.cache }.as_bytes());
+        out.extend_from_slice(b" upstream=");
+        match r.upstream {
+            Some(d) => write_seconds(out, d),
+            None => out.push(b'-'),
+        }
+        out.extend_from_slice(b" rt=");
+        write_seconds(out, self.elapsed);
+        out.extend_from_slice(b" id=");
+        out.extend_from_slice(r.id.as_bytes());
+    }
+}
+
+/// The protocol as a request line names it (what `Version`'s `Debug` writes).
+fn version(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/?",
     }
 }
 
 /// Seconds to the millisecond, as nginx's `$request_time`: `0.004` (integers, not a float's
 /// formatting).
-struct Seconds(Duration);
-
-impl std::fmt::Display for Seconds {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ms = (self.0.as_micros() as u64).saturating_add(500) / 1000;
-        write!(f, "{}.{:03}", ms / 1000, ms % 1000)
-    }
+fn write_seconds(out: &mut Vec<u8>, d: Duration) {
+    let ms = u64::try_from(d.as_micros())
+        .unwrap_or(u64::MAX)
+        .saturating_add(500)
+        / 1000;
+    out.extend_from_slice(itoa::Buffer::new().format(ms / 1000).as_bytes());
+    let frac = ms % 1000;
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
 }
 
 thread_local! {
@@ -590,7 +662,8 @@ mod tests {
             (59_999_600, "60.000"),
         ];
         for (us, want) in cases {
-            assert_eq!(Seconds(Duration::from_micros(us)).to_string(), want, "{us}");
+            let written = text(|o| write_seconds(o, Duration::from_micros(us)));
+            assert_eq!(written, want, "{us}");
         }
     }
 
@@ -598,8 +671,12 @@ mod tests {
     fn log_fields_are_escaped_and_dated_like_nginx() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_345_200);
         assert_eq!(clf_time(t), "22/Nov/2026:11:00:00 +0000");
-        assert_eq!(escape(b"a\"b\\c\x01"), "a\\x22b\\x5Cc\\x01");
-        assert_eq!(logged(None), "-");
+        let escaped = |b: &[u8], budget: usize| text(|o| escape_into(o, b, &mut { budget }));
+        assert_eq!(escaped(b"a\"b\\c\x01\xff", 512), "a\\x22b\\x5Cc\\x01\\xFF");
+        assert_eq!(escaped(b"plain text", 512), "plain text");
+        assert_eq!(escaped(b"plain text", 5), "plain");
+        assert_eq!(escaped(&[b'"'; 600], 512), "\\x22".repeat(512));
+        assert_eq!(text(|o| write_header(o, None)), "-");
     }
 
     #[test]
@@ -629,9 +706,10 @@ mod tests {
         ];
         for (route, target, want) in cases {
             let uri: hyper::Uri = target.parse().unwrap();
-            assert_eq!(logged_target(route, &uri), want, "{target}");
+            assert_eq!(text(|o| write_target(o, route, &uri)), want, "{target}");
         }
-        let referer = |s: &str| logged_referer(Some(&HeaderValue::from_str(s).unwrap()));
+        let referer =
+            |s: &str| text(|o| write_referer(o, Some(&HeaderValue::from_str(s).unwrap())));
         assert_eq!(
             referer(
                 "https://cdn.example/s/https%3A%2F%2Fwww.dropbox.com%2Fs%2Fk%3Frlkey%3DX/i.html"
@@ -646,6 +724,60 @@ mod tests {
             referer("https://example.org/page?q=1"),
             "https://example.org/page?q=1"
         );
-        assert_eq!(logged_referer(None), "-");
+        assert_eq!(text(|o| write_referer(o, None)), "-");
+    }
+
+    #[test]
+    fn an_access_line_is_written_whole_escaped_and_redacted() {
+        let log = Arc::new(Log {
+            http: crate::metrics::Metrics::new().http,
+            enabled: true,
+            format: LogFormat::Text,
+            trusted_proxies: Vec::new(),
+        });
+        let (parts, ()) = hyper::Request::get(
+            "/s/https%3A%2F%2Fwww.dropbox.com%2Fs%2Fk%3Frlkey%3DX/a%20b.jpg?w=1",
+        )
+        .header("user-agent", "Mozilla \"5\"\t")
+        .header("referer", "https://cdn.example/page")
+        .body(())
+        .unwrap()
+        .into_parts();
+        let peer = "2001:db8::1".parse().unwrap();
+        let mut r = Record::begin(log, "/s/{link}/{path}", &parts, peer);
+        r.arrived = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_345_200);
+        r.status = 200;
+        r.cache = "HIT";
+        r.upstream = Some(Duration::from_micros(1_500));
+        let line = Line {
+            record: &r,
+            bytes: 5120,
+            elapsed: Duration::from_micros(4_400),
+        };
+        assert_eq!(
+            text(|o| line.write(o)),
+            format!(
+                "2001:db8::1 - - [22/Nov/2026:11:00:00 +0000] \"GET /s/[redacted]/a%20b.jpg?w=1 \
+                 HTTP/1.1\" 200 5120 \"https://cdn.example/page\" \"Mozilla \\x225\\x22\\x09\" \
+                 cache=HIT upstream=0.002 rt=0.004 id={}",
+                r.id
+            )
+        );
+        let v4 = Record::begin(
+            r.log.clone(),
+            "/{alias}/{path}",
+            &parts,
+            "203.0.113.7".parse().unwrap(),
+        );
+        let line = Line {
+            record: &v4,
+            bytes: 0,
+            elapsed: Duration::ZERO,
+        };
+        assert!(text(|o| line.write(o)).starts_with("203.0.113.7 - - ["));
+        // Counted and logged by neither (the test's records).
+        r.finished = true;
+        let mut v4 = v4;
+        v4.finished = true;
     }
 }
