@@ -36,8 +36,11 @@ impl Spec {
         mode: "strict",
     };
 
-    /// The blob name this thumbnail of `file` (its blob name, or its rev) is kept under.
-    pub fn blob_name(&self, file: &str) -> String {
+    /// The blob name this thumbnail of `f` (at `path` in `account`) is kept under: derived
+    /// from the blob of its bytes (`body::blob_name`), or from its rev where it has none.
+    pub fn blob_name_of(&self, account: &Account, path: &str, f: &FileMetadata) -> String {
+        let file = super::blob_name(account, path, f);
+        let file = file.as_deref().unwrap_or(&f.rev);
         super::disk::derived_name(&["thumbnail", file, self.size, self.format, self.mode])
     }
 }

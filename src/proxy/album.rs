@@ -321,9 +321,7 @@ impl Albums {
             Some(_) if thumbnailable => {
                 // Under the name `?thumb=w32h32` keeps it, so both share it.
                 let spec = Spec::SMALLEST;
-                let file = crate::body::blob_name(account, path, f)
-                    .map_or_else(|| f.rev.clone(), std::borrow::Cow::into_owned);
-                let thumb = spec.blob_name(&file);
+                let thumb = spec.blob_name_of(account, path, f);
                 match self.bodies.thumbnail(account, path, f, &thumb, &spec).await {
                     Ok((bytes, _)) => facts::placeholder(&bytes),
                     // Dropbox's answer for this content: none.

@@ -9,8 +9,8 @@
 use super::ProxyError;
 use super::{Proxy, Served};
 use crate::account::Account;
+use crate::body::disk;
 use crate::body::thumb::Spec;
-use crate::body::{blob_name, disk};
 use crate::http::CacheStatus;
 use crate::http::conditional::{self, Outcome, Validators};
 use crate::http::etag::EntityTag;
@@ -82,9 +82,7 @@ pub async fn serve(
     if !thumbnailable(&f.name) {
         return Err(UpstreamError::Unsupported.into());
     }
-    let file =
-        blob_name(account, path, f).map_or_else(|| f.rev.clone(), std::borrow::Cow::into_owned);
-    let name = spec.blob_name(&file);
+    let name = spec.blob_name_of(account, path, f);
     let etag = EntityTag::strong(name.trim_end_matches(disk::DERIVED)[..32].to_owned());
     let last_modified = humantime::parse_rfc3339(&f.server_modified).ok();
     let validators = Validators {
