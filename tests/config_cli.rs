@@ -83,6 +83,10 @@ fn bad_files_fail_naming_the_key() {
 struct Running {
     child: Child,
     stdout: BufReader<ChildStdout>,
+    /// What the process has written to stderr so far (read by a thread as it comes, so the
+    /// pipe never fills and a test can wait for a line).
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Running {
@@ -102,7 +106,24 @@ impl Running {
             .spawn()
             .expect("the binary runs");
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut running = Running { child, stdout };
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let reader = {
+            let stderr = stderr.clone();
+            let mut pipe = BufReader::new(child.stderr.take().unwrap());
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                while pipe.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    stderr.lock().unwrap().push_str(&line);
+                    line.clear();
+                }
+            })
+        };
+        let mut running = Running {
+            child,
+            stdout,
+            stderr,
+            reader: Some(reader),
+        };
         let first = running.line();
         let url = first
             .strip_prefix("listening on ")
@@ -117,18 +138,22 @@ impl Running {
         line.trim_end().to_owned()
     }
 
-    /// Stops the process and returns what it wrote to stderr.
+    /// Waits (up to 20 s) until what the process has written to stderr satisfies `done`.
+    fn wait_for_stderr(&self, done: impl Fn(&str) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !done(&self.stderr.lock().unwrap()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the process (SIGKILL) and returns what it wrote to stderr.
     fn stop(mut self) -> String {
         let _ = self.child.kill();
-        let mut err = String::new();
-        use std::io::Read;
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        err
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        std::mem::take(&mut *self.stderr.lock().unwrap())
     }
 }
 
@@ -366,8 +391,10 @@ fn serve_writes_no_access_lines_when_the_access_log_is_off() {
             assert_eq!(curl(&format!("{url}/site/a.txt"), &[]).0, 200);
         }
         // Then 200 over 16 connections at once: the workers gather their lines and write them
-        // when out of work, so once the answers are in, every line is written, whole (the
-        // SIGKILL below leaves no time for anything else).
+        // when out of work, so once the answers are in and the proxy is idle, every line is
+        // written, whole, with no shutdown (the SIGKILL below leaves no time for anything
+        // else). The wait is for the idle proxy's writes, not a shutdown: a batch that were
+        // only written at 32 KiB, a second's age or shutdown would never come.
         let urls: Vec<String> = (0..200)
             .map(|i| format!("{url}/site/a.txt?n={i}"))
             .collect();
@@ -383,6 +410,10 @@ fn serve_writes_no_access_lines_when_the_access_log_is_off() {
             200,
             "{codes}"
         );
+        let access_lines = |logs: &str| logs.matches(" INFO access: ").count();
+        if on {
+            proxy.wait_for_stderr(|logs| access_lines(logs) >= 203);
+        }
         let logs = proxy.stop();
         let lines: Vec<&str> = logs
             .lines()
