@@ -103,20 +103,12 @@ pub fn access_line(now: std::time::SystemTime, write: impl FnOnce(&mut Vec<u8>))
     let since_epoch = now
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let head = |out: &mut Vec<u8>| {
-        STAMP.with_borrow_mut(|s| s.write(out, since_epoch));
-        out.extend_from_slice(b"  INFO ");
-        out.extend_from_slice(ACCESS.as_bytes());
-        out.extend_from_slice(b": ");
-    };
     let mut write = Some(write);
     let batched = with_batch(|b| {
         if b.buf.is_empty() {
             b.since = since_epoch.as_secs();
         }
-        head(&mut b.buf);
-        (write.take().expect("written once"))(&mut b.buf);
-        b.buf.push(b'\n');
+        whole_line(&mut b.buf, since_epoch, write.take().expect("written once"));
         if !b.gathers || b.buf.len() >= ACCESS_BATCH || since_epoch.as_secs() > b.since {
             b.write_out();
         }
@@ -125,48 +117,88 @@ pub fn access_line(now: std::time::SystemTime, write: impl FnOnce(&mut Vec<u8>))
     // batch is gone, so the line goes out alone.
     if let Some(write) = write.filter(|_| !batched) {
         let mut line = Vec::new();
-        head(&mut line);
-        write(&mut line);
-        line.push(b'\n');
+        whole_line(&mut line, since_epoch, write);
         let _ = std::io::stderr().lock().write_all(&line);
     }
 }
 
+/// An access line whole: its stamp, level and target, the line `write` writes, its newline.
+fn whole_line(
+    out: &mut Vec<u8>,
+    since_epoch: std::time::Duration,
+    write: impl FnOnce(&mut Vec<u8>),
+) {
+    STAMP.with_borrow_mut(|s| write_stamp(s, out, since_epoch));
+    out.extend_from_slice(b"  INFO ");
+    out.extend_from_slice(ACCESS.as_bytes());
+    out.extend_from_slice(b": ");
+    write(out);
+    out.push(b'\n');
+}
+
+/// A time's text that changes once a second, made again only when the second changes (as
+/// nginx caches its time strings): kept per thread for the access line's stamp and its CLF
+/// time.
+pub struct PerSecond {
+    second: u64,
+    text: String,
+}
+
+impl Default for PerSecond {
+    fn default() -> Self {
+        PerSecond::new()
+    }
+}
+
+impl PerSecond {
+    pub const fn new() -> PerSecond {
+        PerSecond {
+            second: u64::MAX,
+            text: String::new(),
+        }
+    }
+
+    /// The text of `second` (unix seconds): the one kept, or what `make` makes of it.
+    pub fn text(
+        &mut self,
+        second: u64,
+        make: impl FnOnce(std::time::SystemTime) -> String,
+    ) -> &str {
+        if second != self.second {
+            self.text = make(std::time::UNIX_EPOCH + std::time::Duration::from_secs(second));
+            self.second = second;
+        }
+        &self.text
+    }
+}
+
 thread_local! {
-    static STAMP: std::cell::RefCell<Stamp> = const {
-        std::cell::RefCell::new(Stamp { second: u64::MAX, text: [0; 20] })
+    /// The last second's `2026-11-22T10:00:00.`.
+    static STAMP: std::cell::RefCell<PerSecond> = const {
+        std::cell::RefCell::new(PerSecond::new())
     };
 }
 
-/// The last second's `2026-11-22T10:00:00.`, per thread: a line's time is that and its
-/// microseconds (humantime's RFC 3339 with microseconds, without working the date out again).
-struct Stamp {
-    second: u64,
-    text: [u8; 20],
-}
-
-impl Stamp {
-    fn write(&mut self, out: &mut Vec<u8>, since_epoch: std::time::Duration) {
-        let second = since_epoch.as_secs();
-        if second != self.second {
-            let whole = std::time::UNIX_EPOCH + std::time::Duration::from_secs(second);
-            // `2026-11-22T10:00:00Z`: the second's 19 bytes, then the fraction's dot.
-            let text = humantime::format_rfc3339_seconds(whole).to_string();
-            self.text[..19].copy_from_slice(&text.as_bytes()[..19]);
-            self.text[19] = b'.';
-            self.second = second;
-        }
-        out.extend_from_slice(&self.text);
-        let micros = since_epoch.subsec_micros();
-        let mut digits = [b'0'; 6];
-        let mut n = micros;
-        for d in digits.iter_mut().rev() {
-            *d = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-        out.extend_from_slice(&digits);
-        out.push(b'Z');
+/// A line's time, `since_epoch`: its second's `2026-11-22T10:00:00.` (kept in `stamps`) and six
+/// digits of microseconds, as humantime's RFC 3339 with microseconds writes it, without
+/// working the date out again.
+fn write_stamp(stamps: &mut PerSecond, out: &mut Vec<u8>, since_epoch: std::time::Duration) {
+    let second = stamps.text(since_epoch.as_secs(), |whole| {
+        // `2026-11-22T10:00:00Z`: the second's 19 bytes, then the fraction's dot.
+        let mut text = humantime::format_rfc3339_seconds(whole).to_string();
+        text.truncate(19);
+        text.push('.');
+        text
+    });
+    out.extend_from_slice(second.as_bytes());
+    let mut digits = [b'0'; 6];
+    let mut n = since_epoch.subsec_micros();
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
     }
+    out.extend_from_slice(&digits);
+    out.push(b'Z');
 }
 
 /// Changes the running process's log filter.
@@ -262,10 +294,7 @@ mod tests {
 
     #[test]
     fn line_times_are_humantimes_rfc3339_with_microseconds() {
-        let mut stamp = Stamp {
-            second: u64::MAX,
-            text: [0; 20],
-        };
+        let mut stamps = PerSecond::new();
         // The same second twice (the cached text), the next, and a far one.
         for micros in [
             1_795_345_200_000_000u64,
@@ -276,7 +305,7 @@ mod tests {
         ] {
             let since = Duration::from_micros(micros);
             let mut out = Vec::new();
-            stamp.write(&mut out, since);
+            write_stamp(&mut stamps, &mut out, since);
             let want = humantime::format_rfc3339_micros(UNIX_EPOCH + since).to_string();
             assert_eq!(String::from_utf8(out).unwrap(), want);
         }

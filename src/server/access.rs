@@ -12,6 +12,7 @@ use crate::http::CacheStatus;
 use crate::http::provenance::Provenance;
 use crate::http::{Body, BoxError};
 use crate::metrics::{Http, Served};
+use crate::telemetry::PerSecond;
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
@@ -432,7 +433,11 @@ impl Line<'_> {
             }
         }
         out.extend_from_slice(b" - - [");
-        CLF_NOW.with_borrow_mut(|t| out.extend_from_slice(t.of(r.arrived).as_bytes()));
+        let second = r
+            .arrived
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        CLF_NOW.with_borrow_mut(|t| out.extend_from_slice(t.text(second, clf_time).as_bytes()));
         out.extend_from_slice(b"] \"");
         out.extend_from_slice(r.method.as_str().as_bytes());
         out.push(b' ');
@@ -491,28 +496,10 @@ fn write_seconds(out: &mut Vec<u8>, d: Duration) {
 }
 
 thread_local! {
-    /// The last second's `clf_time`, per thread (as nginx caches its time strings).
-    static CLF_NOW: std::cell::RefCell<ClfCache> = const {
-        std::cell::RefCell::new(ClfCache { second: u64::MAX, text: String::new() })
+    /// The last second's `clf_time`, per thread.
+    static CLF_NOW: std::cell::RefCell<PerSecond> = const {
+        std::cell::RefCell::new(PerSecond::new())
     };
-}
-
-struct ClfCache {
-    second: u64,
-    text: String,
-}
-
-impl ClfCache {
-    fn of(&mut self, t: SystemTime) -> &str {
-        let second = t
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if second != self.second {
-            self.second = second;
-            self.text = clf_time(t);
-        }
-        &self.text
-    }
 }
 
 /// A response body that counts what it hands over and, when it ends or is dropped (the client
