@@ -167,7 +167,7 @@ impl Bodies {
     /// `blob`, for a caller that has just looked in memory: from the disk (its bytes are kept
     /// in memory if small, and then `Found::Memory`).
     pub(super) async fn blob_beyond_memory(&self, hash: &str) -> Found {
-        let (verified, touch, size, whole, since) = {
+        let (verified, touch, size, whole, since, pinned) = {
             let mut ix = lock(&self.index);
             let now = secs(SystemTime::now());
             let Some(blob) = ix.get(hash) else {
@@ -179,7 +179,7 @@ impl Bodies {
             }
             let (verified, size) = (blob.verified, blob.size);
             let whole = ix.memory_takes(size);
-            ix.pin(hash);
+            let pinned = ix.pin(hash);
             // A hot blob's file kept open: nothing to open (kept only once verified).
             if let Some(file) = ix.open_file(hash) {
                 drop(ix);
@@ -188,12 +188,12 @@ impl Bodies {
                 }
                 return Found::Blob(Source::Blob {
                     file,
-                    _pin: self.pin_guard(hash),
+                    _pin: self.pin_guard(pinned),
                 });
             }
-            (verified, touch, size, whole, ix.removals())
+            (verified, touch, size, whole, ix.removals(), pinned)
         };
-        let pin = self.pin_guard(hash);
+        let pin = self.pin_guard(pinned);
         let disk = self.disk.clone();
         let name = hash.to_owned();
         let opened = tokio::task::spawn_blocking(move || {
@@ -238,9 +238,10 @@ impl Bodies {
     }
 
     /// Holds `hash` pinned (never evicted) until dropped; the caller pinned it in the index.
-    fn pin_guard(&self, hash: &str) -> PinGuard {
+    /// The guard of a pin taken (`Index::pin`, which named it `hash`).
+    fn pin_guard(&self, hash: Arc<str>) -> PinGuard {
         PinGuard {
-            hash: hash.to_owned(),
+            hash,
             index: self.index.clone(),
             disk: self.disk.clone(),
         }

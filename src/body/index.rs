@@ -6,6 +6,7 @@ use super::memory::Memory;
 use bytes::Bytes;
 use lru::LruCache;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What the index knows of one blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +29,7 @@ pub struct Index {
     max: u64,
     /// Readers per blob; a pinned blob is never named a victim. Foldhash too: every read from
     /// disk pins and unpins (SipHash on its 64-byte name was 3% of a 206's instructions).
-    pins: HashMap<String, usize, foldhash::fast::RandomState>,
+    pins: HashMap<Arc<str>, usize, foldhash::fast::RandomState>,
     /// Blobs named victims so far.
     evicted: u64,
     /// Hot small blobs' bytes; a blob leaves it when it leaves the index.
@@ -136,7 +137,7 @@ impl Index {
         let pinned: u64 = self
             .pins
             .keys()
-            .filter_map(|k| self.lru.peek(k).map(|b| b.size))
+            .filter_map(|k| self.lru.peek(&**k).map(|b| b.size))
             .sum();
         if self.reserved + pinned + size > self.max {
             return (false, Vec::new());
@@ -241,7 +242,7 @@ impl Index {
                 .iter()
                 .rev()
                 .map(|(k, _)| k)
-                .find(|k| !self.pins.contains_key(*k) && Some(k.as_str()) != except)
+                .find(|k| !self.pins.contains_key(k.as_str()) && Some(k.as_str()) != except)
                 .cloned()
             else {
                 break;
@@ -263,8 +264,17 @@ impl Index {
         (victims, before - self.total)
     }
 
-    pub fn pin(&mut self, hash: &str) {
-        *self.pins.entry(hash.to_owned()).or_default() += 1;
+    /// Pins a blob (it is not evicted while pinned); returns its name as the pins keep it,
+    /// for the guard that releases the pin (shared: a pin of a pinned blob allocates nothing).
+    pub fn pin(&mut self, hash: &str) -> Arc<str> {
+        if let Some(n) = self.pins.get_mut(hash) {
+            *n += 1;
+            let (name, _) = self.pins.get_key_value(hash).expect("just found");
+            return name.clone();
+        }
+        let name: Arc<str> = hash.into();
+        self.pins.insert(name.clone(), 1);
+        name
     }
 
     /// Releases a pin; returns victims if the cap was exceeded while it was held.

@@ -290,7 +290,7 @@ impl Bodies {
         {
             return Ok(opened);
         }
-        Box::pin(self.open_beyond_memory(account, path, f, span, hash.into_owned())).await
+        Box::pin(self.open_beyond_memory(account, path, f, span, &hash)).await
     }
 
     /// `open`, from disk, a fill or Dropbox, for the blob `hash`.
@@ -300,7 +300,7 @@ impl Bodies {
         path: &str,
         f: &FileMetadata,
         span: Option<RangeInclusive<u64>>,
-        hash: String,
+        hash: &str,
     ) -> Result<Opened, OpenError> {
         let (start, end) = bounds(span.as_ref(), f.size);
         let fallback = || Fallback {
@@ -311,7 +311,7 @@ impl Bodies {
             stall: self.stall,
         };
         // 1. a blob (`open` has looked in memory)
-        match self.blob_beyond_memory(&hash).await {
+        match self.blob_beyond_memory(hash).await {
             // (A copy shorter than the span goes to Dropbox.)
             Found::Memory(bytes) => {
                 return match Opened::from_memory(&bytes, start, end) {
@@ -339,14 +339,14 @@ impl Bodies {
         if span.is_some() && f.size > self.range_passthrough_above {
             if self.range_fill {
                 // A background fill, followed by no one: it always finishes.
-                drop(self.fill(account, path, f, &hash, false).await);
+                drop(self.fill(account, path, f, hash, false).await);
             }
             return self.passthrough(account, path, f, span).await;
         }
         // 3. a fill (joined or started), followed as it grows. One started for a range is not
         // cancelled when its reader leaves: a range's reader always leaves early.
         let whole = span.is_none();
-        let Some(reader) = self.fill(account, path, f, &hash, whole).await else {
+        let Some(reader) = self.fill(account, path, f, hash, whole).await else {
             return self.passthrough(account, path, f, span).await;
         };
         let mut progress = reader.fill.progress.clone();

@@ -28,7 +28,7 @@ const FILL_DEPTH: usize = 4;
 
 /// Keeps a blob from eviction while it is read.
 pub struct PinGuard {
-    pub hash: String,
+    pub hash: Arc<str>,
     pub index: Arc<Mutex<Index>>,
     pub disk: Arc<Disk>,
 }
