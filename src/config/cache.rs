@@ -68,7 +68,9 @@ impl TryFrom<RawCache> for CacheConfig {
         // Unset: 256 KiB with sendfile, 1 MiB without (or all of a smaller memory_size). A
         // larger body costs less CPU sent from the page cache by sendfile than copied from
         // memory: a 1 MiB hit 189–193 against 235–288 µs, measured side by side
-        // (`tests/bench/vs_nginx.py --other-cache`); at 64 KiB neither wins.
+        // (`tests/bench/vs_nginx.py --other-cache`). At 64 KiB neither won on a busy host;
+        // on a quiet one sendfile did (14.2 against 16.0 µs). Not lowered yet: a TLS or
+        // HTTP/2 connection cannot take sendfile, and would read such a body from disk.
         let default_max = if sendfile { 256 << 10 } else { 1 << 20 };
         let memory_max_object = match c.memory_max_object {
             None => memory_size.min(default_max),

@@ -379,6 +379,7 @@ def profile(bench, title, headers, name="dropcache", obj="1k.bin"):
         print("\n".join(report("--children", "--sort", "symbol", "--percent-limit", "2")[:60]))
     print("```")
     if os.environ.get("BENCH_PERF_DIR"):  # kept for `perf report -i` after the run
+        os.makedirs(os.environ["BENCH_PERF_DIR"], exist_ok=True)
         shutil.copy(data, os.path.join(os.environ["BENCH_PERF_DIR"], f"perf-{name}-{title.split()[0]}-{obj}.data"))
 
 
