@@ -237,8 +237,8 @@ impl Bodies {
         Found::Absent
     }
 
-    /// Holds `hash` pinned (never evicted) until dropped; the caller pinned it in the index.
-    /// The guard of a pin taken (`Index::pin`, which named it `hash`).
+    /// Holds `hash` pinned (never evicted) until dropped; the caller pinned it in the index
+    /// (`Index::pin`, which gave this name).
     fn pin_guard(&self, hash: Arc<str>) -> PinGuard {
         PinGuard {
             hash,
