@@ -640,6 +640,69 @@ async fn blobs_go_by_sendfile_on_plain_http1_and_are_read_by_us_otherwise() {
 }
 
 #[tokio::test]
+async fn hot_bodies_in_memory_go_by_sendfile_from_sendfile_min_on_plain_http1() {
+    let h = Harness::start().await;
+    let mid = data(64 << 10, 11);
+    let small = data(4 << 10, 12);
+    h.put("/Public/mid.bin", mid.clone()).await;
+    h.put("/Public/small.bin", small.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = TestProxy::start(&h.running.base_url, &settings(dir.path())).await;
+    let sent = || p.app.bodies.stats().sendfile_bytes;
+    // The fill's bytes, then the blob read into memory (its file kept open): read by us.
+    for _ in 0..2 {
+        assert!(p.get("/alice/mid.bin", &[]).await.body[..] == mid[..]);
+        assert!(p.get("/alice/small.bin", &[]).await.body[..] == small[..]);
+    }
+    assert_eq!(sent(), 0);
+    let stats = p.app.bodies.stats();
+    assert_eq!(stats.memory_entries, 2, "{stats:?}");
+    assert_eq!(
+        stats.open_files, 1,
+        "only the one above sendfile_min: {stats:?}"
+    );
+    // From memory now: 64 KiB by sendfile from its file, the same bytes.
+    let whole = p.get("/alice/mid.bin", &[]).await;
+    assert_eq!(whole.status, StatusCode::OK);
+    assert!(whole.body[..] == mid[..]);
+    assert_eq!(sent(), mid.len() as u64);
+    // A range of at least sendfile_min too; a smaller one, and a smaller body, are copied.
+    let r = p
+        .get("/alice/mid.bin", &[("range", "bytes=100-40099")])
+        .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert!(r.body[..] == mid[100..40100]);
+    assert_eq!(sent(), mid.len() as u64 + 40_000);
+    let before = sent();
+    let r = p.get("/alice/mid.bin", &[("range", "bytes=0-99")]).await;
+    assert!(r.body[..] == mid[..100]);
+    assert!(p.get("/alice/small.bin", &[]).await.body[..] == small[..]);
+    assert_eq!(sent(), before);
+    // HTTP/2 cannot take sendfile: the memory copy is the body.
+    let tcp = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get("http://p/alice/mid.bin")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = within("an HTTP/2 answer", send.send_request(req))
+        .await
+        .unwrap();
+    let body = within("its body", resp.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(body[..] == mid[..]);
+    assert_eq!(sent(), before, "HTTP/2 does not use sendfile");
+    assert_eq!(h.emu().calls("files/download"), 2, "one fill each");
+}
+
+#[tokio::test]
 async fn with_sendfile_off_blobs_are_read_and_sent_by_us() {
     let h = Harness::start().await;
     let big = data(2 << 20, 10);

@@ -25,8 +25,8 @@ pub(super) enum Found {
 /// What opening a blob on disk found.
 pub(super) enum Verdict {
     Intact(std::fs::File),
-    /// Intact, and read whole (it is small enough for the memory tier).
-    Read(Bytes),
+    /// Intact, and read whole (it is small enough for the memory tier), and its file.
+    Read(Bytes, std::fs::File),
     /// Not what its name says: delete it (the reason, for the log).
     Wrong(&'static str),
     /// Could not be read now; say nothing of its bytes.
@@ -83,7 +83,7 @@ pub(super) fn open_blob(
         if out.len() as u64 != size {
             return Verdict::Wrong("not the size recorded");
         }
-        return Verdict::Read(Bytes::from(out));
+        return Verdict::Read(Bytes::from(out), file);
     }
     Verdict::Intact(file)
 }
@@ -202,12 +202,17 @@ impl Bodies {
         .await
         .unwrap_or_else(|e| Verdict::Unreadable(std::io::Error::other(e)));
         let wrong = match opened {
-            Verdict::Read(bytes) => {
+            Verdict::Read(bytes, file) => {
                 let mut ix = lock(&self.index);
                 if let Some(b) = ix.get(hash) {
                     b.verified = true;
                 }
                 ix.keep_in_memory(hash, bytes.clone(), since);
+                // Its file too, for sendfile of a larger one (`cache.sendfile_min`); not one
+                // opened for writing, to touch it.
+                if !touch && self.sendfile && size >= self.sendfile_min {
+                    ix.keep_open(hash, Arc::new(file), since);
+                }
                 return Found::Memory(bytes);
             }
             Verdict::Intact(file) => {
@@ -239,7 +244,7 @@ impl Bodies {
 
     /// Holds `hash` pinned (never evicted) until dropped; the caller pinned it in the index
     /// (`Index::pin`, which gave this name).
-    fn pin_guard(&self, hash: Arc<str>) -> PinGuard {
+    pub(super) fn pin_guard(&self, hash: Arc<str>) -> PinGuard {
         PinGuard {
             hash,
             index: self.index.clone(),

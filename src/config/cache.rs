@@ -41,6 +41,9 @@ pub struct CacheConfig {
     /// Blobs' bytes go from the page cache to the socket with sendfile(2) (plain HTTP/1), as
     /// nginx's `sendfile on`; false: read, then written.
     pub sendfile: bool,
+    /// With `sendfile`: a body at least this large held in memory goes by sendfile too (its
+    /// blob's file kept open), the memory copy serving TLS and HTTP/2.
+    pub sendfile_min: u64,
     /// Free space left on the cache's file system; below it nothing more is cached.
     pub min_free: u64,
     /// A range of a file larger than this that is not cached goes to Dropbox as a Range.
@@ -68,9 +71,9 @@ impl TryFrom<RawCache> for CacheConfig {
         // Unset: 256 KiB with sendfile, 1 MiB without (or all of a smaller memory_size). A
         // larger body costs less CPU sent from the page cache by sendfile than copied from
         // memory: a 1 MiB hit 189–193 against 235–288 µs, measured side by side
-        // (`tests/bench/vs_nginx.py --other-cache`). At 64 KiB neither won on a busy host;
-        // on a quiet one sendfile did (14.2 against 16.0 µs). Not lowered yet: a TLS or
-        // HTTP/2 connection cannot take sendfile, and would read such a body from disk.
+        // (`tests/bench/vs_nginx.py --other-cache`). Below it, a body held in memory still goes
+        // by sendfile from `sendfile_min` on (plain HTTP/1; the copy serves TLS and HTTP/2):
+        // on a quiet host a 64 KiB hit cost 14.2 µs so against 16.0 from memory.
         let default_max = if sendfile { 256 << 10 } else { 1 << 20 };
         let memory_max_object = match c.memory_max_object {
             None => memory_size.min(default_max),
@@ -122,6 +125,7 @@ impl TryFrom<RawCache> for CacheConfig {
             memory_max_object,
             open_files: c.open_files.unwrap_or(256),
             sendfile,
+            sendfile_min: size("cache.sendfile_min", c.sendfile_min, "16KiB")?,
             min_free: size("cache.min_free", c.min_free, "256MiB")?,
             range_passthrough_above: size(
                 "cache.range_passthrough_above",

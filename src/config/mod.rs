@@ -235,6 +235,11 @@ mod tests {
         let c = |text: &str| Config::parse(text, &no_env).map(|c| c.cache);
         let d = c("").unwrap();
         assert_eq!((d.memory_size, d.memory_max_object), (64 << 20, 256 << 10));
+        assert_eq!(d.sendfile_min, 16 << 10);
+        let e = c("[cache]\nsendfile_min = \"lots\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cache.sendfile_min"), "{e}");
         let unsent = c("[cache]\nsendfile = false\n").unwrap();
         assert_eq!(unsent.memory_max_object, 1 << 20, "without sendfile");
         let small = c("[cache]\nmemory_size = \"128KiB\"\n").unwrap();

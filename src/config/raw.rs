@@ -204,6 +204,7 @@ pub(super) struct RawCache {
     pub(super) memory_max_object: Option<String>,
     pub(super) open_files: Option<usize>,
     pub(super) sendfile: Option<bool>,
+    pub(super) sendfile_min: Option<String>,
     pub(super) max_size: Option<String>,
     pub(super) min_free: Option<String>,
     pub(super) range_passthrough_above: Option<String>,
