@@ -121,6 +121,13 @@ async fn a_restart_keeps_the_cache_and_a_corrupt_blob_is_refetched() {
     assert!(blob_path(dir.path(), &hash).is_file());
     // A leftover temp file from a crash is cleaned at start.
     std::fs::write(dir.path().join("tmp/leftover.part"), "x").unwrap();
+    // Last used two minutes ago: its first read touches it (a file opened for writing).
+    std::fs::File::options()
+        .write(true)
+        .open(blob_path(dir.path(), &hash))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120))
+        .unwrap();
 
     let p = TestProxy::start(&h.running.base_url, &settings(dir.path())).await;
     assert!(!dir.path().join("tmp/leftover.part").exists());
@@ -133,6 +140,8 @@ async fn a_restart_keeps_the_cache_and_a_corrupt_blob_is_refetched() {
     let a = p.get("/alice/a.bin", &[]).await;
     assert_eq!(a.header("x-cache-status"), Some("HIT"));
     assert!(a.body[..] == body[..]);
+    // From memory, by sendfile from its file kept open (a read-only one, not the touched).
+    assert_eq!(p.app.bodies.stats().sendfile_bytes, body.len() as u64);
     assert_eq!(
         h.emu().calls("files/download"),
         1,

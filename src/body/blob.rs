@@ -25,8 +25,9 @@ pub(super) enum Found {
 /// What opening a blob on disk found.
 pub(super) enum Verdict {
     Intact(std::fs::File),
-    /// Intact, and read whole (it is small enough for the memory tier), and its file.
-    Read(Bytes, std::fs::File),
+    /// Intact, and read whole (it is small enough for the memory tier), and its file opened
+    /// for reading (None if it could not be opened again after a touch).
+    Read(Bytes, Option<std::fs::File>),
     /// Not what its name says: delete it (the reason, for the log).
     Wrong(&'static str),
     /// Could not be read now; say nothing of its bytes.
@@ -83,6 +84,12 @@ pub(super) fn open_blob(
         if out.len() as u64 != size {
             return Verdict::Wrong("not the size recorded");
         }
+        // One opened for writing (to touch it) is not kept open: a read-only twin is. A body
+        // held in memory is not opened again, so this is its file's one chance to be kept.
+        let file = match touch {
+            false => Some(file),
+            true => std::fs::File::open(&path).ok(),
+        };
         return Verdict::Read(Bytes::from(out), file);
     }
     Verdict::Intact(file)
@@ -208,9 +215,8 @@ impl Bodies {
                     b.verified = true;
                 }
                 ix.keep_in_memory(hash, bytes.clone(), since);
-                // Its file too, for sendfile of a larger one (`cache.sendfile_min`); not one
-                // opened for writing, to touch it.
-                if !touch && self.sendfile && size >= self.sendfile_min {
+                // Its file too, for sendfile of a larger one (`cache.sendfile_min`).
+                if let Some(file) = file.filter(|_| self.sendfile && size >= self.sendfile_min) {
                     ix.keep_open(hash, Arc::new(file), since);
                 }
                 return Found::Memory(bytes);
