@@ -73,7 +73,7 @@ impl TryFrom<RawCache> for CacheConfig {
         // memory: a 1 MiB hit 189–193 against 235–288 µs, measured side by side
         // (`tests/bench/vs_nginx.py --other-cache`). Below it, a body held in memory still goes
         // by sendfile from `sendfile_min` on (plain HTTP/1; the copy serves TLS and HTTP/2):
-        // on a quiet host a 64 KiB hit cost 14.2 µs so against 16.0 from memory.
+        // on a quiet host a 64 KiB hit cost 14.2 µs that way against 16.0 from memory.
         let default_max = if sendfile { 256 << 10 } else { 1 << 20 };
         let memory_max_object = match c.memory_max_object {
             None => memory_size.min(default_max),
