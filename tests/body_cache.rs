@@ -567,6 +567,28 @@ async fn read_answer(
     }
 }
 
+/// A GET over a fresh HTTP/2 (h2c) connection: the body's bytes.
+async fn h2c_get(addr: std::net::SocketAddr, path: &str) -> bytes::Bytes {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get(format!("http://p{path}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = within("an HTTP/2 answer", send.send_request(req))
+        .await
+        .unwrap();
+    within("its body", resp.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes()
+}
+
 #[tokio::test]
 async fn blobs_go_by_sendfile_on_plain_http1_and_are_read_by_us_otherwise() {
     use tokio::io::AsyncWriteExt;
@@ -625,24 +647,7 @@ async fn blobs_go_by_sendfile_on_plain_http1_and_are_read_by_us_otherwise() {
     assert!(body[..] == big[..], "the pipelined GET's bytes");
     // HTTP/2 (h2c) frames its own data: the blob is read, and the bytes are the same.
     let before = sent();
-    let tcp = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    let req = hyper::Request::get("http://p/alice/big.bin")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let resp = within("an HTTP/2 answer", send.send_request(req))
-        .await
-        .unwrap();
-    let body = within("its body", resp.into_body().collect())
-        .await
-        .unwrap()
-        .to_bytes();
+    let body = h2c_get(p.addr, "/alice/big.bin").await;
     assert!(body[..] == big[..]);
     assert_eq!(sent(), before, "HTTP/2 does not use sendfile");
     assert_eq!(h.emu().calls("files/download"), 1);
@@ -688,24 +693,7 @@ async fn hot_bodies_in_memory_go_by_sendfile_from_sendfile_min_on_plain_http1() 
     assert!(p.get("/alice/small.bin", &[]).await.body[..] == small[..]);
     assert_eq!(sent(), before);
     // HTTP/2 cannot take sendfile: the memory copy is the body.
-    let tcp = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    let req = hyper::Request::get("http://p/alice/mid.bin")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let resp = within("an HTTP/2 answer", send.send_request(req))
-        .await
-        .unwrap();
-    let body = within("its body", resp.into_body().collect())
-        .await
-        .unwrap()
-        .to_bytes();
+    let body = h2c_get(p.addr, "/alice/mid.bin").await;
     assert!(body[..] == mid[..]);
     assert_eq!(sent(), before, "HTTP/2 does not use sendfile");
     assert_eq!(h.emu().calls("files/download"), 2, "one fill each");

@@ -391,6 +391,24 @@ impl Bodies {
         }
     }
 
+    /// Bytes `start..end` of a blob's open `file`, offered for sendfile; `pin` held until
+    /// they are sent, and counted in `sendfile_bytes` as they go.
+    fn offer(
+        &self,
+        file: Arc<std::fs::File>,
+        pin: stream::PinGuard,
+        start: u64,
+        end: u64,
+    ) -> Offer {
+        Offer::new(FileRange {
+            file,
+            start,
+            end,
+            keep: Box::new(pin),
+            sent: self.sendfile_bytes.clone(),
+        })
+    }
+
     /// Bytes `start..end` of a blob held in memory, offered to the connection for sendfile
     /// from its file kept open (no copy into the socket: a 64 KiB hit's CPU 14.2 µs against
     /// 16.0, measured); if the connection does not take them (TLS, HTTP/2), the memory copy
@@ -408,19 +426,11 @@ impl Bodies {
             let file = ix.open_file(hash)?;
             (file, ix.pin(hash))
         };
-        let pin = self.pin_guard(pinned);
-        let offer = Offer::new(FileRange {
-            file,
-            start,
-            end,
-            keep: Box::new(pin),
-            sent: self.sendfile_bytes.clone(),
-        });
         Some(Opened {
             offset: start,
             stream: crate::http::full(bytes.slice_ref(body)),
             cache: CacheStatus::Hit,
-            offer: Some(offer),
+            offer: Some(self.offer(file, self.pin_guard(pinned), start, end)),
         })
     }
 
@@ -434,13 +444,7 @@ impl Bodies {
         end: u64,
         fallback: Fallback,
     ) -> Opened {
-        let offer = Offer::new(FileRange {
-            file,
-            start,
-            end,
-            keep: Box::new(pin),
-            sent: self.sendfile_bytes.clone(),
-        });
+        let offer = self.offer(file, pin, start, end);
         let taken = offer.clone();
         let stream = slice::Lazy::new(
             end - start,
