@@ -272,8 +272,31 @@ impl Bodies {
         removed
     }
 
+    /// `span` of `f` (the whole file when None) from the memory tier, if a blob named by its
+    /// content hash is held there: at once, and with no Dropbox path (a hot hit builds none).
+    /// None: `open` it.
+    pub fn open_in_memory(
+        &self,
+        f: &FileMetadata,
+        span: Option<&RangeInclusive<u64>>,
+    ) -> Option<Opened> {
+        let hash = hashed_name(f)?;
+        self.memory_span(hash, bounds(span, f.size))
+    }
+
+    /// The span `(start, end)` of the blob `hash` from memory, offered for sendfile from its
+    /// kept file from `sendfile_min` up.
+    fn memory_span(&self, hash: &str, (start, end): (u64, u64)) -> Option<Opened> {
+        let bytes = self.in_memory(hash)?;
+        let opened = match self.sendfile && end - start >= self.sendfile_min {
+            true => self.offered_from_memory(hash, &bytes, start, end),
+            false => None,
+        };
+        opened.or_else(|| Opened::from_memory(&bytes, start, end))
+    }
+
     /// Opens the body of `f` at `path` (a Dropbox path under `account`'s root), covering
-    /// `span` (the whole file when None).
+    /// `span` (the whole file when None), for a caller that has tried `open_in_memory`.
     pub async fn open(
         &self,
         account: &Arc<Account>,
@@ -284,18 +307,13 @@ impl Bodies {
         let Some(hash) = blob_name(account, path, f) else {
             return Box::pin(self.passthrough(account, path, f, span)).await;
         };
-        // A hot body in memory answers at once; the rest is boxed, so a hit's future stays
-        // small (this one is kilobytes, moved with its parents).
-        let (start, end) = bounds(span.as_ref(), f.size);
-        if let Some(bytes) = self.in_memory(&hash) {
-            let opened = match self.sendfile && end - start >= self.sendfile_min {
-                true => self.offered_from_memory(&hash, &bytes, start, end),
-                false => None,
-            };
-            if let Some(opened) = opened.or_else(|| Opened::from_memory(&bytes, start, end)) {
-                return Ok(opened);
-            }
+        // A link's file is named from its path: `open_in_memory` could not look for it.
+        if hashed_name(f).is_none()
+            && let Some(opened) = self.memory_span(&hash, bounds(span.as_ref(), f.size))
+        {
+            return Ok(opened);
         }
+        // Boxed, so a hit's future stays small (this one is kilobytes, moved with its parents).
         Box::pin(self.open_beyond_memory(account, path, f, span, &hash)).await
     }
 
@@ -549,6 +567,13 @@ impl Bodies {
     }
 }
 
+/// The blob named by `f`'s content hash, if it has a valid one.
+fn hashed_name(f: &FileMetadata) -> Option<&str> {
+    f.content_hash
+        .as_deref()
+        .filter(|h| disk::is_hashed(h) && disk::is_blob_name(h))
+}
+
 /// The blob that keeps a file's bytes: its content hash; for a shared link's file, which has
 /// none, a name derived from the link, the path in it and the rev (checked by size).
 pub fn blob_name<'f>(
@@ -556,11 +581,7 @@ pub fn blob_name<'f>(
     path: &str,
     f: &'f FileMetadata,
 ) -> Option<std::borrow::Cow<'f, str>> {
-    if let Some(hash) = f
-        .content_hash
-        .as_deref()
-        .filter(|h| disk::is_hashed(h) && disk::is_blob_name(h))
-    {
+    if let Some(hash) = hashed_name(f) {
         // Borrowed: a hit names its blob without a copy.
         return Some(hash.into());
     }

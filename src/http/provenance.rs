@@ -1,11 +1,12 @@
 //! Where an answer came from, as the read path notes it on the response and the access log and
 //! metrics read it back: its `X-Cache-Status` (an enum, set as the header alone, as nginx's
-//! `$upstream_cache_status` names it: what the client was told is what is counted), and, in one
-//! `Provenance` extension, where the body's bytes come from and how long the request waited on
-//! Dropbox.
+//! `$upstream_cache_status` names it: what the client was told is what is counted), and, in a
+//! `Provenance` the router lends the read path, where the body's bytes come from and how long
+//! the request waited on Dropbox.
 
 use hyper::Response;
 use hyper::header::{HeaderName, HeaderValue};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub const X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
@@ -65,47 +66,70 @@ impl CacheStatus {
 }
 
 /// What the read path tells the access log and the metrics about an answer's body, beyond its
-/// `X-Cache-Status`, as one response extension (each extension costs allocations: one for
-/// both facts). Answers with no body of their own (a 304) carry none.
-#[derive(Debug, Clone, Copy, Default)]
+/// `X-Cache-Status`: where its bytes came from and how long the request waited on Dropbox. The
+/// router makes one per request and lends it down the read path, which notes through a shared
+/// reference (a site's resolver reads through `&self`; atomics keep the request's future
+/// `Send`). Not a response extension: the extension map cost each file answer three
+/// allocations. Answers with no body of their own (a 304) note nothing.
+#[derive(Debug)]
 pub struct Provenance {
-    /// Where the body's bytes come from (None: "generated").
-    pub source: Option<&'static str>,
-    /// How long the request waited on Dropbox (None: it did not).
-    pub upstream: Option<Duration>,
+    /// Where the body's bytes come from: an index into `SOURCES` (0: "generated", none noted).
+    source: AtomicU8,
+    /// Nanoseconds waited on Dropbox, or `NOT_WAITED`.
+    upstream_ns: AtomicU64,
 }
 
-impl Provenance {
-    /// What was noted on `resp` (all None if nothing was).
-    pub fn of<B>(resp: &Response<B>) -> Provenance {
-        resp.extensions()
-            .get::<Provenance>()
-            .copied()
-            .unwrap_or_default()
+const SOURCES: [Option<&str>; 3] = [None, Some("disk"), Some("dropbox")];
+const NOT_WAITED: u64 = u64::MAX;
+
+impl Default for Provenance {
+    fn default() -> Provenance {
+        Provenance {
+            source: AtomicU8::new(0),
+            upstream_ns: AtomicU64::new(NOT_WAITED),
+        }
     }
 }
 
-fn of_mut<B>(resp: &mut Response<B>) -> &mut Provenance {
-    resp.extensions_mut().get_or_insert_default::<Provenance>()
-}
+impl Provenance {
+    /// Where the body's bytes come from (None: "generated").
+    pub fn source(&self) -> Option<&'static str> {
+        SOURCES[usize::from(self.source.load(Ordering::Relaxed))]
+    }
 
-/// Notes where a file's body comes from, by its cache status as the body cache gave it: a HIT
-/// is read from disk; anything else is a download, and the time since `asked` was spent
-/// waiting on Dropbox.
-pub fn body_from<B>(resp: &mut Response<B>, cache: CacheStatus, asked: Instant) {
-    let from = if cache == CacheStatus::Hit {
-        "disk"
-    } else {
-        add_upstream(resp, asked.elapsed());
-        "dropbox"
-    };
-    of_mut(resp).source = Some(from);
-}
+    /// How long the request waited on Dropbox (None: it did not).
+    pub fn upstream(&self) -> Option<Duration> {
+        match self.upstream_ns.load(Ordering::Relaxed) {
+            NOT_WAITED => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
 
-/// Adds `d` to the response's Dropbox time.
-pub fn add_upstream<B>(resp: &mut Response<B>, d: Duration) {
-    let upstream = &mut of_mut(resp).upstream;
-    *upstream = Some(upstream.map_or(d, |t| t + d));
+    /// Notes where a file's body comes from, by its cache status as the body cache gave it: a
+    /// HIT is read from disk; anything else is a download, and the time since `asked` was
+    /// spent waiting on Dropbox.
+    pub fn body_from(&self, cache: CacheStatus, asked: Instant) {
+        let from = if cache == CacheStatus::Hit {
+            1
+        } else {
+            self.add_upstream(asked.elapsed());
+            2
+        };
+        self.source.store(from, Ordering::Relaxed);
+    }
+
+    /// Adds `d` to the request's Dropbox time.
+    pub fn add_upstream(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(NOT_WAITED - 1);
+        let _ = self
+            .upstream_ns
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some(match t {
+                    NOT_WAITED => ns.min(NOT_WAITED - 1),
+                    t => t.saturating_add(ns).min(NOT_WAITED - 1),
+                })
+            });
+    }
 }
 
 #[cfg(test)]
@@ -132,5 +156,29 @@ mod tests {
         }
         let names: std::collections::HashSet<_> = CacheStatus::ALL.map(|s| s.as_str()).into();
         assert_eq!(names.len(), 6);
+    }
+
+    #[test]
+    fn provenance_notes_the_source_and_adds_up_the_waits() {
+        let noted = Provenance::default();
+        assert_eq!((noted.source(), noted.upstream()), (None, None));
+        // A hit from disk waited on nothing.
+        noted.body_from(CacheStatus::Hit, Instant::now());
+        assert_eq!((noted.source(), noted.upstream()), (Some("disk"), None));
+        // A wait of nothing is still a wait (the log writes 0, not "-").
+        let noted = Provenance::default();
+        noted.add_upstream(Duration::ZERO);
+        assert_eq!(noted.upstream(), Some(Duration::ZERO));
+        noted.add_upstream(Duration::from_millis(3));
+        noted.add_upstream(Duration::from_millis(4));
+        assert_eq!(noted.upstream(), Some(Duration::from_millis(7)));
+        // A download: the time since it was asked for is Dropbox's, on top.
+        let asked = Instant::now() - Duration::from_millis(20);
+        noted.body_from(CacheStatus::Miss, asked);
+        assert_eq!(noted.source(), Some("dropbox"));
+        assert!(noted.upstream().unwrap() >= Duration::from_millis(27));
+        // Absurd waits saturate rather than wrap into "not waited".
+        noted.add_upstream(Duration::MAX);
+        assert_eq!(noted.upstream(), Some(Duration::from_nanos(u64::MAX - 1)));
     }
 }

@@ -21,7 +21,7 @@ use crate::account::links::Links;
 use crate::account::sites::Sites;
 use crate::body::{Bodies, OpenError, Ranged};
 use crate::http::conditional::{self, Outcome};
-use crate::http::provenance;
+use crate::http::provenance::Provenance;
 use crate::http::range::{self, Decision};
 use crate::http::route::Route;
 use crate::http::{Body, CacheStatus};
@@ -234,7 +234,13 @@ pub enum Served {
 impl Proxy {
     /// Serves one request for a published path (`Route::Published`) or a shared link's
     /// (`Route::Link`).
-    pub async fn serve(&self, req: &Parts, route: Route) -> Result<Response<Body>, ProxyError> {
+    /// What it notes of the body goes in `noted`.
+    pub async fn serve(
+        &self,
+        req: &Parts,
+        route: Route,
+        noted: &Provenance,
+    ) -> Result<Response<Body>, ProxyError> {
         // 1. method
         if req.method != Method::GET && req.method != Method::HEAD {
             return Err(ProxyError::Method);
@@ -250,16 +256,18 @@ impl Proxy {
             let target = normalize::normalize(req.uri.path())?;
             let account = self
                 .accounts
-                .lookup(&target.alias)
+                .lookup(target.alias())
                 .ok_or(ProxyError::UnknownAccount)?;
             // A site's hidden names (`_redirects`, `.git`) are not served by this way either.
-            if !self.sites.all().is_empty() && self.sites.hides(&account.alias, &target.lower) {
+            if !self.sites.all().is_empty() && self.sites.hides(&account.alias, target.lower()) {
                 return Err(ProxyError::NotFound);
             }
             (account, target, false)
         };
         let thumb = thumb::spec(req.uri.query())?;
-        let mut resp = self.answer(req, &account, &target, thumb.as_ref()).await?;
+        let mut resp = self
+            .answer(req, &account, &target, thumb.as_ref(), noted)
+            .await?;
         if by_url {
             // SECURITY: a stranger's HTML or SVG must not run as the operator's origin.
             resp.headers_mut()
@@ -269,16 +277,18 @@ impl Proxy {
     }
 
     /// Steps 4–7 for `target` (checked by `normalize`) of `account`: its file, a range of it, a
-    /// thumbnail of it, or its folder's listing.
+    /// thumbnail of it, or its folder's listing; where the body came from goes in `noted`.
     pub async fn answer(
         &self,
         req: &Parts,
         account: &Arc<Account>,
         target: &Target,
         thumb: Option<&crate::body::thumb::Spec>,
+        noted: &Provenance,
     ) -> Result<Response<Body>, ProxyError> {
         let account = account.clone();
-        let path = account.dropbox_path(&target.display);
+        // The Dropbox path, made where it is needed (a hit from memory needs none).
+        let path = || account.dropbox_path(target.display());
         let mut retried = false;
         // The answer depends on Accept-Encoding (a compressible file).
         let mut vary_encoding = false;
@@ -290,13 +300,13 @@ impl Proxy {
             let generation = account.feed.generation();
             let looked = self
                 .meta
-                .lookup(&account, &target.display, &target.lower)
+                .lookup(&account, target.display(), target.lower())
                 .await?;
             if !matches!(looked.source, Source::Cache | Source::Updating) {
                 waited += asked.elapsed();
             }
             let source = looked.source;
-            let cc = self.cache_control_for(&target.lower, None);
+            let cc = self.cache_control_for(target.lower(), None);
             let f = match &looked.entry.state {
                 State::Missing => return Err(ProxyError::NotFound),
                 State::Folder(_) if thumb.is_some() => {
@@ -305,14 +315,14 @@ impl Proxy {
                     ));
                 }
                 State::Folder(listing) if account.link().is_some() => {
-                    break respond::link_folder(cc, req, &target.display, listing, source);
+                    break respond::link_folder(cc, req, target.display(), listing, source);
                 }
                 State::Folder(listing) => {
                     vary_encoding = self.compression.enabled;
                     // A site's hidden names are not listed either (`_redirects`, `.git`).
                     let visible;
                     let listing = if !self.sites.all().is_empty()
-                        && self.sites.covers(&account.alias, &target.lower)
+                        && self.sites.covers(&account.alias, target.lower())
                     {
                         visible = crate::meta::Listing {
                             entries: listing
@@ -341,7 +351,7 @@ impl Proxy {
             };
             let newer = if let Some(spec) = thumb {
                 // 5–7 for the thumbnail asked for.
-                match Box::pin(thumb::serve(self, req, &account, &path, f, spec)).await? {
+                match Box::pin(thumb::serve(self, req, &account, &path(), f, spec, noted)).await? {
                     Served::Done(resp) => break resp,
                     Served::Changed(newer) => newer,
                 }
@@ -351,7 +361,9 @@ impl Proxy {
                 let head = looked.entry.representation().expect("a file's entry");
                 let cc = match self.cache_rules.is_empty() {
                     true => cc,
-                    false => self.cache_control_for(&target.lower, head.content_type.to_str().ok()),
+                    false => {
+                        self.cache_control_for(target.lower(), head.content_type.to_str().ok())
+                    }
                 };
                 let cache = respond::cache_status(source);
                 // 5b. a compressed copy, for a client that takes one (`[compression]`)
@@ -361,7 +373,7 @@ impl Proxy {
                     let used = looked.entry.body_used.get();
                     if f.is_downloadable
                         && let Some(resp) =
-                            Box::pin(self.encoded(req, &account, &path, f, head, cc, cache, used))
+                            Box::pin(self.encoded(req, &account, &path(), f, head, cc, cache, used))
                                 .await
                     {
                         break resp;
@@ -392,18 +404,22 @@ impl Proxy {
                 let opening = Instant::now();
                 let opened = match &decision {
                     Decision::Multi(rs) => {
-                        Box::pin(self.bodies.open_parts(&account, &path, f, rs)).await
+                        Box::pin(self.bodies.open_parts(&account, &path(), f, rs)).await
                     }
-                    Decision::Single(r) => self
-                        .bodies
-                        .open(&account, &path, f, Some(r.clone()))
-                        .await
-                        .map(Ranged::Span),
-                    _ => self
-                        .bodies
-                        .open(&account, &path, f, None)
-                        .await
-                        .map(Ranged::Span),
+                    decision => {
+                        let span = match decision {
+                            Decision::Single(r) => Some(r.clone()),
+                            _ => None,
+                        };
+                        match self.bodies.open_in_memory(f, span.as_ref()) {
+                            Some(opened) => Ok(Ranged::Span(opened)),
+                            None => self
+                                .bodies
+                                .open(&account, &path(), f, span)
+                                .await
+                                .map(Ranged::Span),
+                        }
+                    }
                 };
                 match opened {
                     Ok(opened) => {
@@ -413,7 +429,8 @@ impl Proxy {
                         let bytes_from = match &opened {
                             Ranged::Span(o) | Ranged::Each { first: o, .. } => o.cache,
                         };
-                        let blob = || crate::body::blob_name(&account, &path, f);
+                        let blob =
+                            || crate::body::blob_name(&account, &path(), f).map(|b| b.into_owned());
                         let known = looked.entry.body_used.get()
                             || blob().is_some_and(|b| account.used.contains(&b));
                         let cache = match source {
@@ -421,10 +438,10 @@ impl Proxy {
                             _ if bytes_from == CacheStatus::Hit && !known => CacheStatus::Miss,
                             _ => bytes_from,
                         };
-                        let mut resp = respond::file(cc, head, decision, opened, cache);
+                        let resp = respond::file(cc, head, decision, opened, cache);
                         // A fill joined or started, or a pass-through: the wait for it was
                         // Dropbox's.
-                        provenance::body_from(&mut resp, bytes_from, opening);
+                        noted.body_from(bytes_from, opening);
                         // A GET's body is on its way: the account has had these bytes.
                         if looked.entry.body_used.first() {
                             if let Some(b) = blob() {
@@ -432,7 +449,7 @@ impl Proxy {
                             }
                             self.meta.keep_used(
                                 &account,
-                                &target.lower,
+                                target.lower(),
                                 looked.entry.clone(),
                                 generation,
                             );
@@ -449,14 +466,14 @@ impl Proxy {
             }
             match newer {
                 Some(newer) => {
-                    Box::pin(self.meta.record_file(&account, &target.lower, newer)).await;
+                    Box::pin(self.meta.record_file(&account, target.lower(), newer)).await;
                 }
-                None => Box::pin(self.meta.forget(&account, &target.lower)).await,
+                None => Box::pin(self.meta.forget(&account, target.lower())).await,
             }
             retried = true;
         };
         if !waited.is_zero() {
-            provenance::add_upstream(&mut resp, waited);
+            noted.add_upstream(waited);
         }
         if vary_encoding {
             crate::http::cors::append_vary(resp.headers_mut(), "Accept-Encoding");

@@ -15,13 +15,52 @@ pub const MAX_PATH_BYTES: usize = 1024;
 /// A request for `/<alias>/<path>`, decoded and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    pub alias: String,
-    /// `""` for the account's root, else `/a/b` in the request's case.
-    pub display: String,
-    /// `display` lowercased: the cache key.
-    pub lower: String,
+    /// The alias, the display path and the lowercased one, one after another: one allocation
+    /// per request, not three.
+    text: String,
+    alias_end: usize,
+    display_end: usize,
     /// The request ended in `/` (a folder was asked for).
     pub trailing_slash: bool,
+}
+
+impl Target {
+    /// The target `display` (checked already) of the account `alias`.
+    pub fn new(alias: &str, display: &str, trailing_slash: bool) -> Target {
+        let mut text = String::with_capacity(alias.len() + 2 * display.len());
+        text.push_str(alias);
+        text.push_str(display);
+        let display_end = text.len();
+        // `to_lowercase`, byte by byte when the path is ASCII (most are; the same answer,
+        // without decoding each character).
+        if display.is_ascii() {
+            text.push_str(display);
+            text[display_end..].make_ascii_lowercase();
+        } else {
+            text.push_str(&display.to_lowercase());
+        }
+        Target {
+            text,
+            alias_end: alias.len(),
+            display_end,
+            trailing_slash,
+        }
+    }
+
+    /// The account's alias.
+    pub fn alias(&self) -> &str {
+        &self.text[..self.alias_end]
+    }
+
+    /// `""` for the account's root, else `/a/b` in the request's case.
+    pub fn display(&self) -> &str {
+        &self.text[self.alias_end..self.display_end]
+    }
+
+    /// `display` lowercased: the cache key.
+    pub fn lower(&self) -> &str {
+        &self.text[self.display_end..]
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,12 +99,7 @@ pub fn normalize(raw: &str) -> Result<Target, NormalizeError> {
         return Err(NormalizeError::Alias);
     }
     let (display, trailing_slash) = checked_path(path)?;
-    Ok(Target {
-        alias: alias.to_owned(),
-        lower: lowercase(display),
-        display: display.to_owned(),
-        trailing_slash,
-    })
+    Ok(Target::new(alias, display, trailing_slash))
 }
 
 /// A site's request path (after its prefix, `/…`), checked as `normalize` checks the part
@@ -182,11 +216,11 @@ mod tests {
         for (raw, display, slash) in cases {
             let t = normalize(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
             assert_eq!(
-                (t.alias.as_str(), t.display.as_str(), t.trailing_slash),
+                (t.alias(), t.display(), t.trailing_slash),
                 ("alice", display, slash),
                 "{raw}"
             );
-            assert_eq!(t.lower, display.to_lowercase());
+            assert_eq!(t.lower(), display.to_lowercase());
         }
     }
 
@@ -278,12 +312,7 @@ mod tests {
         if path.ends_with(char::is_whitespace) {
             return Err(TrailingSpace);
         }
-        Ok(Target {
-            alias: alias.to_owned(),
-            display: path.to_owned(),
-            lower: path.to_lowercase(),
-            trailing_slash,
-        })
+        Ok(Target::new(alias, path, trailing_slash))
     }
 
     #[test]
@@ -311,7 +340,11 @@ mod tests {
             if p[2..].starts_with('/') {
                 assert_eq!(
                     site_path(&p[2..]),
-                    want.map(|t| (t.display, t.lower, t.trailing_slash)),
+                    want.map(|t| (
+                        t.display().to_owned(),
+                        t.lower().to_owned(),
+                        t.trailing_slash
+                    )),
                     "{p:?}"
                 );
             }

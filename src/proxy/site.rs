@@ -19,6 +19,7 @@ use crate::config::HtmlExtension;
 use crate::http::encoding::{Encoding, choose, compressible};
 use crate::http::header_rules::HeaderRules;
 use crate::http::pattern::encode_path;
+use crate::http::provenance::Provenance;
 use crate::http::redirects::Redirects;
 use crate::http::representation::content_type;
 use crate::http::{Body, plain};
@@ -56,6 +57,7 @@ impl Proxy {
         site: &Site,
         prefix: &str,
         rest: &str,
+        noted: &Provenance,
     ) -> Result<Response<Body>, ProxyError> {
         // 1. method
         if req.method != Method::GET && req.method != Method::HEAD {
@@ -84,6 +86,7 @@ impl Proxy {
             site,
             account: &account,
             prefix,
+            noted,
         };
         // 4. redirect rules, 5. the path, 6. the 404 page
         // SECURITY: rules see the path as the files are found (decoded; matched without case).
@@ -270,6 +273,8 @@ struct Ctx<'a> {
     site: &'a Site,
     account: &'a Arc<Account>,
     prefix: &'a str,
+    /// Where the answer's body came from (`Proxy::answer` notes it).
+    noted: &'a Provenance,
 }
 
 impl Ctx<'_> {
@@ -491,13 +496,12 @@ impl Ctx<'_> {
     /// `file` itself, through the read path.
     async fn plain_file(&self, req: &Parts, file: &str) -> Result<Response<Body>, ProxyError> {
         let display = format!("{}{file}", self.site.config.folder);
-        let target = Target {
-            alias: self.account.alias.clone(),
-            lower: display.to_lowercase(),
-            display,
-            trailing_slash: false,
-        };
-        Box::pin(self.proxy.answer(req, self.account, &target, None)).await
+        let target = Target::new(&self.account.alias, &display, false);
+        Box::pin(
+            self.proxy
+                .answer(req, self.account, &target, None, self.noted),
+        )
+        .await
     }
 
     /// Serves `file` whole as the page of `status` (a 404 page): the request's conditionals

@@ -15,7 +15,7 @@ use crate::http::CacheStatus;
 use crate::http::conditional::{self, Outcome, Validators};
 use crate::http::etag::EntityTag;
 use crate::http::full;
-use crate::http::provenance;
+use crate::http::provenance::Provenance;
 use crate::upstream::error::UpstreamError;
 use crate::upstream::types::{FileMetadata, THUMBNAIL_SIZES as SIZES, thumbnailable};
 use bytes::Bytes;
@@ -78,6 +78,7 @@ pub async fn serve(
     path: &str,
     f: &FileMetadata,
     spec: &Spec,
+    noted: &Provenance,
 ) -> Result<Served, ProxyError> {
     if !thumbnailable(&f.name) {
         return Err(UpstreamError::Unsupported.into());
@@ -108,7 +109,7 @@ pub async fn serve(
                 }
                 Err(e) => return Err(e.into()),
             };
-            provenance::body_from(&mut resp, cache, asked);
+            noted.body_from(cache, asked);
             cache.mark(&mut resp);
             let h = resp.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static(spec.mime));

@@ -345,15 +345,14 @@ impl Record {
         }
     }
 
-    /// Notes the answer's head.
-    pub fn answered<B>(&mut self, resp: &Response<B>) {
+    /// Notes the answer's head, and what the read path `noted` of its body.
+    pub fn answered<B>(&mut self, resp: &Response<B>, noted: &Provenance) {
         self.status = resp.status().as_u16();
         self.cache = CacheStatus::of(resp).map_or("none", CacheStatus::as_str);
-        let noted = Provenance::of(resp);
-        if let Some(s) = noted.source {
+        if let Some(s) = noted.source() {
             self.source = s;
         }
-        self.upstream = noted.upstream;
+        self.upstream = noted.upstream();
     }
 
     /// Counts the request and writes its access-log line, once.

@@ -326,9 +326,9 @@ async fn purge(app: &App, q: &[(String, String)]) -> Response<Body> {
         match normalize(&format!("/{alias}{encoded}")) {
             Ok(t) if given.starts_with('/') => {
                 if t.trailing_slash && scope == "prefix" {
-                    format!("{}/", t.lower)
+                    format!("{}/", t.lower())
                 } else {
-                    t.lower
+                    t.lower().to_owned()
                 }
             }
             Ok(_) => {

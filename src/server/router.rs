@@ -4,6 +4,7 @@
 
 use crate::account::sites::{Routed, Site};
 use crate::app::App;
+use crate::http::provenance::Provenance;
 use crate::http::route::Route;
 use crate::http::{Body, cors, plain, sendfile};
 use crate::metrics::{AccountFigures, CacheFigures, FeedFigures, Snapshot};
@@ -74,6 +75,8 @@ pub fn handle(
         route = route.template()
     );
     let answer = async move {
+        // What the read path notes of the body, for the record.
+        let noted = Provenance::default();
         // A site's or an account's CORS policy, if it has one: preflights are its own.
         let proxy = &front.app.proxy;
         let cors = match &dest {
@@ -91,9 +94,9 @@ pub fn handle(
             )),
             (Dest::NotFound, _) => Err(ProxyError::NotFound),
             (Dest::Site(site, prefix, rest), _) => {
-                Box::pin(proxy.serve_site(&parts, site, prefix, rest)).await
+                Box::pin(proxy.serve_site(&parts, site, prefix, rest, &noted)).await
             }
-            (_, Route::Link | Route::Published) => proxy.serve(&parts, route).await,
+            (_, Route::Link | Route::Published) => proxy.serve(&parts, route, &noted).await,
             // Boxed: rare, and their futures would make every request's larger.
             (_, route) => Ok(Box::pin(other(&front, route, &parts, body)).await),
         };
@@ -109,7 +112,7 @@ pub fn handle(
         if let Ok(v) = HeaderValue::from_bytes(record.id.as_bytes()) {
             resp.headers_mut().insert(access::X_REQUEST_ID, v);
         }
-        record.answered(&resp);
+        record.answered(&resp, &noted);
         // A blob's bytes go by sendfile, metered as any body.
         if let Some(jobs) = &client.sendfile {
             sendfile::take(&mut resp, jobs);

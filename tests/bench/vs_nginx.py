@@ -21,7 +21,8 @@ shared VM whose speed moves from run to run, the steadier of the two).
 Modes: hit (200s: 1 KiB, 64 KiB, 1 MiB at each --conns), log (1 KiB 200s with and without the
 access log), cond (304 by each target's own ETag), range (206 for the first 64 KiB of 1 MiB, beside 200s of 64 KiB),
 big (16 MiB in a loop over one keep-alive connection, read 1 MiB at a time), fanin (200 clients at once on one cold 16 MiB file: downloads from the origin, first and
-last byte), profile (not by default: where dropcache's CPU goes under 1 KiB 200s, 304s and 200s
+last byte), syscalls (not by default: system calls and context switches per request, each
+target, 1 KiB 200s at c=64 and c=8, from `perf stat`), profile (not by default: where dropcache's CPU goes under 1 KiB 200s, 304s and 200s
 with the access log on, 64 KiB 200s and 206s of 64 KiB, with `perf`; BENCH_CHILDREN=1 adds inclusive times, BENCH_PERF_DIR=DIR keeps
 the perf data). Needs: nginx, wrk, redis-server, a release build (cargo build --release).
 """
@@ -372,7 +373,7 @@ def profile(bench, title, headers, name="dropcache", obj="1k.bin"):
     print("self time, top symbols:")
     print("\n".join(report("--no-children", "--sort", "dso,symbol", "--percent-limit", "1")[:20]))
     print("dropcache's own functions (self time):")
-    print("\n".join(report("--no-children", "--sort", "symbol", "--dsos", "dropcache")[:25]))
+    print("\n".join(report("--no-children", "--sort", "symbol", "--dsos", os.path.basename(bench.a.bin))[:25]))
     if os.environ.get("BENCH_CHILDREN"):
         # Inclusive times need frame pointers: RUSTFLAGS="-C force-frame-pointers=yes".
         print("inclusive (with what each calls):")
@@ -381,6 +382,37 @@ def profile(bench, title, headers, name="dropcache", obj="1k.bin"):
     if os.environ.get("BENCH_PERF_DIR"):  # kept for `perf report -i` after the run
         os.makedirs(os.environ["BENCH_PERF_DIR"], exist_ok=True)
         shutil.copy(data, os.path.join(os.environ["BENCH_PERF_DIR"], f"perf-{name}-{title.split()[0]}-{obj}.data"))
+
+
+SYSCALLS = ("read", "recvfrom", "write", "writev", "sendto", "sendfile64", "epoll_wait", "epoll_pwait",
+            "epoll_ctl", "futex", "openat", "close", "newfstatat", "statx", "accept4")
+
+
+def syscalls(bench, targets, obj="1k.bin", conns=64, headers=()):
+    """System calls and context switches per request for each target under wrk on `obj`
+    (`perf stat` of syscall tracepoints: counting, not tracing, so the load runs at speed)."""
+    print(f"\n### system calls per request ({obj}, c={conns}{', ' + headers[0] if headers else ''})\n")
+    if not shutil.which("perf"):
+        print("(perf is not installed: apt-get install linux-perf)")
+        return
+    events = ["raw_syscalls:sys_enter", "context-switches"] + [f"syscalls:sys_enter_{n}" for n in SYSCALLS]
+    print("| target | req/s | all | ctx switches | " + " | ".join(SYSCALLS) + " |")
+    print("|---|---:|---:|---:|" + "---:|" * len(SYSCALLS))
+    for t in targets:
+        out = bench.path("perf-stat.txt")
+        stat = subprocess.Popen(["perf", "stat", "-x,", "-o", out, "-e", ",".join(events),
+                                 "-p", ",".join(map(str, bench.pids(t))), "--", "sleep", "4"])
+        res = wrk(bench, f"{bench.targets[t]}/{obj}", conns, list(headers))
+        stat.wait()
+        counts = {}
+        for line in open(out):
+            f = line.strip().split(",")
+            if len(f) > 2 and f[0].replace(".", "").isdigit():
+                counts[f[2].split(":")[-1].replace("sys_enter_", "")] = float(f[0])
+        # wrk runs for the duration with perf's 4 s inside it: requests in the window = rate x 4 s.
+        n = res["rps"] * 4
+        cells = [counts.get(k, 0) / n for k in ["sys_enter", "context-switches"] + list(SYSCALLS)]
+        print(f"| {t} | {res['rps']:,.0f} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
 
 
 def origin_fetches(bench, target):
@@ -440,6 +472,9 @@ def main():
             big(bench, main3)
         if "fanin" in modes:
             fanin(bench)
+        if "syscalls" in modes:
+            syscalls(bench, ["dropcache", "nginx", "static"])
+            syscalls(bench, ["dropcache", "nginx", "static"], conns=8)
         if "profile" in modes:
             if not os.path.exists(bench.path("report.lua")):
                 open(bench.path("report.lua"), "w").write(WRK_LUA)

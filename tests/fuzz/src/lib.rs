@@ -31,10 +31,10 @@ pub fn path(data: &[u8]) {
         return;
     };
     if let Ok(t) = normalize(raw) {
-        assert!(!t.alias.is_empty() && !t.alias.contains('/'));
-        assert_eq!(t.lower, t.display.to_lowercase());
-        assert!(t.display.is_empty() || t.display.starts_with('/'));
-        for seg in t.display.split('/').skip(1) {
+        assert!(!t.alias().is_empty() && !t.alias().contains('/'));
+        assert_eq!(t.lower(), t.display().to_lowercase());
+        assert!(t.display().is_empty() || t.display().starts_with('/'));
+        for seg in t.display().split('/').skip(1) {
             assert!(
                 !seg.is_empty() && seg != "." && seg != "..",
                 "{raw:?} → {t:?}"
@@ -43,16 +43,20 @@ pub fn path(data: &[u8]) {
         // Normalizing the decoded form again (re-encoded) gives the same target.
         let again = format!(
             "/{}{}{}",
-            t.alias,
-            dropcache::http::pattern::encode_path(&t.display),
-            if t.trailing_slash && !t.display.is_empty() {
+            t.alias(),
+            dropcache::http::pattern::encode_path(t.display()),
+            if t.trailing_slash && !t.display().is_empty() {
                 "/"
             } else {
                 ""
             }
         );
         if let Ok(u) = normalize(&again) {
-            assert_eq!((u.display, u.lower), (t.display, t.lower), "{raw:?}");
+            assert_eq!(
+                (u.display(), u.lower()),
+                (t.display(), t.lower()),
+                "{raw:?}"
+            );
         }
     }
     if let Ok((display, lower, _)) = site_path(raw) {
