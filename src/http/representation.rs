@@ -4,7 +4,10 @@
 
 use super::conditional::Validators;
 use super::etag::EntityTag;
-use hyper::header::HeaderValue;
+use hyper::HeaderMap;
+use hyper::header::{
+    ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HeaderValue, LAST_MODIFIED,
+};
 
 #[derive(Debug, Clone)]
 pub struct Representation {
@@ -18,7 +21,16 @@ pub struct Representation {
     pub len_value: HeaderValue,
     /// Its type is worth compressing (`encoding::compressible`).
     pub compressible: bool,
+    /// The head of a 200 of the whole body, less what each answer sets itself
+    /// (`Cache-Control`, `X-Cache-Status`, `X-Request-Id`): made once and cloned per answer.
+    /// A clone copies five headers; inserting them one by one hashed each name again, a tenth
+    /// of a 1 KiB hit's instructions.
+    pub whole_head: HeaderMap,
 }
+
+/// Headers a whole file's 200 carries: its five, `Cache-Control`, `X-Cache-Status`,
+/// `X-Request-Id`, and some to spare (CORS, `Vary`).
+const WHOLE_ANSWER_HEADERS: usize = 12;
 
 impl Representation {
     /// From a strong validator (a content hash or a rev: hex and ASCII), an RFC 3339
@@ -41,7 +53,26 @@ impl Representation {
             compressible: super::encoding::compressible(&ct),
             len,
             len_value: HeaderValue::from(len),
+            whole_head: HeaderMap::new(),
         }
+        .with_whole_head()
+    }
+
+    /// Fills `whole_head` from the fields.
+    fn with_whole_head(mut self) -> Representation {
+        // Room for what the answer adds: a clone keeps the index's size, so no answer grows
+        // it (growing it cost more than the inserts saved). The clone is what is kept: its
+        // list has room for these five only (some 600 bytes an entry, not 1.4 KB).
+        let mut h = HeaderMap::with_capacity(WHOLE_ANSWER_HEADERS);
+        h.insert(ETAG, self.etag_value.clone());
+        h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if let Some(lm) = &self.last_modified_value {
+            h.insert(LAST_MODIFIED, lm.clone());
+        }
+        h.insert(CONTENT_TYPE, self.content_type.clone());
+        h.insert(CONTENT_LENGTH, self.len_value.clone());
+        self.whole_head = h.clone();
+        self
     }
 }
 
@@ -68,7 +99,9 @@ impl Representation {
             compressible: self.compressible,
             len,
             len_value: HeaderValue::from(len),
+            whole_head: HeaderMap::new(),
         }
+        .with_whole_head()
     }
 }
 
@@ -109,7 +142,24 @@ mod tests {
         );
         assert_eq!(r.content_type, "text/plain; charset=utf-8");
         assert_eq!(r.len_value, "5");
+        // A whole 200's head, in one piece, from the same values.
+        let head: Vec<_> = r.whole_head.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        assert_eq!(
+            head,
+            [
+                ("etag", &r.etag_value),
+                ("accept-ranges", &HeaderValue::from_static("bytes")),
+                ("last-modified", r.last_modified_value.as_ref().unwrap()),
+                ("content-type", &r.content_type),
+                ("content-length", &r.len_value),
+            ]
+        );
         let none = Representation::new("abc123", "not a date", "x", 0);
         assert!(none.validators.last_modified.is_none() && none.last_modified_value.is_none());
+        assert!(!none.whole_head.contains_key(LAST_MODIFIED));
+        // A coding's has its own tag and length.
+        let br = r.encoded("br", 3);
+        assert_eq!(br.whole_head[ETAG], "\"abc123-br\"");
+        assert_eq!(br.whole_head[CONTENT_LENGTH], "3");
     }
 }

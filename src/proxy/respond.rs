@@ -4,8 +4,8 @@
 
 use super::listing::{self, Format};
 use crate::account::Account;
-use crate::body::Ranged;
 use crate::body::slice::{Chain, Lazy, Part, Slices, multipart};
+use crate::body::{Opened, Ranged};
 use crate::http::CacheStatus;
 use crate::http::conditional::{self, Outcome, Validators};
 use crate::http::etag::EntityTag;
@@ -280,9 +280,13 @@ pub fn file(
     opened: Ranged,
     cache: CacheStatus,
 ) -> Response<Body> {
+    // The whole body: the entry's own head.
+    let opened = match (&decision, opened) {
+        (Decision::Whole, Ranged::Span(o)) => return whole(cc, head, o, cache),
+        (_, opened) => opened,
+    };
     let len = head.len;
     let ct = head.content_type.clone();
-    let ct_text = ct.to_str().unwrap_or("application/octet-stream");
     // A blob's bytes, if the body is exactly them, may go by sendfile (`http::sendfile`).
     let offer = match (&decision, &opened) {
         (Decision::Single(r), Ranged::Span(o)) if o.offset == *r.start() => o.offer.clone(),
@@ -312,6 +316,7 @@ pub fn file(
         }
         (Decision::Multi(rs), opened) => {
             let boundary = hex::encode(rand::random::<[u8; 12]>());
+            let ct_text = ct.to_str().unwrap_or("application/octet-stream");
             let (parts, tail, n) = multipart(&rs, len, ct_text, &boundary);
             let body = match opened {
                 Ranged::Span(o) => Slices::new(o.stream, o.offset, parts, tail).boxed(),
@@ -361,6 +366,20 @@ pub fn file(
         h.insert(CONTENT_RANGE, cr);
     }
     if let Some(offer) = offer {
+        resp.extensions_mut().insert(offer);
+    }
+    resp
+}
+
+/// 200 with the whole body `o`: a clone of the entry's head (`Representation::whole_head`),
+/// and what this answer adds.
+fn whole(cc: &HeaderValue, head: &Representation, o: Opened, cache: CacheStatus) -> Response<Body> {
+    let mut resp = Response::new(o.stream);
+    *resp.headers_mut() = head.whole_head.clone();
+    resp.headers_mut().insert(CACHE_CONTROL, cc.clone());
+    cache.mark(&mut resp);
+    // A blob's bytes, if the body is exactly them, may go by sendfile (`http::sendfile`).
+    if let Some(offer) = o.offer.filter(|_| o.offset == 0) {
         resp.extensions_mut().insert(offer);
     }
     resp
