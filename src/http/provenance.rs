@@ -106,13 +106,13 @@ impl Provenance {
     }
 
     /// Notes where a file's body comes from, by its cache status as the body cache gave it: a
-    /// HIT is read from disk; anything else is a download, and the time since `asked` was
-    /// spent waiting on Dropbox.
-    pub fn body_from(&self, cache: CacheStatus, asked: Instant) {
+    /// HIT is read from disk; anything else is a download, and the time since `asked` (when
+    /// the body was asked for; None: it was at hand) was spent waiting on Dropbox.
+    pub fn body_from(&self, cache: CacheStatus, asked: Option<Instant>) {
         let from = if cache == CacheStatus::Hit {
             1
         } else {
-            self.add_upstream(asked.elapsed());
+            self.add_upstream(asked.map_or(Duration::ZERO, |t| t.elapsed()));
             2
         };
         self.source.store(from, Ordering::Relaxed);
@@ -163,7 +163,7 @@ mod tests {
         let noted = Provenance::default();
         assert_eq!((noted.source(), noted.upstream()), (None, None));
         // A hit from disk waited on nothing.
-        noted.body_from(CacheStatus::Hit, Instant::now());
+        noted.body_from(CacheStatus::Hit, Some(Instant::now()));
         assert_eq!((noted.source(), noted.upstream()), (Some("disk"), None));
         // A wait of nothing is still a wait (the log writes 0, not "-").
         let noted = Provenance::default();
@@ -174,7 +174,7 @@ mod tests {
         assert_eq!(noted.upstream(), Some(Duration::from_millis(7)));
         // A download: the time since it was asked for is Dropbox's, on top.
         let asked = Instant::now() - Duration::from_millis(20);
-        noted.body_from(CacheStatus::Miss, asked);
+        noted.body_from(CacheStatus::Miss, Some(asked));
         assert_eq!(noted.source(), Some("dropbox"));
         assert!(noted.upstream().unwrap() >= Duration::from_millis(27));
         // Absurd waits saturate rather than wrap into "not waited".

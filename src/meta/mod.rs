@@ -245,12 +245,55 @@ impl MetaCache {
         !window.is_zero() && e.is_fresh(self.ttl(e) + window)
     }
 
-    /// The metadata of `display` (its lowercase is `lower`) in `account`'s published root.
     /// The store behind the metadata (for what is kept beside it: albums' image facts).
     pub fn store(&self) -> &Store {
         &self.store
     }
 
+    /// Step 1 of `lookup` alone: the answer L1 gives at once, if it gives one (a fresh entry,
+    /// or one to serve while it is updated behind). None: `lookup` (which looks again).
+    pub fn lookup_in_l1(
+        self: &Arc<Self>,
+        account: &Arc<Account>,
+        display: &str,
+        lower: &str,
+    ) -> Option<Looked> {
+        let entry = self.in_l1(account, lower)?;
+        self.answer_from_l1(account, display, lower, &entry)
+    }
+
+    /// L1's entry for `lower` of `account`, fresh or not.
+    fn in_l1(&self, account: &Account, lower: &str) -> Option<Arc<Entry>> {
+        L1_KEY.with_borrow_mut(|key| {
+            key.clear();
+            Self::write_key(key, account, lower);
+            lock(&self.l1).get(key.as_str()).cloned()
+        })
+    }
+
+    /// What `entry`, from L1, answers: itself if fresh, or while it is updated behind.
+    fn answer_from_l1(
+        self: &Arc<Self>,
+        account: &Arc<Account>,
+        display: &str,
+        lower: &str,
+        entry: &Arc<Entry>,
+    ) -> Option<Looked> {
+        if self.is_fresh(account, entry) {
+            self.count(L1);
+            return Some(Looked {
+                entry: entry.clone(),
+                source: Source::Cache,
+            });
+        }
+        if self.may_update_behind(entry) {
+            self.count(L1);
+            return Some(self.update_behind(account, display, lower, entry.clone()));
+        }
+        None
+    }
+
+    /// The metadata of `display` (its lowercase is `lower`) in `account`'s published root.
     pub async fn lookup(
         self: &Arc<Self>,
         account: &Arc<Account>,
@@ -258,23 +301,12 @@ impl MetaCache {
         lower: &str,
     ) -> Result<Looked, Arc<UpstreamError>> {
         // 1. L1, without waiting on anything.
-        let l1 = L1_KEY.with_borrow_mut(|key| {
-            key.clear();
-            Self::write_key(key, account, lower);
-            lock(&self.l1).get(key.as_str()).cloned()
-        });
-        if let Some(entry) = &l1 {
-            if self.is_fresh(account, entry) {
-                self.count(L1);
-                return Ok(Looked {
-                    entry: entry.clone(),
-                    source: Source::Cache,
-                });
-            }
-            if self.may_update_behind(entry) {
-                self.count(L1);
-                return Ok(self.update_behind(account, display, lower, entry.clone()));
-            }
+        let l1 = self.in_l1(account, lower);
+        if let Some(looked) = l1
+            .as_ref()
+            .and_then(|entry| self.answer_from_l1(account, display, lower, entry))
+        {
+            return Ok(looked);
         }
         // Boxed: a hit's future stays small (this one is kilobytes, moved with its parent).
         let key = Self::key(account, lower);

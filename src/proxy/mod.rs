@@ -295,16 +295,20 @@ impl Proxy {
         let mut waited = Duration::ZERO;
         // A download that meets another version starts once more from 4.
         let mut resp = loop {
-            // 4. metadata
-            let asked = Instant::now();
+            // 4. metadata: from L1 at once, else timed (the wait may be Dropbox's)
             let generation = account.feed.generation();
-            let looked = self
-                .meta
-                .lookup(&account, target.display(), target.lower())
-                .await?;
-            if !matches!(looked.source, Source::Cache | Source::Updating) {
-                waited += asked.elapsed();
-            }
+            let (display, lower) = (target.display(), target.lower());
+            let looked = match self.meta.lookup_in_l1(&account, display, lower) {
+                Some(looked) => looked,
+                None => {
+                    let asked = Instant::now();
+                    let looked = self.meta.lookup(&account, display, lower).await?;
+                    if !matches!(looked.source, Source::Cache | Source::Updating) {
+                        waited += asked.elapsed();
+                    }
+                    looked
+                }
+            };
             let source = looked.source;
             let cc = self.cache_control_for(target.lower(), None);
             let f = match &looked.entry.state {
@@ -401,9 +405,11 @@ impl Proxy {
                     break respond::head_only(cc, head, cache);
                 }
                 // 6. body
-                let opening = Instant::now();
+                //    (from memory at once, else timed: a fill or a download waits on Dropbox)
+                let mut opening = None;
                 let opened = match &decision {
                     Decision::Multi(rs) => {
+                        opening = Some(Instant::now());
                         Box::pin(self.bodies.open_parts(&account, &path(), f, rs)).await
                     }
                     decision => {
@@ -413,11 +419,12 @@ impl Proxy {
                         };
                         match self.bodies.open_in_memory(f, span.as_ref()) {
                             Some(opened) => Ok(Ranged::Span(opened)),
-                            None => self
-                                .bodies
-                                .open(&account, &path(), f, span)
-                                .await
-                                .map(Ranged::Span),
+                            None => {
+                                opening = Some(Instant::now());
+                                let path = path();
+                                let opened = self.bodies.open(&account, &path, f, span).await;
+                                opened.map(Ranged::Span)
+                            }
                         }
                     }
                 };

@@ -109,7 +109,7 @@ pub async fn serve(
                 }
                 Err(e) => return Err(e.into()),
             };
-            noted.body_from(cache, asked);
+            noted.body_from(cache, Some(asked));
             cache.mark(&mut resp);
             let h = resp.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static(spec.mime));

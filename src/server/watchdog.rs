@@ -194,12 +194,16 @@ impl<IO> Watched<IO> {
     /// The timer is moved only earlier, or re-armed once it has fired: a later deadline (each
     /// request makes one) waits for the armed timer and is set when it fires, as nginx does,
     /// so a busy connection does not touch the runtime's timer wheel per request.
+    ///
+    /// While the armed timer has not fired and is due no later than `deadline`, it wakes the
+    /// task in time, and the clock is not read (a busy connection passes here per request).
     fn expired(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
         loop {
-            if Instant::now() >= deadline {
-                return true;
-            }
-            if deadline < self.timer.deadline() || self.timer.is_elapsed() {
+            let covered = self.timer.deadline() <= deadline && !self.timer.is_elapsed();
+            if !covered {
+                if Instant::now() >= deadline {
+                    return true;
+                }
                 self.timer.as_mut().reset(deadline);
             }
             // Ready from an earlier deadline that has just passed: re-armed above, next turn.
