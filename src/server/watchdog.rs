@@ -20,9 +20,9 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -36,9 +36,6 @@ pub struct Activity {
     ended_ms: AtomicU64,
     /// Requests begun on this connection.
     begun: AtomicU64,
-    /// A read left waiting while a request was under way: woken when it ends, so the idle
-    /// deadline starts then.
-    reader: Mutex<Option<Waker>>,
 }
 
 impl Activity {
@@ -48,7 +45,6 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             ended_ms: AtomicU64::new(0),
             begun: AtomicU64::new(0),
-            reader: Mutex::new(None),
         })
     }
 
@@ -68,17 +64,16 @@ impl Activity {
 #[derive(Debug)]
 pub struct InFlight(Arc<Activity>);
 
+/// A read waiting when the last request ends is not woken: its timer brings it back by the
+/// idle deadline it armed (no later than an idle period after the request's end), and the
+/// deadline is counted from the end then. A wake here cost every request a second poll of
+/// its connection (hyper reads, and waits, while the answer's body is still being written).
 impl Drop for InFlight {
     fn drop(&mut self) {
         let a = &self.0;
         let ms = a.start.elapsed().as_millis() as u64;
         a.ended_ms.fetch_max(ms, Ordering::Relaxed);
-        if a.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
-            let waiting = a.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some(w) = waiting {
-                w.wake();
-            }
-        }
+        a.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -157,20 +152,12 @@ impl<IO> Watched<IO> {
         }
     }
 
-    /// When a read waiting now must give up, if ever (none while a request is under way: the
-    /// read is woken when it ends).
-    fn read_deadline(&mut self, cx: &Context<'_>) -> Option<Instant> {
+    /// When a read waiting now must give up: the header deadline of a head under way, else
+    /// the idle deadline (while a request is under way, only when the timer is due: the read
+    /// looks again then, see `poll_read`).
+    fn read_deadline(&mut self) -> Instant {
         if self.activity.in_flight.load(Ordering::Relaxed) > 0 {
             self.head_since = None;
-            *self
-                .activity
-                .reader
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
-            // It may have ended meanwhile (its wake found no waker): look again.
-            if self.activity.in_flight.load(Ordering::Relaxed) > 0 {
-                return None;
-            }
         }
         let ended = self.activity.ended();
         if let Some(since) = self.head_since {
@@ -178,7 +165,7 @@ impl<IO> Watched<IO> {
             // no heads to time after its first request (frames of any kind keep coming).
             let first = self.activity.begun.load(Ordering::Relaxed) == 0;
             if (self.h2 != Some(true) || first) && since >= ended {
-                return Some(since + self.limits.header);
+                return since + self.limits.header;
             }
             self.head_since = None;
         }
@@ -186,7 +173,7 @@ impl<IO> Watched<IO> {
             Some(true) => ended,
             _ => ended.max(self.moved),
         };
-        Some(idle_since + self.limits.idle)
+        idle_since + self.limits.idle
     }
 
     /// Polls the timer for `deadline`: true if it has passed.
@@ -247,12 +234,20 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending => match self.read_deadline(cx) {
-                Some(deadline) if self.expired(cx, deadline) => {
-                    Poll::Ready(Err(timed_out("the client was too slow or idle too long")))
+            Poll::Pending => {
+                let deadline = self.read_deadline();
+                if !self.expired(cx, deadline) {
+                    return Poll::Pending;
                 }
-                _ => Poll::Pending,
-            },
+                // A request under way is not cut: the read looks again an idle period on.
+                if self.activity.in_flight.load(Ordering::Relaxed) > 0 {
+                    let again = Instant::now() + self.limits.idle;
+                    if !self.expired(cx, again) {
+                        return Poll::Pending;
+                    }
+                }
+                Poll::Ready(Err(timed_out("the client was too slow or idle too long")))
+            }
             other => other,
         }
     }
@@ -378,5 +373,38 @@ mod tests {
         drop(request);
         let idle = until_timed_out(&mut server).await;
         assert!(idle >= Duration::from_millis(250), "{idle:?}");
+    }
+
+    #[tokio::test]
+    async fn a_read_left_waiting_across_a_requests_end_times_out_an_idle_period_after_it() {
+        // Nothing wakes the read when the request ends: its own timer must bring it back.
+        let limits = Deadlines {
+            header: Duration::from_millis(100),
+            idle: Duration::from_millis(300),
+        };
+        let (client, server) = tokio::io::duplex(1024);
+        let activity = Activity::new();
+        let mut server = Watched::new(server, activity.clone(), limits, Some(false));
+        let mut client = client;
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert!(server.read(&mut buf).await.unwrap() > 0);
+        let request = activity.begin();
+        let reader = tokio::spawn(async move {
+            until_timed_out(&mut server).await;
+            Instant::now()
+        });
+        // The request outlasts an idle period (and the header deadline), then ends.
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert!(!reader.is_finished(), "cut while a request was under way");
+        drop(request);
+        let ended = Instant::now();
+        let cut = reader.await.unwrap();
+        let after = cut - ended;
+        assert!(
+            after >= Duration::from_millis(250) && after < Duration::from_secs(2),
+            "{after:?}"
+        );
+        drop(client);
     }
 }
