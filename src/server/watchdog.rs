@@ -22,7 +22,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -125,6 +125,8 @@ pub struct Watched<IO> {
     activity: Arc<Activity>,
     limits: Deadlines,
     timer: Pin<Box<Sleep>>,
+    /// The task the armed timer will wake (polled since it was last set, not fired yet).
+    timer_wakes: Option<Waker>,
     /// Bytes last moved either way.
     moved: Instant,
     /// The first byte of a request head not yet handed over (HTTP/1.1).
@@ -145,6 +147,7 @@ impl<IO> Watched<IO> {
             activity,
             limits,
             timer: Box::pin(tokio::time::sleep_until(now + limits.header)),
+            timer_wakes: None,
             moved: now,
             // A new connection's first request is timed from the accept.
             head_since: Some(now),
@@ -183,20 +186,44 @@ impl<IO> Watched<IO> {
     /// so a busy connection does not touch the runtime's timer wheel per request.
     ///
     /// While the armed timer has not fired and is due no later than `deadline`, it wakes the
-    /// task in time, and the clock is not read (a busy connection passes here per request).
+    /// task in time: the clock is not read, and if it already holds this task's waker it is not
+    /// polled either (a busy connection passes here per request, and a long body per write).
     fn expired(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
         loop {
             let covered = self.timer.deadline() <= deadline && !self.timer.is_elapsed();
+            if covered
+                && self
+                    .timer_wakes
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                return false;
+            }
             if !covered {
                 if Instant::now() >= deadline {
                     return true;
                 }
                 self.timer.as_mut().reset(deadline);
+                self.timer_wakes = None;
             }
             // Ready from an earlier deadline that has just passed: re-armed above, next turn.
-            if self.timer.as_mut().poll(cx).is_pending() {
+            // Outside the task's cooperative budget: a timer polled with none left would not
+            // take the waker, and a deadline the I/O keeps for itself spends none.
+            let timer = self.timer.as_mut();
+            if Pin::new(&mut tokio::task::unconstrained(timer))
+                .poll(cx)
+                .is_pending()
+            {
+                if !self
+                    .timer_wakes
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    self.timer_wakes = Some(cx.waker().clone());
+                }
                 return false;
             }
+            self.timer_wakes = None;
         }
     }
 }
