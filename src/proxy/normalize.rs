@@ -31,14 +31,7 @@ impl Target {
         text.push_str(alias);
         text.push_str(display);
         let display_end = text.len();
-        // `to_lowercase`, byte by byte when the path is ASCII (most are; the same answer,
-        // without decoding each character).
-        if display.is_ascii() {
-            text.push_str(display);
-            text[display_end..].make_ascii_lowercase();
-        } else {
-            text.push_str(&display.to_lowercase());
-        }
+        push_lowercase(&mut text, display);
         Target {
             text,
             alias_end: alias.len(),
@@ -110,16 +103,20 @@ pub fn site_path(raw: &str) -> Result<(String, String, bool), NormalizeError> {
         return Err(NormalizeError::Segment);
     }
     let (display, trailing_slash) = checked_path(&decoded)?;
-    Ok((display.to_owned(), lowercase(display), trailing_slash))
+    let mut lower = String::with_capacity(display.len());
+    push_lowercase(&mut lower, display);
+    Ok((display.to_owned(), lower, trailing_slash))
 }
 
-/// `to_lowercase`, byte by byte when the path is ASCII (most are; the same answer, without
-/// decoding each character).
-fn lowercase(display: &str) -> String {
+/// Appends `display.to_lowercase()` to `out`, byte by byte when the path is ASCII (most are;
+/// the same answer, without decoding each character).
+fn push_lowercase(out: &mut String, display: &str) {
     if display.is_ascii() {
-        display.to_ascii_lowercase()
+        let start = out.len();
+        out.push_str(display);
+        out[start..].make_ascii_lowercase();
     } else {
-        display.to_lowercase()
+        out.push_str(&display.to_lowercase());
     }
 }
 

@@ -290,7 +290,6 @@ pub fn file(
     // A blob's bytes, if the body is exactly them, may go by sendfile (`http::sendfile`).
     let offer = match (&decision, &opened) {
         (Decision::Single(r), Ranged::Span(o)) if o.offset == *r.start() => o.offer.clone(),
-        (Decision::Whole, Ranged::Span(o)) if o.offset == 0 => o.offer.clone(),
         _ => None,
     };
     let (status, body, body_len, content_type, range_value) = match (decision, opened) {

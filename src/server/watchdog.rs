@@ -380,20 +380,30 @@ mod tests {
         assert!(until_timed_out(&mut server).await < Duration::from_secs(1));
     }
 
-    #[tokio::test]
-    async fn a_request_under_way_is_never_timed_out_and_idleness_counts_from_its_end() {
+    /// An HTTP/1.1 connection (header deadline 100 ms, idle 300 ms) whose request head has
+    /// been read and whose request is under way: the server end, the client end, the request.
+    async fn request_under_way() -> (
+        Watched<tokio::io::DuplexStream>,
+        tokio::io::DuplexStream,
+        InFlight,
+    ) {
         let limits = Deadlines {
             header: Duration::from_millis(100),
             idle: Duration::from_millis(300),
         };
-        let (client, server) = tokio::io::duplex(1024);
+        let (mut client, server) = tokio::io::duplex(1024);
         let activity = Activity::new();
         let mut server = Watched::new(server, activity.clone(), limits, Some(false));
-        let mut client = client;
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         let mut buf = [0u8; 64];
         assert!(server.read(&mut buf).await.unwrap() > 0);
-        let request = activity.begin();
+        (server, client, activity.begin())
+    }
+
+    #[tokio::test]
+    async fn a_request_under_way_is_never_timed_out_and_idleness_counts_from_its_end() {
+        let (mut server, _client, request) = request_under_way().await;
+        let mut buf = [0u8; 64];
         // Well past both deadlines: still waiting, not failed.
         let waited = tokio::time::timeout(Duration::from_millis(500), server.read(&mut buf)).await;
         assert!(waited.is_err(), "{waited:?}");
@@ -405,18 +415,7 @@ mod tests {
     #[tokio::test]
     async fn a_read_left_waiting_across_a_requests_end_times_out_an_idle_period_after_it() {
         // Nothing wakes the read when the request ends: its own timer must bring it back.
-        let limits = Deadlines {
-            header: Duration::from_millis(100),
-            idle: Duration::from_millis(300),
-        };
-        let (client, server) = tokio::io::duplex(1024);
-        let activity = Activity::new();
-        let mut server = Watched::new(server, activity.clone(), limits, Some(false));
-        let mut client = client;
-        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-        let mut buf = [0u8; 64];
-        assert!(server.read(&mut buf).await.unwrap() > 0);
-        let request = activity.begin();
+        let (mut server, client, request) = request_under_way().await;
         let reader = tokio::spawn(async move {
             until_timed_out(&mut server).await;
             Instant::now()
