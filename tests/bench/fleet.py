@@ -78,6 +78,9 @@ class Relay:
                 c, _ = s.accept()
             except OSError:
                 return
+            if s is not self.listener:
+                c.close()
+                return
             if self.mode == "silent":
                 with self.lock:
                     self.conns.add(c)
@@ -128,6 +131,14 @@ class Relay:
         if mode == self.mode:
             return
         if self.listener is not None and mode == "refuse":
+            # shutdown, not only close: a thread blocked in accept() holds the socket open
+            # (and listening) past close() until a connection comes; shutdown takes it out of
+            # LISTEN at once and wakes that thread, so nothing is accepted and the port can
+            # be bound again.
+            try:
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self.listener.close()
             self.listener = None
         self.mode = mode
