@@ -20,13 +20,14 @@ shared VM whose speed moves from run to run, the steadier of the two).
 
 Modes: hit (200s: 1 KiB, 64 KiB, 1 MiB at each --conns), log (1 KiB 200s with and without the
 access log), cond (304 by each target's own ETag), range (206 for the first 64 KiB of 1 MiB, beside 200s of 64 KiB),
-big (16 MiB in a loop over one keep-alive connection, read 1 MiB at a time), fanin (200 clients at once on one cold 16 MiB file: downloads from the origin, first and
+paced (latency at a set load below saturation: c=64, each connection pausing 2 ms between
+requests; 1 KiB 200s and 304s, 64 KiB 200s, 206s of 64 KiB), big (16 MiB in a loop over one keep-alive connection, read 1 MiB at a time), fanin (200 clients at once on one cold 16 MiB file: downloads from the origin, first and
 last byte), syscalls (not by default: system calls and context switches per request, each
-target, 1 KiB 200s at c=64 and c=8, from `perf stat`), profile (not by default: where dropcache's CPU goes under 1 KiB 200s, 304s and 200s
+target, 1 KiB 200s at c=64 and c=8, and per MiB of the 16 MiB stream, from `perf stat`), profile (not by default: where dropcache's CPU goes under 1 KiB 200s, 304s and 200s
 with the access log on, 64 KiB 200s and 206s of 64 KiB, with `perf`; BENCH_CHILDREN=1 adds inclusive times, BENCH_PERF_DIR=DIR keeps
 the perf data). Needs: nginx, wrk, redis-server, a release build (cargo build --release).
 """
-import argparse, http.client, json, os, shutil, socket, statistics, subprocess, sys, tempfile
+import argparse, contextlib, http.client, json, os, shutil, socket, statistics, subprocess, sys, tempfile
 import threading, time, urllib.error, urllib.parse, urllib.request
 
 import spawn
@@ -208,10 +209,18 @@ def cpu_seconds(pids):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def wrk(bench, url, conns, headers, pids=()):
-    lua = bench.path("report.lua")
+def report_lua(bench, pace_ms=0):
+    """The wrk script that prints a RESULT line (and paces, with `pace_ms`)."""
+    lua = bench.path(f"report-{pace_ms}.lua")
     if not os.path.exists(lua):
-        open(lua, "w").write(WRK_LUA)
+        open(lua, "w").write(WRK_LUA + (f"delay = function() return {pace_ms} end\n" if pace_ms else ""))
+    return lua
+
+
+def wrk(bench, url, conns, headers, pids=(), pace_ms=0):
+    """One wrk run; `pace_ms`: each connection waits that long after an answer before it
+    asks again (wrk's `delay`), so the load is a set rate below saturation."""
+    lua = report_lua(bench, pace_ms)
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{bench.a.duration}", "--latency", "-s", lua]
     for h in headers:
         cmd += ["-H", h]
@@ -252,6 +261,31 @@ def matrix(bench, title, cells, targets):
                   f"{cpu_ratio:.2f}x |", flush=True)
 
 
+def paced(bench, targets, pace_ms=2, conns=64):
+    """Latency at a set load: wrk's connections each wait `pace_ms` after an answer, so every
+    target serves about the same rate, below what any of them can do. At saturation (the other
+    tables) p99 also measures the client: wrk, on one CPU, is busier the faster the server,
+    and nginx serving files itself shows the same wider tail at dropcache's rates."""
+    print(f"\n### latency at a set load: c={conns}, each connection pausing {pace_ms} ms between requests\n")
+    print("| target | answer | req/s | p50 ms | p99 ms | p99 ratio (nginx's / this) |")
+    print("|---|---|---:|---:|---:|---:|")
+    etag = {t: fetch(f"{bench.targets[t]}/1k.bin")[1] for t in targets}
+    cells = [("200, 1 KiB", "1k.bin", lambda t: []),
+             ("304, 1 KiB", "1k.bin", lambda t: [f"If-None-Match: {etag[t]}"]),
+             ("200, 64 KiB", "64k.bin", lambda t: []),
+             ("206, 64 KiB of 1 MiB", "1m.bin", lambda t: ["Range: bytes=0-65535"])]
+    for what, obj, headers in cells:
+        runs = {t: [] for t in targets}
+        for rep in range(bench.a.reps):
+            for t in targets[rep % len(targets):] + targets[:rep % len(targets)]:
+                wait_quiet()
+                runs[t].append(wrk(bench, f"{bench.targets[t]}/{obj}", conns, headers(t), pace_ms=pace_ms))
+        med = {t: {k: statistics.median(r[k] for r in runs[t]) for k in ("rps", "p50", "p99")} for t in targets}
+        for t in targets:
+            print(f"| {t} | {what} | {med[t]['rps']:,.0f} | {med[t]['p50']:.3f} | {med[t]['p99']:.3f} | "
+                  f"{med['nginx']['p99'] / max(1e-9, med[t]['p99']):.2f}x |", flush=True)
+
+
 def big_rate(url, secs, bufsz=1 << 20):
     """MiB/s of GETs of `url` in a loop over one keep-alive connection for `secs`, read with
     recv_into a `bufsz` buffer (no copy into Python objects: the client is not the limit)."""
@@ -281,6 +315,18 @@ def big_rate(url, secs, bufsz=1 << 20):
     return total / (1 << 20) / (time.perf_counter() - t0), total / (1 << 30)
 
 
+@contextlib.contextmanager
+def on_client_cpu():
+    """This process (a Python client) on wrk's CPU, as wrk, while the block runs."""
+    cpus = os.sched_getaffinity(0)
+    if NCPU > 1:
+        os.sched_setaffinity(0, {int(CLIENT_CPU)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
 def big(bench, targets):
     print("\n### 16 MiB over one keep-alive connection, GETs in a loop, read 1 MiB at a time\n")
     print("| target | MiB/s (median) | spread | ratio to nginx | server CPU ms/GiB | CPU ratio |")
@@ -288,10 +334,7 @@ def big(bench, targets):
     secs = float(bench.a.duration.rstrip("s"))
     rates = {t: [] for t in targets}
     cpu = {t: [] for t in targets}
-    cpus = os.sched_getaffinity(0)
-    if NCPU > 1:
-        os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the client on wrk's CPU, as wrk
-    try:
+    with on_client_cpu():
         for rep in range(bench.a.reps):
             for t in targets[rep % len(targets):] + targets[:rep % len(targets)]:
                 wait_quiet()
@@ -299,8 +342,6 @@ def big(bench, targets):
                 rate, gib = big_rate(f"{bench.targets[t]}/16m.bin", secs)
                 rates[t].append(rate)
                 cpu[t].append(1e3 * (cpu_seconds(bench.pids(t)) - before) / max(gib, 1e-9))
-    finally:
-        os.sched_setaffinity(0, cpus)
     med = {t: statistics.median(v) for t, v in rates.items()}
     mcpu = {t: statistics.median(v) for t, v in cpu.items()}
     for t in targets:
@@ -354,7 +395,7 @@ def profile(bench, title, headers, name="dropcache", obj="1k.bin"):
         print("(perf is not installed: apt-get install linux-perf)")
         return
     data = bench.path("perf.data")
-    lua = bench.path("report.lua")
+    lua = report_lua(bench)
     load = subprocess.Popen(pinned(CLIENT_CPU, ["wrk", "-t1", "-c64", "-d8s", "-s", lua]
                                    + sum((["-H", h] for h in headers), []) + [f"{bench.targets[TARGET_OF[name]]}/{obj}"]),
                             stdout=subprocess.PIPE, text=True)
@@ -388,31 +429,47 @@ SYSCALLS = ("read", "recvfrom", "write", "writev", "sendto", "sendfile64", "epol
             "epoll_ctl", "futex", "openat", "close", "newfstatat", "statx", "accept4")
 
 
+def perf_counts(bench, t, events, secs, load):
+    """`perf stat` counts of `events` in target `t`'s processes over `secs` seconds, while
+    `load()` runs (it must outlast them); and what `load` returned."""
+    out = bench.path("perf-stat.txt")
+    stat = subprocess.Popen(["perf", "stat", "-x,", "-o", out, "-e", ",".join(events),
+                             "-p", ",".join(map(str, bench.pids(t))), "--", "sleep", str(secs)])
+    res = load()
+    stat.wait()
+    counts = {}
+    for line in open(out):
+        f = line.strip().split(",")
+        if len(f) > 2 and f[0].replace(".", "").isdigit():
+            counts[f[2].split(":")[-1].replace("sys_enter_", "")] = float(f[0])
+    return counts, res
+
+
 def syscalls(bench, targets, obj="1k.bin", conns=64, headers=()):
-    """System calls and context switches per request for each target under wrk on `obj`
-    (`perf stat` of syscall tracepoints: counting, not tracing, so the load runs at speed)."""
-    print(f"\n### system calls per request ({obj}, c={conns}{', ' + headers[0] if headers else ''})\n")
+    """System calls and context switches per request for each target under wrk on `obj`, or
+    (obj "16m.bin") per MiB of the 16 MiB stream (`perf stat` of syscall tracepoints:
+    counting, not tracing, so the load runs at speed)."""
+    stream = obj == "16m.bin"
+    what = "the 16 MiB stream, per MiB sent" if stream else f"{obj}, c={conns}"
+    print(f"\n### system calls per {'MiB' if stream else 'request'} ({what}{', ' + headers[0] if headers else ''})\n")
     if not shutil.which("perf"):
         print("(perf is not installed: apt-get install linux-perf)")
         return
     events = ["raw_syscalls:sys_enter", "context-switches"] + [f"syscalls:sys_enter_{n}" for n in SYSCALLS]
-    print("| target | req/s | all | ctx switches | " + " | ".join(SYSCALLS) + " |")
+    print(f"| target | {'MiB/s' if stream else 'req/s'} | all | ctx switches | " + " | ".join(SYSCALLS) + " |")
     print("|---|---:|---:|---:|" + "---:|" * len(SYSCALLS))
     for t in targets:
-        out = bench.path("perf-stat.txt")
-        stat = subprocess.Popen(["perf", "stat", "-x,", "-o", out, "-e", ",".join(events),
-                                 "-p", ",".join(map(str, bench.pids(t))), "--", "sleep", "4"])
-        res = wrk(bench, f"{bench.targets[t]}/{obj}", conns, list(headers))
-        stat.wait()
-        counts = {}
-        for line in open(out):
-            f = line.strip().split(",")
-            if len(f) > 2 and f[0].replace(".", "").isdigit():
-                counts[f[2].split(":")[-1].replace("sys_enter_", "")] = float(f[0])
-        # wrk runs for the duration with perf's 4 s inside it: requests in the window = rate x 4 s.
-        n = res["rps"] * 4
+        if stream:
+            # The stream runs 5 s with perf's 4 s inside it: MiB in the window = rate x 4 s.
+            load = lambda: big_rate(f"{bench.targets[t]}/16m.bin", 5.0)[0]
+        else:
+            # wrk runs for the duration with perf's 4 s inside it: requests = rate x 4 s.
+            load = lambda: wrk(bench, f"{bench.targets[t]}/{obj}", conns, list(headers))["rps"]
+        with on_client_cpu():
+            counts, rate = perf_counts(bench, t, events, 4, load)
+        n = rate * 4
         cells = [counts.get(k, 0) / n for k in ["sys_enter", "context-switches"] + list(SYSCALLS)]
-        print(f"| {t} | {res['rps']:,.0f} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+        print(f"| {t} | {rate:,.0f} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
 
 
 def origin_fetches(bench, target):
@@ -428,7 +485,7 @@ def origin_fetches(bench, target):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bin", default="target/release/dropcache")
-    p.add_argument("--modes", default="hit,log,cond,range,big,fanin")
+    p.add_argument("--modes", default="hit,log,cond,range,paced,big,fanin")
     p.add_argument("--duration", default="5s")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--conns", default="64,8")
@@ -468,6 +525,8 @@ def main():
             matrix(bench, "206 (Range: bytes=0-65535 of 1 MiB), beside 200s of 64 KiB",
                    [(o, c, (lambda t: ["Range: bytes=0-65535"]) if o == "1m.bin" else none)
                     for c in conns for o in ("1m.bin", "64k.bin")], main3)
+        if "paced" in modes:
+            paced(bench, main3)
         if "big" in modes:
             big(bench, main3)
         if "fanin" in modes:
@@ -475,9 +534,8 @@ def main():
         if "syscalls" in modes:
             syscalls(bench, ["dropcache", "nginx", "static"])
             syscalls(bench, ["dropcache", "nginx", "static"], conns=8)
+            syscalls(bench, ["dropcache", "nginx", "static"], obj="16m.bin")
         if "profile" in modes:
-            if not os.path.exists(bench.path("report.lua")):
-                open(bench.path("report.lua"), "w").write(WRK_LUA)
             profile(bench, "200 hits", [])
             profile(bench, "304s", [f"If-None-Match: {fetch(bench.targets['dropcache'] + '/1k.bin')[1]}"])
             profile(bench, "200 hits, access log on", [], name="log")
