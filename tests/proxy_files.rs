@@ -241,6 +241,15 @@ async fn single_open_and_suffix_ranges() {
             Some((end - start + 1).to_string().as_str())
         );
         assert_eq!(a.header("etag"), Some(w.etag().as_str()));
+        // The rest of the file's head, as its 200 carries it.
+        assert_eq!(a.header("content-type"), Some("image/jpeg"), "{range}");
+        assert_eq!(
+            a.header("last-modified"),
+            Some(last_modified(&w.meta).as_str())
+        );
+        assert_eq!(a.header("accept-ranges"), Some("bytes"));
+        assert_eq!(a.header("cache-control"), Some("public, max-age=60"));
+        assert!(a.header("x-cache-status").is_some(), "{range}");
     }
 }
 

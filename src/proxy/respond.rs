@@ -21,6 +21,7 @@ use hyper::header::{
 };
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
+use std::ops::RangeInclusive;
 
 /// `X-Cache-Status` for an answer made from metadata alone.
 pub fn cache_status(source: Source) -> CacheStatus {
@@ -280,39 +281,15 @@ pub fn file(
     opened: Ranged,
     cache: CacheStatus,
 ) -> Response<Body> {
-    // The whole body: the entry's own head.
-    let opened = match (&decision, opened) {
+    // The whole body, or one range of it: the entry's own head, and what the answer adds.
+    let (decision, opened) = match (decision, opened) {
         (Decision::Whole, Ranged::Span(o)) => return whole(cc, head, o, cache),
-        (_, opened) => opened,
+        (Decision::Single(r), Ranged::Span(o)) => return single(cc, head, r, o, cache),
+        other => other,
     };
     let len = head.len;
     let ct = head.content_type.clone();
-    // A blob's bytes, if the body is exactly them, may go by sendfile (`http::sendfile`).
-    let offer = match (&decision, &opened) {
-        (Decision::Single(r), Ranged::Span(o)) if o.offset == *r.start() => o.offer.clone(),
-        _ => None,
-    };
-    let (status, body, body_len, content_type, range_value) = match (decision, opened) {
-        (Decision::Single(r), Ranged::Span(o)) => {
-            let n = r.end() - r.start() + 1;
-            let cr = content_range(*r.start(), *r.end(), len);
-            // A body that is the range already (a blob's or a memory copy's, opened for it)
-            // goes as it is; one that starts earlier or may run on is cut to it. (hyper sends
-            // no more than the length, and fails the connection on fewer.)
-            let body = match o.offset == *r.start()
-                && hyper::body::Body::size_hint(&o.stream).exact() == Some(n)
-            {
-                true => o.stream,
-                false => {
-                    let part = Part {
-                        head: Bytes::new(),
-                        range: r,
-                    };
-                    Slices::new(o.stream, o.offset, vec![part], Bytes::new()).boxed()
-                }
-            };
-            (StatusCode::PARTIAL_CONTENT, body, n, ct, Some(cr))
-        }
+    let (status, body, body_len, content_type) = match (decision, opened) {
         (Decision::Multi(rs), opened) => {
             let boundary = hex::encode(rand::random::<[u8; 12]>());
             let ct_text = ct.to_str().unwrap_or("application/octet-stream");
@@ -346,9 +323,9 @@ pub fn file(
                 }
             };
             let ct = header_value(format!("multipart/byteranges; boundary={boundary}"));
-            (StatusCode::PARTIAL_CONTENT, body, n, ct, None)
+            (StatusCode::PARTIAL_CONTENT, body, n, ct)
         }
-        (_, Ranged::Span(o)) => (StatusCode::OK, o.stream, len, ct, None),
+        (_, Ranged::Span(o)) => (StatusCode::OK, o.stream, len, ct),
         (_, Ranged::Each { .. }) => unreachable!("parts are opened for multi-ranges only"),
     };
     let mut resp = file_answer(cc, head, status, cache, body);
@@ -361,9 +338,47 @@ pub fn file(
             false => length_value(body_len),
         },
     );
-    if let Some(cr) = range_value {
-        h.insert(CONTENT_RANGE, cr);
+    resp
+}
+
+/// 206 with the one range `r`, cut from `o`: a clone of the entry's head, its length that of
+/// the range, and `Content-Range` (building the head per answer cost a 206 its own inserts).
+fn single(
+    cc: &HeaderValue,
+    head: &Representation,
+    r: RangeInclusive<u64>,
+    o: Opened,
+    cache: CacheStatus,
+) -> Response<Body> {
+    let n = r.end() - r.start() + 1;
+    let cr = content_range(*r.start(), *r.end(), head.len);
+    // A blob's bytes, if the body is exactly them, may go by sendfile (`http::sendfile`).
+    let offer = o.offer.filter(|_| o.offset == *r.start());
+    // A body that is the range already (a blob's or a memory copy's, opened for it) goes as
+    // it is; one that starts earlier or may run on is cut to it. (hyper sends no more than the
+    // length, and fails the connection on fewer.)
+    let body = match o.offset == *r.start()
+        && hyper::body::Body::size_hint(&o.stream).exact() == Some(n)
+    {
+        true => o.stream,
+        false => {
+            let part = Part {
+                head: Bytes::new(),
+                range: r,
+            };
+            Slices::new(o.stream, o.offset, vec![part], Bytes::new()).boxed()
+        }
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+    *resp.headers_mut() = head.whole_head.clone();
+    let h = resp.headers_mut();
+    if n != head.len {
+        h.insert(CONTENT_LENGTH, length_value(n));
     }
+    h.insert(CONTENT_RANGE, cr);
+    h.insert(CACHE_CONTROL, cc.clone());
+    cache.mark(&mut resp);
     if let Some(offer) = offer {
         resp.extensions_mut().insert(offer);
     }
