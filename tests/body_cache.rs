@@ -645,6 +645,20 @@ async fn blobs_go_by_sendfile_on_plain_http1_and_are_read_by_us_otherwise() {
     let (head, body) = read_answer(&mut conn, &mut pending, false).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(body[..] == big[..], "the pipelined GET's bytes");
+    // A reader slower than the sender, on a small receive buffer: the socket fills, each
+    // sendfile sends part of its frame and the next waits for room (a wait that must end).
+    let before = sent();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 << 10).unwrap();
+    let mut conn = socket.connect(p.addr).await.unwrap();
+    conn.write_all(b"GET /alice/big.bin HTTP/1.1\r\nHost: p\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let (head, body) = read_answer(&mut conn, &mut Vec::new(), false).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body[..] == big[..], "the slow reader's bytes");
+    assert_eq!(sent(), before + big.len() as u64, "sent by sendfile");
     // HTTP/2 (h2c) frames its own data: the blob is read, and the bytes are the same.
     let before = sent();
     let body = h2c_get(p.addr, "/alice/big.bin").await;

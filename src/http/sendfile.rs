@@ -219,10 +219,25 @@ impl SendfileIo {
             ready!(self.tcp.poll_write_ready(cx))?;
             let mut at = job.at + job.done as u64;
             let left = job.len - job.done;
+            // Part of what was asked: the socket is full (as tokio's own writes take it, and
+            // nginx's sendfile). The readiness is cleared here, with the tick seen before the
+            // call, so the next write waits for room instead of asking again only to hear
+            // EAGAIN: that call read the file's pages before it found no room.
+            let mut partly = 0;
             let sent = self.tcp.try_io(Interest::WRITABLE, || {
-                rustix::fs::sendfile(&self.tcp, &*job.range.file, Some(&mut at), left)
-                    .map_err(io::Error::from)
+                let n = rustix::fs::sendfile(&self.tcp, &*job.range.file, Some(&mut at), left)?;
+                match n > 0 && n < left {
+                    true => {
+                        partly = n;
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    false => Ok(n),
+                }
             });
+            let sent = match sent {
+                Err(e) if partly > 0 && e.kind() == io::ErrorKind::WouldBlock => Ok(partly),
+                sent => sent,
+            };
             match sent {
                 Ok(0) => {
                     return Poll::Ready(Err(io::Error::new(
