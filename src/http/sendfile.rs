@@ -222,7 +222,9 @@ impl SendfileIo {
             // Part of what was asked: the socket is full (as tokio's own writes take it, and
             // nginx's sendfile). The readiness is cleared here, with the tick seen before the
             // call, so the next write waits for room instead of asking again only to hear
-            // EAGAIN: that call read the file's pages before it found no room.
+            // EAGAIN: that call read the file's pages before it found no room. (A file cut
+            // short under us, never a verified blob, would then end by the watchdog's
+            // stalled-send deadline rather than at once.)
             let mut partly = 0;
             let sent = self.tcp.try_io(Interest::WRITABLE, || {
                 let n = rustix::fs::sendfile(&self.tcp, &*job.range.file, Some(&mut at), left)?;
