@@ -11,6 +11,7 @@ use crate::http::conditional::{self, Outcome, Validators};
 use crate::http::etag::EntityTag;
 use crate::http::range::Decision;
 use crate::http::representation::Representation;
+use crate::http::sendfile::Offer;
 use crate::http::{Body, empty, full};
 use crate::meta::{Listing, Source};
 use bytes::Bytes;
@@ -352,7 +353,6 @@ fn single(
 ) -> Response<Body> {
     let n = r.end() - r.start() + 1;
     let cr = content_range(*r.start(), *r.end(), head.len);
-    // A blob's bytes, if the body is exactly them, may go by sendfile (`http::sendfile`).
     let offer = o.offer.filter(|_| o.offset == *r.start());
     // A body that is the range already (a blob's or a memory copy's, opened for it) goes as
     // it is; one that starts earlier or may run on is cut to it. (hyper sends no more than the
@@ -369,31 +369,37 @@ fn single(
             Slices::new(o.stream, o.offset, vec![part], Bytes::new()).boxed()
         }
     };
-    let mut resp = Response::new(body);
+    let mut resp = from_whole_head(cc, head, body, offer, cache);
     *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-    *resp.headers_mut() = head.whole_head.clone();
     let h = resp.headers_mut();
     if n != head.len {
         h.insert(CONTENT_LENGTH, length_value(n));
     }
     h.insert(CONTENT_RANGE, cr);
-    h.insert(CACHE_CONTROL, cc.clone());
-    cache.mark(&mut resp);
-    if let Some(offer) = offer {
-        resp.extensions_mut().insert(offer);
-    }
     resp
 }
 
 /// 200 with the whole body `o`: a clone of the entry's head (`Representation::whole_head`),
 /// and what this answer adds.
 fn whole(cc: &HeaderValue, head: &Representation, o: Opened, cache: CacheStatus) -> Response<Body> {
-    let mut resp = Response::new(o.stream);
+    let offer = o.offer.filter(|_| o.offset == 0);
+    from_whole_head(cc, head, o.stream, offer, cache)
+}
+
+/// A 200 of `body` with a clone of the entry's head, `Cache-Control` and `X-Cache-Status`;
+/// `offer`, the blob's bytes the body is exactly, may go by sendfile (`http::sendfile`).
+fn from_whole_head(
+    cc: &HeaderValue,
+    head: &Representation,
+    body: Body,
+    offer: Option<Offer>,
+    cache: CacheStatus,
+) -> Response<Body> {
+    let mut resp = Response::new(body);
     *resp.headers_mut() = head.whole_head.clone();
     resp.headers_mut().insert(CACHE_CONTROL, cc.clone());
     cache.mark(&mut resp);
-    // A blob's bytes, if the body is exactly them, may go by sendfile (`http::sendfile`).
-    if let Some(offer) = o.offer.filter(|_| o.offset == 0) {
+    if let Some(offer) = offer {
         resp.extensions_mut().insert(offer);
     }
     resp

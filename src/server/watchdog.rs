@@ -179,6 +179,13 @@ impl<IO> Watched<IO> {
         idle_since + self.limits.idle
     }
 
+    /// Whether the armed timer holds this task's waker.
+    fn timer_wakes_this(&self, cx: &Context<'_>) -> bool {
+        self.timer_wakes
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+    }
+
     /// Polls the timer for `deadline`: true if it has passed.
     ///
     /// The timer is moved only earlier, or re-armed once it has fired: a later deadline (each
@@ -191,12 +198,7 @@ impl<IO> Watched<IO> {
     fn expired(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
         loop {
             let covered = self.timer.deadline() <= deadline && !self.timer.is_elapsed();
-            if covered
-                && self
-                    .timer_wakes
-                    .as_ref()
-                    .is_some_and(|w| w.will_wake(cx.waker()))
-            {
+            if covered && self.timer_wakes_this(cx) {
                 return false;
             }
             if !covered {
@@ -214,11 +216,7 @@ impl<IO> Watched<IO> {
                 .poll(cx)
                 .is_pending()
             {
-                if !self
-                    .timer_wakes
-                    .as_ref()
-                    .is_some_and(|w| w.will_wake(cx.waker()))
-                {
+                if !self.timer_wakes_this(cx) {
                     self.timer_wakes = Some(cx.waker().clone());
                 }
                 return false;
