@@ -232,6 +232,14 @@ def wrk(bench, url, conns, headers, pids=(), pace_ms=0):
                 cpu=1e6 * cpu / max(1.0, reqs))
 
 
+def alternated(bench, targets):
+    """Each target once per rep, in an order that rotates from rep to rep (drift on the host
+    falls on each in turn)."""
+    for rep in range(bench.a.reps):
+        k = rep % len(targets)
+        yield from targets[k:] + targets[:k]
+
+
 def matrix(bench, title, cells, targets):
     """cells: [(object, conns, headers_by_target)]; prints one table, medians over reps."""
     print(f"\n### {title}\n")
@@ -240,11 +248,9 @@ def matrix(bench, title, cells, targets):
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for obj, conns, headers in cells:
         runs = {t: [] for t in targets}
-        for rep in range(bench.a.reps):
-            order = targets[rep % len(targets):] + targets[:rep % len(targets)]
-            for t in order:
-                wait_quiet()
-                runs[t].append(wrk(bench, f"{bench.targets[t]}/{obj}", conns, headers(t), bench.pids(t)))
+        for t in alternated(bench, targets):
+            wait_quiet()
+            runs[t].append(wrk(bench, f"{bench.targets[t]}/{obj}", conns, headers(t), bench.pids(t)))
         med = {t: {k: statistics.median(r[k] for r in runs[t]) for k in ("rps", "p50", "p99", "cpu")} for t in targets}
         for t in targets:
             rps = [r["rps"] for r in runs[t]]
@@ -276,10 +282,9 @@ def paced(bench, targets, pace_ms=2, conns=64):
              ("206, 64 KiB of 1 MiB", "1m.bin", lambda t: ["Range: bytes=0-65535"])]
     for what, obj, headers in cells:
         runs = {t: [] for t in targets}
-        for rep in range(bench.a.reps):
-            for t in targets[rep % len(targets):] + targets[:rep % len(targets)]:
-                wait_quiet()
-                runs[t].append(wrk(bench, f"{bench.targets[t]}/{obj}", conns, headers(t), pace_ms=pace_ms))
+        for t in alternated(bench, targets):
+            wait_quiet()
+            runs[t].append(wrk(bench, f"{bench.targets[t]}/{obj}", conns, headers(t), pace_ms=pace_ms))
         med = {t: {k: statistics.median(r[k] for r in runs[t]) for k in ("rps", "p50", "p99")} for t in targets}
         for t in targets:
             print(f"| {t} | {what} | {med[t]['rps']:,.0f} | {med[t]['p50']:.3f} | {med[t]['p99']:.3f} | "
@@ -335,13 +340,12 @@ def big(bench, targets):
     rates = {t: [] for t in targets}
     cpu = {t: [] for t in targets}
     with on_client_cpu():
-        for rep in range(bench.a.reps):
-            for t in targets[rep % len(targets):] + targets[:rep % len(targets)]:
-                wait_quiet()
-                before = cpu_seconds(bench.pids(t))
-                rate, gib = big_rate(f"{bench.targets[t]}/16m.bin", secs)
-                rates[t].append(rate)
-                cpu[t].append(1e3 * (cpu_seconds(bench.pids(t)) - before) / max(gib, 1e-9))
+        for t in alternated(bench, targets):
+            wait_quiet()
+            before = cpu_seconds(bench.pids(t))
+            rate, gib = big_rate(f"{bench.targets[t]}/16m.bin", secs)
+            rates[t].append(rate)
+            cpu[t].append(1e3 * (cpu_seconds(bench.pids(t)) - before) / max(gib, 1e-9))
     med = {t: statistics.median(v) for t, v in rates.items()}
     mcpu = {t: statistics.median(v) for t, v in cpu.items()}
     for t in targets:
